@@ -1,0 +1,190 @@
+"""The programme's rules (tiers, earning rates, expiry policy, rewards), loaded from a TOML file."""
+
+from __future__ import annotations
+
+import calendar
+import tomllib
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import ROUND_FLOOR, Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_PROGRAMME = Path(__file__).with_name("default_programme.toml")
+LANGUAGES = ("en", "zh_Hans", "zh_Hant")
+
+
+class ProgrammeError(ValueError):
+    """The programme file cannot be used; the message says where and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Settings(_Strict):
+    name: str = "Loyalty programme"
+    currency: str = Field(default="EUR", min_length=3, max_length=3)
+    timezone: str = "UTC"
+    languages: tuple[str, ...] = LANGUAGES
+    default_language: str = "en"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
+class Earning(_Strict):
+    points_per_unit: Decimal = Field(default=Decimal(1), gt=0)
+    birthday_month_multiplier: Decimal = Field(default=Decimal(1), ge=1)
+
+
+class Expiry(_Strict):
+    months: int = Field(default=12, ge=1, le=120)
+
+
+class TierLevel(_Strict):
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    threshold: Decimal = Field(ge=0)
+    multiplier: Decimal = Field(default=Decimal(1), gt=0)
+    names: dict[str, str] = {}
+
+
+class Tiers(_Strict):
+    window_months: int = Field(default=12, ge=1, le=60)
+    levels: tuple[TierLevel, ...]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Tiers:
+        if not self.levels:
+            raise ValueError("at least one tier is needed")
+        if self.levels[0].threshold != 0:
+            raise ValueError("the first tier's threshold must be 0, so that every member has a tier")
+        codes = [level.code for level in self.levels]
+        if len(set(codes)) != len(codes):
+            raise ValueError("tier codes must be unique")
+        for lower, upper in zip(self.levels, self.levels[1:], strict=False):
+            if upper.threshold <= lower.threshold:
+                raise ValueError(
+                    f"tier thresholds overlap: {upper.code!r} ({upper.threshold}) must be above "
+                    f"{lower.code!r} ({lower.threshold})"
+                )
+        return self
+
+
+class RewardSpec(_Strict):
+    code: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")
+    cost: int = Field(gt=0)
+    titles: dict[str, str]
+    descriptions: dict[str, str] = {}
+    stock: int | None = Field(default=None, ge=0)
+    per_member_limit: int | None = Field(default=None, ge=1)
+    validity_days: int = Field(default=30, ge=1, le=3650)
+    min_tier: str | None = None
+    active_from: datetime | None = None
+    active_until: datetime | None = None
+
+
+class Programme(_Strict):
+    """A loyalty programme: what earns points, how tiers work, what points buy."""
+
+    programme: Settings = Settings()
+    earning: Earning = Earning()
+    expiry: Expiry = Expiry()
+    tiers: Tiers
+    rewards: tuple[RewardSpec, ...] = ()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Programme:
+        codes = {level.code for level in self.tiers.levels}
+        seen: set[str] = set()
+        for reward in self.rewards:
+            if reward.code in seen:
+                raise ValueError(f"reward code {reward.code!r} appears twice")
+            seen.add(reward.code)
+            if reward.min_tier is not None and reward.min_tier not in codes:
+                raise ValueError(f"reward {reward.code!r} names unknown tier {reward.min_tier!r}")
+            if self.programme.default_language not in reward.titles:
+                raise ValueError(f"reward {reward.code!r} has no title in {self.programme.default_language!r}")
+        if self.programme.default_language not in self.programme.languages:
+            raise ValueError("default_language must be one of languages")
+        return self
+
+    # --- rules ---------------------------------------------------------------------------------------
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.programme.timezone)
+
+    def tier(self, code: str) -> TierLevel:
+        for level in self.tiers.levels:
+            if level.code == code:
+                return level
+        return self.tiers.levels[0]
+
+    def tier_rank(self, code: str | None) -> int:
+        for rank, level in enumerate(self.tiers.levels):
+            if level.code == code:
+                return rank
+        return 0
+
+    def tier_for_spend(self, spend: Decimal) -> TierLevel:
+        """The highest tier whose threshold the qualifying spend reaches."""
+        chosen = self.tiers.levels[0]
+        for level in self.tiers.levels:
+            if spend >= level.threshold:
+                chosen = level
+        return chosen
+
+    def next_tier(self, code: str) -> TierLevel | None:
+        levels = self.tiers.levels
+        rank = self.tier_rank(code)
+        return levels[rank + 1] if rank + 1 < len(levels) else None
+
+    def points_for(self, amount: Decimal, *, tier: str, birthday_month: bool) -> int:
+        """Points earned for spending `amount`: base rate x tier multiplier x birthday bonus, rounded down."""
+        points = amount * self.earning.points_per_unit * self.tier(tier).multiplier
+        if birthday_month:
+            points *= self.earning.birthday_month_multiplier
+        return int(points.to_integral_value(rounding=ROUND_FLOOR))
+
+    def lot_expiry(self, earned_at: datetime) -> datetime:
+        """When points earned at `earned_at` expire: the end of the month `expiry.months` later (local time)."""
+        local = earned_at.astimezone(self.zone)
+        month_index = local.month - 1 + self.expiry.months
+        year, month = local.year + month_index // 12, month_index % 12 + 1
+        last_day = calendar.monthrange(year, month)[1]
+        end = datetime.combine(date(year, month, last_day), time(23, 59, 59), tzinfo=self.zone)
+        return end.astimezone(UTC)
+
+    def window_start(self, now: datetime) -> datetime:
+        """Start of the rolling window over which qualifying spend counts."""
+        months = self.tiers.window_months
+        month_index = now.month - 1 - months
+        year, month = now.year + month_index // 12, month_index % 12 + 1
+        day = min(now.day, calendar.monthrange(year, month)[1])
+        return now.replace(year=year, month=month, day=day) + timedelta(0)
+
+
+def load_programme(path: str | Path | None = None) -> Programme:
+    """Read and check a programme file (the packaged default when `path` is None)."""
+    source = Path(path) if path else DEFAULT_PROGRAMME
+    try:
+        raw = tomllib.loads(source.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProgrammeError(f"{source}: file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ProgrammeError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        return Programme.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'programme'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ProgrammeError(f"{source}: {problems}") from None

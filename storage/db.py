@@ -1,0 +1,126 @@
+"""One async engine from a URL, and sessions that are each one transaction.
+
+SQLite (the embedded default) allows one writer at a time: write transactions take an
+in-process lock and start with BEGIN IMMEDIATE, so two writers queue instead of failing
+half-way; reads use a second engine and never wait for writers (WAL). PostgreSQL uses one
+pooled engine; services lock the member row with SELECT ... FOR UPDATE, which SQLite ignores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "sqlite+aiosqlite:///./loyalbot.db"
+
+
+class DbUrlError(ValueError):
+    """The database URL cannot be used: names what is wrong."""
+
+
+def normalise_url(url: str) -> str:
+    """Give a database URL its async driver: sqlite -> aiosqlite, postgresql -> asyncpg.
+
+    Raises DbUrlError for anything that is not a SQLite or PostgreSQL URL.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise DbUrlError(f"not a database URL: {exc}") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif backend in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+        if not parsed.database:
+            raise DbUrlError("a PostgreSQL URL needs a database name, e.g. postgresql://user@host/loyalbot")
+    else:
+        raise DbUrlError(f"unsupported database {backend!r}: use sqlite:///file.db or postgresql://...")
+    return parsed.render_as_string(hide_password=False)
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<invalid url>"
+
+
+def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
+    engine = create_async_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy, not the driver, decide when a transaction begins (see "begin" below).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn):  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Db:
+    """The store's engine(s) and a way to run one transaction."""
+
+    def __init__(self, url: str = DEFAULT_URL, *, pool_size: int = 20) -> None:
+        self.url = normalise_url(url)
+        self.dialect = make_url(self.url).get_backend_name()
+        if self.dialect == "sqlite":
+            self.engine = _sqlite_engine(self.url, immediate=True)
+            self._read_engine = _sqlite_engine(self.url, immediate=False)
+            self._write_lock: asyncio.Lock | None = asyncio.Lock()
+        else:
+            self.engine = create_async_engine(
+                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            )
+            self._read_engine = self.engine
+            self._write_lock = None
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        self._read_sessions = async_sessionmaker(self._read_engine, expire_on_commit=False, autoflush=False)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
+        lock = self._write_lock if self._write_lock is not None else contextlib.nullcontext()
+        async with lock:
+            async with self._sessions() as session, session.begin():
+                yield session
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A read-only session that never waits for a writer."""
+        async with self._read_sessions() as session, session.begin():
+            yield session
+
+    async def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+        async with self._read_engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+        if self._read_engine is not self.engine:
+            await self._read_engine.dispose()

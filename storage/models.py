@@ -1,0 +1,407 @@
+"""The SQL store's tables: members, the points ledger, the catalogue, coupons, surveys, schedules, outbox, handoff.
+
+Every timestamp is an aware UTC datetime (SQLModel's UTCDateTime); `storage.clock.utcnow()` makes one.
+Changing a table here needs a new Alembic revision (`alembic revision --autogenerate`); a test fails
+when the models and the migrations drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from storage.clock import utcnow
+
+# Constraint names are fixed so that Alembic migrations are the same on SQLite and PostgreSQL.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JSON = sa.JSON()
+MONEY = sa.Numeric(14, 2)
+
+
+def _json(default: Any = None) -> Any:
+    factory = (lambda: dict(default)) if isinstance(default, dict) else (lambda: list(default or []))
+    return Field(default_factory=factory, sa_column=sa.Column(JSON, nullable=False))
+
+
+class Member(SQLModel, table=True):
+    """A person in the programme; personal fields are emptied by erasure, the row stays for the books."""
+
+    __tablename__ = "members"
+
+    id: int | None = Field(default=None, primary_key=True)
+    telegram_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, unique=True))
+    chat_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    member_no: str = Field(sa_column=sa.Column(sa.String(16), unique=True, nullable=False))
+    first_name: str | None = Field(default=None, max_length=128)
+    last_name: str | None = Field(default=None, max_length=128)
+    language: str = Field(default="en", max_length=16)
+    timezone: str = Field(default="UTC", max_length=64)
+    birthday: date | None = None
+    phone: str | None = Field(default=None, max_length=32)
+    terms_accepted_at: datetime | None = None
+    marketing_consent: bool = False
+    marketing_consent_at: datetime | None = None
+    # active | unreachable (bot blocked) | erased
+    status: str = Field(default="active", max_length=16, index=True)
+    tier: str = Field(default="", max_length=32, index=True)
+    tier_since: datetime | None = None
+    balance: int = 0
+    # Which message kinds the member wants: care, reminders, surveys, offers -> bool.
+    notify: dict = _json({"care": True, "reminders": True, "surveys": True, "offers": True})
+    quiet_start: int | None = None  # minutes after local midnight
+    quiet_end: int | None = None
+    support_blocked: bool = False
+    joined_at: datetime = Field(default_factory=utcnow)
+    last_activity_at: datetime | None = None
+    last_purchase_at: datetime | None = None
+    erased_at: datetime | None = None
+
+    __table_args__ = (sa.CheckConstraint("balance >= 0", name="balance_not_negative"),)
+
+
+class LedgerEntry(SQLModel, table=True):
+    """One movement of points. Append-only; an earn entry is also a lot whose `remaining` is spent down."""
+
+    __tablename__ = "ledger_entries"
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="members.id", index=True)
+    # earn | redeem | expire | adjust | refund | bonus
+    kind: str = Field(max_length=16)
+    delta: int
+    expires_at: datetime | None = None
+    remaining: int | None = None
+    reference: str | None = Field(default=None, max_length=128)
+    purchase_id: int | None = Field(default=None, foreign_key="purchases.id")
+    note: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(default_factory=utcnow)
+
+    __table_args__ = (
+        sa.CheckConstraint("remaining IS NULL OR remaining >= 0", name="remaining_not_negative"),
+        sa.Index("ix_ledger_lots_open", "member_id", "expires_at", "remaining"),
+    )
+
+
+class Purchase(SQLModel, table=True):
+    """A purchase reported by a shop; `external_id` makes a repeated report a no-op."""
+
+    __tablename__ = "purchases"
+
+    id: int | None = Field(default=None, primary_key=True)
+    external_id: str = Field(sa_column=sa.Column(sa.String(128), unique=True, nullable=False))
+    member_id: int = Field(foreign_key="members.id", index=True)
+    amount: Decimal = Field(sa_column=sa.Column(MONEY, nullable=False))
+    currency: str = Field(default="EUR", max_length=3)
+    occurred_at: datetime
+    points_awarded: int = 0
+    refunded_amount: Decimal = Field(default=Decimal("0"), sa_column=sa.Column(MONEY, nullable=False))
+    points_refunded: int = 0
+    refund_shortfall: int = 0
+    source: str = Field(default="api", max_length=32)
+    recorded_by: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Refund(SQLModel, table=True):
+    """A refund of part of a purchase; `external_id` makes a repeated refund a no-op."""
+
+    __tablename__ = "refunds"
+
+    id: int | None = Field(default=None, primary_key=True)
+    external_id: str = Field(sa_column=sa.Column(sa.String(128), unique=True, nullable=False))
+    purchase_id: int = Field(foreign_key="purchases.id", index=True)
+    amount: Decimal = Field(sa_column=sa.Column(MONEY, nullable=False))
+    points_taken: int = 0
+    shortfall: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Tier(SQLModel, table=True):
+    """A tier of the programme, mirrored from the programme file."""
+
+    __tablename__ = "tiers"
+
+    code: str = Field(primary_key=True, max_length=32)
+    rank: int
+    names: dict = _json({})
+    threshold: Decimal = Field(sa_column=sa.Column(MONEY, nullable=False))
+    multiplier: Decimal = Field(default=Decimal("1"), sa_column=sa.Column(sa.Numeric(6, 3), nullable=False))
+
+
+class TierChange(SQLModel, table=True):
+    """Why and when a member moved between tiers."""
+
+    __tablename__ = "tier_changes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="members.id", index=True)
+    from_tier: str = Field(max_length=32)
+    to_tier: str = Field(max_length=32)
+    reason: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class EarningRule(SQLModel, table=True):
+    """A rule of the programme that turns spend into points, mirrored from the programme file."""
+
+    __tablename__ = "earning_rules"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(sa_column=sa.Column(sa.String(32), unique=True, nullable=False))
+    # base (points per currency unit) | birthday_month (multiplier)
+    kind: str = Field(max_length=32)
+    value: Decimal = Field(sa_column=sa.Column(sa.Numeric(10, 4), nullable=False))
+    active: bool = True
+
+
+class Reward(SQLModel, table=True):
+    """An item of the catalogue that points can buy."""
+
+    __tablename__ = "rewards"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(sa_column=sa.Column(sa.String(64), unique=True, nullable=False))
+    titles: dict = _json({})
+    descriptions: dict = _json({})
+    cost: int
+    stock: int | None = None  # None: unlimited
+    per_member_limit: int | None = None
+    validity_days: int = 30
+    min_tier: str | None = Field(default=None, max_length=32)
+    active_from: datetime | None = None
+    active_until: datetime | None = None
+    active: bool = True
+    sort_order: int = 0
+
+    __table_args__ = (sa.CheckConstraint("stock IS NULL OR stock >= 0", name="stock_not_negative"),)
+
+
+class Coupon(SQLModel, table=True):
+    """A reward issued to a member; used once at the counter by staff."""
+
+    __tablename__ = "coupons"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(sa_column=sa.Column(sa.String(32), unique=True, nullable=False))
+    request_id: str = Field(sa_column=sa.Column(sa.String(128), unique=True, nullable=False))
+    reward_id: int = Field(foreign_key="rewards.id", index=True)
+    member_id: int = Field(foreign_key="members.id", index=True)
+    points_spent: int
+    # active | used | expired | void
+    status: str = Field(default="active", max_length=16, index=True)
+    issued_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    used_at: datetime | None = None
+    used_by: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+
+
+class Feedback(SQLModel, table=True):
+    """Free-text feedback from a member, with an optional 1-5 rating."""
+
+    __tablename__ = "feedback"
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="members.id", index=True)
+    text: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    rating: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Survey(SQLModel, table=True):
+    """A satisfaction question put to a member (CSAT 1-5 or NPS 0-10) and what triggered it."""
+
+    __tablename__ = "surveys"
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="members.id", index=True)
+    kind: str = Field(max_length=8)  # csat | nps
+    trigger: str = Field(max_length=16)  # schedule | coupon | handoff | manual
+    trigger_ref: str | None = Field(default=None, max_length=64)
+    schedule_id: int | None = Field(default=None, foreign_key="schedules.id")
+    conversation_id: int | None = Field(default=None, foreign_key="handoff_conversations.id")
+    staff_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    status: str = Field(default="open", max_length=16, index=True)  # open | answered | expired
+    created_at: datetime = Field(default_factory=utcnow)
+    answered_at: datetime | None = None
+
+
+class SurveyAnswer(SQLModel, table=True):
+    """The member's answer to one survey: one per survey."""
+
+    __tablename__ = "survey_answers"
+
+    id: int | None = Field(default=None, primary_key=True)
+    survey_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("surveys.id"), unique=True, nullable=False))
+    member_id: int = Field(foreign_key="members.id", index=True)
+    kind: str = Field(max_length=8)
+    score: int
+    comment: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    staff_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Schedule(SQLModel, table=True):
+    """An operator's care message or reminder: when it runs, whom it reaches, what it says."""
+
+    __tablename__ = "schedules"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=sa.Column(sa.String(100), unique=True, nullable=False))
+    # birthday | anniversary | winback | tier_change | points_expiry | coupon_expiry | nps | csat | broadcast
+    kind: str = Field(max_length=32)
+    enabled: bool = True
+    cron: str | None = Field(default=None, max_length=100)
+    daily_time: str | None = Field(default=None, max_length=5)  # "HH:MM"
+    timezone: str = Field(default="UTC", max_length=64)
+    member_local_time: bool = False
+    offset_days: int = 0
+    segment: dict = _json({})
+    templates: dict = _json({})
+    frequency_cap_days: int | None = None
+    params: dict = _json({})
+    one_off_at: datetime | None = None
+    last_run_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Outbox(SQLModel, table=True):
+    """A planned message; (schedule, member, period) is unique so planning twice plans nothing new."""
+
+    __tablename__ = "outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    schedule_id: int | None = Field(default=None, foreign_key="schedules.id")
+    member_id: int = Field(foreign_key="members.id", index=True)
+    chat_id: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    kind: str = Field(max_length=32)
+    period: str = Field(max_length=64)
+    text: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    buttons: list = _json([])
+    survey_id: int | None = Field(default=None, foreign_key="surveys.id")
+    # pending | sending | sent | failed | skipped
+    status: str = Field(default="pending", max_length=16)
+    skip_reason: str | None = Field(default=None, max_length=64)
+    not_before: datetime = Field(default_factory=utcnow)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=500)
+    claimed_by: str | None = Field(default=None, max_length=64)
+    claimed_at: datetime | None = None
+    sent_at: datetime | None = None
+    telegram_message_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    created_at: datetime = Field(default_factory=utcnow)
+
+    __table_args__ = (
+        sa.UniqueConstraint("schedule_id", "member_id", "period", name="uq_outbox_schedule_member_period"),
+        sa.Index("ix_outbox_due", "status", "not_before"),
+    )
+
+
+class HandoffConversation(SQLModel, table=True):
+    """A member's conversation with support; one state, changed in one place."""
+
+    __tablename__ = "handoff_conversations"
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="members.id", index=True)
+    # bot | waiting | human | closed
+    state: str = Field(default="bot", max_length=16, index=True)
+    topic_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    staff_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    opened_at: datetime = Field(default_factory=utcnow)
+    first_response_at: datetime | None = None
+    closed_at: datetime | None = None
+    closed_by: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    first_response_seconds: int | None = None
+    resolution_seconds: int | None = None
+    waiting_notice_at: datetime | None = None
+    out_of_hours_notice_at: datetime | None = None
+
+
+class HandoffEvent(SQLModel, table=True):
+    """A state change of a handoff conversation: who moved it, from what to what, when."""
+
+    __tablename__ = "handoff_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="handoff_conversations.id", index=True)
+    from_state: str = Field(max_length=16)
+    to_state: str = Field(max_length=16)
+    actor: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class HandoffMessage(SQLModel, table=True):
+    """A relayed message, pairing the member's copy with the staff group's copy (so edits can follow)."""
+
+    __tablename__ = "handoff_messages"
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="handoff_conversations.id", index=True)
+    direction: str = Field(max_length=8)  # in (member->staff) | out (staff->member) | note
+    member_message_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    staff_message_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    staff_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    content_type: str = Field(default="text", max_length=16)
+    text: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Staff(SQLModel, table=True):
+    """Someone allowed to act as staff: agent, operator or admin."""
+
+    __tablename__ = "staff"
+
+    telegram_id: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True, autoincrement=False))
+    role: str = Field(max_length=16)
+    name: str | None = Field(default=None, max_length=128)
+    added_at: datetime = Field(default_factory=utcnow)
+
+
+class ApiKey(SQLModel, table=True):
+    """A shop system's key for the HTTP API; only its hash is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    prefix: str = Field(max_length=12)
+    key_hash: str = Field(sa_column=sa.Column(sa.String(128), unique=True, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None
+
+
+class AuditLog(SQLModel, table=True):
+    """Who did what to whom: staff and operator actions that change a member's standing."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    actor: str = Field(max_length=64)
+    action: str = Field(max_length=64)
+    member_id: int | None = Field(default=None, foreign_key="members.id", index=True)
+    details: dict = _json({})
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ConversationState(SQLModel, table=True):
+    """Where a chat user is in a multi-step conversation (registration, redeeming, feedback...)."""
+
+    __tablename__ = "conversation_states"
+
+    chat_id: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True, autoincrement=False))
+    user_id: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True, autoincrement=False))
+    step: str = Field(max_length=64)
+    data: dict = _json({})
+    updated_at: datetime = Field(default_factory=utcnow)
