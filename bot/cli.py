@@ -1,0 +1,185 @@
+"""The `loyalbot` command line: run the bot, the demo, migrations, staff, schedules and the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bot.settings import Settings, SettingsError, load_settings
+
+console = Console()
+err = Console(stderr=True)
+
+app = typer.Typer(
+    name="loyalbot",
+    help=(
+        "loyalbot: a member-service bot for loyalty programmes.\n\n"
+        "Members chat with it in Telegram; staff take conversations over; operators schedule care "
+        "messages and reminders. Configure it with LOYALBOT_* environment variables (or a .env file): "
+        "LOYALBOT_DATABASE_URL, LOYALBOT_BOT_TOKEN, LOYALBOT_FRAMEWORK, LOYALBOT_PROGRAMME, LOYALBOT_TIMEZONE."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+staff_app = typer.Typer(help="Who may act as staff: agents at the counter and in the staff group, operators, admins.",
+                        no_args_is_help=True)
+app.add_typer(staff_app, name="staff")
+
+
+def settings_or_exit(**overrides: object) -> Settings:
+    """Load the settings, or print what is wrong and stop with exit code 2."""
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except SettingsError as exc:
+        err.print(f"[red]Cannot start:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+DbOption = Annotated[str | None, typer.Option("--database-url", help="Overrides LOYALBOT_DATABASE_URL.")]
+FrameworkOption = Annotated[str | None, typer.Option("--framework", help="aiogram (default) or ptb.")]
+
+
+@app.command()
+def migrate(database_url: DbOption = None) -> None:
+    """Create or upgrade the database schema (safe to run again: it changes nothing when up to date)."""
+    from storage.db import redact_url
+    from storage.migrate import head_revision, upgrade
+
+    settings = settings_or_exit(database_url=database_url)
+    try:
+        upgrade(settings.database_url)
+    except Exception as exc:  # the URL is right but the server is not: say so without a traceback
+        err.print(f"[red]Migration failed[/red] on {redact_url(settings.database_url)}: {type(exc).__name__}: {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"Schema at revision {head_revision()} on {redact_url(settings.database_url)}")
+
+
+@app.command("seed-demo")
+def seed_demo(
+    members: Annotated[int, typer.Option("--members", min=0, max=10_000_000, help="How many synthetic members.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed, for repeatable data.")] = 7,
+    database_url: DbOption = None,
+) -> None:
+    """Load the programme and N synthetic members with two years of purchase history."""
+    from bot.seed import seed_members
+
+    settings = settings_or_exit(database_url=database_url)
+    asyncio.run(seed_members(settings, members, seed=seed, console=console))
+
+
+@app.command()
+def run(framework: FrameworkOption = None) -> None:
+    """Run the bot against Telegram (LOYALBOT_BOT_TOKEN): polling, or a webhook when LOYALBOT_WEBHOOK_URL is set."""
+    from bot.commands import run as run_bot
+
+    run_bot(framework=framework)
+
+
+@app.command()
+def demo(
+    framework: FrameworkOption = None,
+    port: Annotated[int, typer.Option(help="Port of the demo page and local Bot API server.")] = 8080,
+) -> None:
+    """Everything in one process on SQLite: a local Bot API server, the bot, and a chat page at http://127.0.0.1:8080."""
+    from bot.commands import demo as run_demo
+
+    run_demo(framework=framework, port=port)
+
+
+@staff_app.command("add")
+def staff_add(
+    telegram_id: Annotated[int, typer.Argument(help="The person's numeric Telegram user id.")],
+    role: Annotated[str, typer.Option(help="agent | operator | admin")] = "agent",
+    name: Annotated[str | None, typer.Option(help="A name to show colleagues.")] = None,
+    database_url: DbOption = None,
+) -> None:
+    """Allow a Telegram user to act as staff."""
+    from loyalty.errors import Refusal
+
+    async def go() -> None:
+        async with _services(database_url) as loyalty:
+            await loyalty.add_staff(telegram_id, role, name=name, actor="cli")
+
+    try:
+        asyncio.run(go())
+    except Refusal as exc:
+        err.print(f"[red]{exc.detail}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"{telegram_id} is now {role}.")
+
+
+@staff_app.command("list")
+def staff_list(database_url: DbOption = None) -> None:
+    """Show everyone in the staff table."""
+
+    async def go() -> list:
+        async with _services(database_url) as loyalty:
+            return await loyalty.list_staff()
+
+    rows = asyncio.run(go())
+    table = Table("Telegram id", "Role", "Name", "Added")
+    for staff in rows:
+        table.add_row(str(staff.telegram_id), staff.role, staff.name or "", f"{staff.added_at:%Y-%m-%d}")
+    console.print(table if rows else "No staff yet: add someone with `loyalbot staff add TELEGRAM_ID --role agent`.")
+
+
+@staff_app.command("remove")
+def staff_remove(telegram_id: int, database_url: DbOption = None) -> None:
+    """Take away someone's staff rights."""
+
+    async def go() -> bool:
+        async with _services(database_url) as loyalty:
+            return await loyalty.remove_staff(telegram_id, actor="cli")
+
+    if not asyncio.run(go()):
+        err.print(f"{telegram_id} is not in the staff table.")
+        raise typer.Exit(1)
+    console.print(f"{telegram_id} is no longer staff.")
+
+
+class _services:
+    """Open the store (migrated) and the programme's services for one CLI command."""
+
+    def __init__(self, database_url: str | None) -> None:
+        self.settings = settings_or_exit(database_url=database_url)
+
+    async def __aenter__(self):  # type: ignore[no-untyped-def]
+        from loyalty import Loyalty
+        from storage import Db
+        from storage.migrate import upgrade_async
+
+        await upgrade_async(self.settings.database_url)
+        self.db = Db(self.settings.database_url)
+        return Loyalty(self.db, self.settings.load_programme())
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.db.dispose()
+
+
+def _register_optional() -> None:
+    """Sub-commands of rooms that may not be installed yet in a partial checkout."""
+    import importlib.util
+
+    if importlib.util.find_spec("scheduler.cli") is None:
+        return
+    from scheduler.cli import outbox_app, schedule_app
+
+    app.add_typer(schedule_app, name="schedule", help="Care messages and reminders: list, add, preview, run now.")
+    app.add_typer(outbox_app, name="outbox", help="Messages planned and sent.")
+
+
+_register_optional()
+
+
+if __name__ == "__main__":
+    app()

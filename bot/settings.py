@@ -1,0 +1,102 @@
+"""Settings from the environment (prefix LOYALBOT_) and an optional .env file.
+
+A wrong value stops start-up with a message that names the setting and what is wrong.
+Secrets (the bot token, the webhook secret, the console password) are SecretStr: never logged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from loyalty.programme import LANGUAGES, Programme, ProgrammeError, load_programme
+from storage.db import DEFAULT_URL, DbUrlError, normalise_url
+
+TELEGRAM_API = "https://api.telegram.org"
+
+
+class SettingsError(ValueError):
+    """A setting has a value loyalbot cannot start with."""
+
+
+class Settings(BaseSettings):
+    """Everything an operator configures through the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="LOYALBOT_", env_file=".env", extra="ignore")
+
+    database_url: str = DEFAULT_URL
+    bot_token: SecretStr | None = None
+    telegram_api_url: str = TELEGRAM_API
+    framework: Literal["aiogram", "ptb"] = "aiogram"
+    programme: Path | None = None
+    timezone: str = "Europe/Amsterdam"
+    locale: str = "en"
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_listen: str = "127.0.0.1:8443"
+    staff_group_id: int | None = None
+    redis_url: str | None = None
+    console_password: SecretStr | None = None
+    send_rate: float = Field(default=30.0, gt=0, le=1000)
+    paid_broadcast: bool = False
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        try:
+            return normalise_url(value)
+        except DbUrlError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, value: str) -> str:
+        if value not in LANGUAGES:
+            raise ValueError(f"must be one of {', '.join(LANGUAGES)}")
+        return value
+
+    @field_validator("telegram_api_url")
+    @classmethod
+    def _api(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL, the root of a Bot API server")
+        return value.rstrip("/")
+
+    def load_programme(self) -> Programme:
+        try:
+            return load_programme(self.programme)
+        except ProgrammeError as exc:
+            raise SettingsError(f"LOYALBOT_PROGRAMME: {exc}") from None
+
+    def token(self) -> str:
+        if self.bot_token is None or not self.bot_token.get_secret_value().strip():
+            raise SettingsError("LOYALBOT_BOT_TOKEN: not set; ask @BotFather for a token")
+        return self.bot_token.get_secret_value().strip()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, or raise SettingsError naming each bad setting and what is wrong with it."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"LOYALBOT_{str(err['loc'][0]).upper()}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
+        )
+        raise SettingsError(problems) from None
+    settings.load_programme()
+    return settings

@@ -1,0 +1,138 @@
+"""The chat port: what a conversation sees of Telegram (`Incoming`) and what it answers (`Reply`).
+
+Runtimes turn their framework's update into an `Incoming`, call `Router.handle`, and hand the
+replies to `deliver`, which speaks only to a `ChatSender`. Nothing here imports a framework.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from loyalty.outbound import Button, ChatSender, Keyboard, KeyButton, Media, Outgoing, SendError, Sent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Contact:
+    phone: str
+    user_id: int | None
+    first_name: str | None = None
+
+
+@dataclass(frozen=True)
+class IncomingMedia:
+    kind: str  # photo | document | voice | sticker | video | audio | other
+    file_id: str
+    caption: str | None = None
+    filename: str | None = None
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One update from a user, reduced to what conversations need. Exactly one payload is set."""
+
+    user_id: int
+    chat_id: int
+    chat_type: str = "private"  # private | group | supergroup | channel
+    language_code: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    username: str | None = None
+    thread_id: int | None = None
+    message_id: int | None = None
+    reply_to_message_id: int | None = None
+    edited: bool = False
+    # payloads
+    command: str | None = None  # lower-case, without "/" or "@botname"
+    args: str = ""
+    text: str | None = None
+    callback_data: str | None = None
+    callback_id: str | None = None
+    contact: Contact | None = None
+    media: IncomingMedia | None = None
+
+    @property
+    def is_private(self) -> bool:
+        return self.chat_type == "private"
+
+
+def parse_command(text: str) -> tuple[str | None, str]:
+    """Split '/cmd@bot args' into ('cmd', 'args'); (None, text) when text is not a command."""
+    if not text.startswith("/") or len(text) < 2:
+        return None, text
+    head, _, rest = text.partition(" ")
+    name = head[1:].split("@", 1)[0].lower()
+    if not name or not all(ch.isalnum() or ch == "_" for ch in name) or len(name) > 32:
+        return None, text
+    return name, rest.strip()
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One thing to send back. By default it goes to the chat (and topic) the update came from."""
+
+    text: str | None = None
+    media: Media | None = None
+    buttons: Keyboard | None = None
+    keyboard: list[list[KeyButton]] | None = None
+    remove_keyboard: bool = False
+    edit: bool = False  # edit the message whose button was pressed instead of sending a new one
+    chat_id: int | None = None
+    thread_id: int | None = None
+    toast: str | None = None  # the answer to a pressed button (a small notice), if any
+    alert: bool = False
+
+
+@dataclass
+class Context:
+    """What handlers are given: services and settings, never globals."""
+
+    loyalty: Any  # loyalty.Loyalty
+    states: Any  # handlers.state.StateStore
+    config: Any  # handlers.config.ChatConfig
+    clock: Callable[[], datetime]
+    sender: ChatSender | None = None
+    services: dict[str, Any] = field(default_factory=dict)  # optional rooms: "handoff", "surveys", ...
+
+
+async def deliver(incoming: Incoming, replies: list[Reply], sender: ChatSender) -> list[Sent]:
+    """Send the replies through `sender`; a pressed button is always answered, so its spinner stops."""
+    sent: list[Sent] = []
+    toast = next((r for r in replies if r.toast), None)
+    if incoming.callback_id is not None:
+        try:
+            await sender.answer_callback(incoming.callback_id, toast.toast if toast else None,
+                                         alert=bool(toast and toast.alert))
+        except SendError as exc:  # an old callback cannot be answered any more; the replies still go out
+            log.info("callback answer failed: %s", exc.description)
+    for reply in replies:
+        if reply.text is None and reply.media is None and not reply.edit:
+            continue
+        chat_id = reply.chat_id if reply.chat_id is not None else incoming.chat_id
+        thread_id = reply.thread_id if reply.chat_id is not None else (reply.thread_id or incoming.thread_id)
+        if reply.edit and incoming.message_id is not None and reply.media is None:
+            try:
+                if reply.text is not None:
+                    await sender.edit_text(chat_id, incoming.message_id, reply.text, reply.buttons)
+                else:
+                    await sender.edit_buttons(chat_id, incoming.message_id, reply.buttons)
+                continue
+            except SendError as exc:
+                # "message is not modified" or a message too old to edit: send it fresh instead.
+                log.info("edit failed (%s); sending a new message", exc.description)
+                if reply.text is None:
+                    continue
+        sent.append(await sender.send(Outgoing(
+            chat_id=chat_id, text=reply.text, media=reply.media, buttons=reply.buttons,
+            keyboard=reply.keyboard, remove_keyboard=reply.remove_keyboard, thread_id=thread_id,
+        )))
+    return sent
+
+
+__all__ = ["Button", "Contact", "Context", "Incoming", "IncomingMedia", "KeyButton", "Media", "Reply",
+           "deliver", "parse_command"]
