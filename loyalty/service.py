@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col, select
 
 from loyalty import errors
@@ -504,28 +504,53 @@ class Loyalty:
         if occurred > now + timedelta(minutes=5):
             raise errors.InvalidAmount("the purchase is dated in the future")
         tier_event: TierChanged | None = None
+        members, purchases, ledger = Member.__table__, Purchase.__table__, LedgerEntry.__table__
         try:
-            async with self.db.transaction() as tx:
-                member = await self._lock_member(tx, member_id)
-                first = (await tx.execute(select(Purchase).where(Purchase.external_id == external_id))).scalar_one_or_none()
+            # The hot path of the shop API, written in Core: five statements, no ORM bookkeeping.
+            async with self.db.connection() as tx:
+                row = (await tx.execute(
+                    sa.select(members.c.status, members.c.tier, members.c.birthday, members.c.timezone,
+                              members.c.last_purchase_at, members.c.last_activity_at)
+                    .where(members.c.id == member_id).with_for_update()
+                )).first()
+                if row is None:
+                    raise errors.UnknownMember()
+                if row.status == "erased":
+                    raise errors.MemberErased()
+                first = (await tx.execute(sa.select(purchases).where(purchases.c.external_id == external_id))).first()
                 if first is not None:
-                    return self._repeat_of(first, member_id, amount, currency)
-                points = self.programme.points_for(
-                    amount, tier=member.tier, birthday_month=_in_birthday_month(member, occurred)
-                )
-                purchase = Purchase(external_id=external_id, member_id=member.id, amount=amount, currency=currency,
+                    return self._repeat_of(Purchase(**first._mapping), member_id, amount, currency)
+                birthday_month = row.birthday is not None and (
+                    occurred.astimezone(_zone(row.timezone)).month == row.birthday.month)
+                points = self.programme.points_for(amount, tier=row.tier, birthday_month=birthday_month)
+                purchase = Purchase(external_id=external_id, member_id=member_id, amount=amount, currency=currency,
                                     occurred_at=occurred, points_awarded=points, source=source[:32],
-                                    recorded_by=recorded_by, created_at=now)
-                tx.add(purchase)
-                await tx.flush()
+                                    recorded_by=recorded_by, created_at=now, refunded_amount=Decimal(0),
+                                    points_refunded=0, refund_shortfall=0)
+                purchase.id = (await tx.execute(
+                    sa.insert(purchases).values(purchase.model_dump(exclude={"id"})).returning(purchases.c.id)
+                )).scalar_one()
                 if points > 0:
-                    await self._add_lot(tx, member, kind="earn", points=points, now=now,
-                                        expires_at=self.programme.lot_expiry(occurred),
-                                        reference=external_id, purchase_id=purchase.id)
-                member.last_purchase_at = max(member.last_purchase_at or occurred, occurred)
-                member.last_activity_at = max(member.last_activity_at or now, now)
-                tier_event = await self._raise_tier(tx, member, now)
-                tx.add(member)
+                    await tx.execute(sa.insert(ledger).values(
+                        member_id=member_id, kind="earn", delta=points, remaining=points,
+                        expires_at=self.programme.lot_expiry(occurred), reference=external_id,
+                        purchase_id=purchase.id, created_at=now))
+                await tx.execute(sa.update(members).where(members.c.id == member_id).values(
+                    balance=members.c.balance + points,
+                    last_purchase_at=max(as_utc(row.last_purchase_at or occurred), occurred),
+                    last_activity_at=max(as_utc(row.last_activity_at or now), now)))
+                if self.programme.next_tier(row.tier) is not None:
+                    spend = await self._qualifying_spend(tx, member_id, now)
+                    target = self.programme.tier_for_spend(spend)
+                    if self.programme.tier_rank(target.code) > self.programme.tier_rank(row.tier):
+                        reason = f"qualifying spend {spend} reached {target.code} ({target.threshold})"
+                        await tx.execute(sa.update(members).where(members.c.id == member_id)
+                                         .values(tier=target.code, tier_since=now))
+                        await tx.execute(sa.insert(TierChange.__table__).values(
+                            member_id=member_id, from_tier=row.tier, to_tier=target.code, reason=reason[:200],
+                            created_at=now))
+                        tier_event = TierChanged(member_id=member_id, from_tier=row.tier, to_tier=target.code,
+                                                 reason=reason, upgrade=True)
                 result = AwardResult(purchase=purchase, points=points, repeated=False, tier_change=tier_event)
         except IntegrityError:
             # Another transaction recorded the same external id for a different member at the same moment.
@@ -693,7 +718,7 @@ class Loyalty:
 
     # --- tiers --------------------------------------------------------------------------------------
 
-    async def _qualifying_spend(self, tx: AsyncSession, member_id: int, now: datetime) -> Decimal:
+    async def _qualifying_spend(self, tx: AsyncSession | AsyncConnection, member_id: int, now: datetime) -> Decimal:
         start = self.programme.window_start(now)
         spend = (await tx.execute(
             select(sa.func.coalesce(sa.func.sum(Purchase.amount - Purchase.refunded_amount), 0))
@@ -701,14 +726,6 @@ class Loyalty:
                    col(Purchase.occurred_at) <= now)
         )).scalar_one()
         return Decimal(spend)
-
-    async def _raise_tier(self, tx: AsyncSession, member: Member, now: datetime) -> TierChanged | None:
-        spend = await self._qualifying_spend(tx, member.id, now)
-        target = self.programme.tier_for_spend(spend)
-        if self.programme.tier_rank(target.code) <= self.programme.tier_rank(member.tier):
-            return None
-        return self._change_tier(tx, member, target.code, now,
-                                 f"qualifying spend {spend} reached {target.code} ({target.threshold})")
 
     def _change_tier(self, tx: AsyncSession, member: Member, to_tier: str, now: datetime, reason: str
                      ) -> TierChanged:

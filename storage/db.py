@@ -17,7 +17,13 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +95,9 @@ class Db:
             self._read_engine = _sqlite_engine(self.url, immediate=False)
             self._write_lock: asyncio.Lock | None = asyncio.Lock()
         else:
+            # No pre-ping: it costs a round trip per checkout; stale connections are recycled instead.
             self.engine = create_async_engine(
-                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+                self.url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
             )
             self._read_engine = self.engine
             self._write_lock = None
@@ -108,6 +115,14 @@ class Db:
         async with lock:
             async with self._sessions() as session, session.begin():
                 yield session
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """One write transaction on a bare connection (Core statements only; no ORM bookkeeping)."""
+        lock = self._write_lock if self._write_lock is not None else contextlib.nullcontext()
+        async with lock:
+            async with self.engine.begin() as conn:
+                yield conn
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
