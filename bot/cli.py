@@ -30,6 +30,8 @@ app = typer.Typer(
 staff_app = typer.Typer(help="Who may act as staff: agents at the counter and in the staff group, operators, admins.",
                         no_args_is_help=True)
 app.add_typer(staff_app, name="staff")
+apikey_app = typer.Typer(help="Keys for shop systems that post purchases and refunds over HTTP.", no_args_is_help=True)
+app.add_typer(apikey_app, name="apikey")
 
 
 def settings_or_exit(**overrides: object) -> Settings:
@@ -145,6 +147,59 @@ def staff_remove(telegram_id: int, database_url: DbOption = None) -> None:
         err.print(f"{telegram_id} is not in the staff table.")
         raise typer.Exit(1)
     console.print(f"{telegram_id} is no longer staff.")
+
+
+@apikey_app.command("create")
+def apikey_create(name: Annotated[str, typer.Argument(help="Which shop system the key is for.")],
+                  database_url: DbOption = None) -> None:
+    """Make a key for a shop system. It is shown once; only its hash is stored."""
+    from console.api import create_api_key
+
+    async def go() -> str:
+        async with _services(database_url) as loyalty:
+            return await create_api_key(loyalty.db, name)
+
+    console.print(f"API key for {name} (store it now, it is not shown again):\n{asyncio.run(go())}")
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(prefix: Annotated[str, typer.Argument(help="The key's first 10 characters.")],
+                  database_url: DbOption = None) -> None:
+    """Revoke a key: calls made with it are refused from now on."""
+    from console.api import revoke_api_key
+
+    async def go() -> int:
+        async with _services(database_url) as loyalty:
+            return await revoke_api_key(loyalty.db, prefix)
+
+    count = asyncio.run(go())
+    if not count:
+        err.print(f"No active key starts with {prefix!r}.")
+        raise typer.Exit(1)
+    console.print(f"Revoked {count} key(s).")
+
+
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    database_url: DbOption = None,
+) -> None:
+    """Serve the HTTP API for shop systems (purchases, refunds, member look-up) and /healthz."""
+    import uvicorn
+
+    from console.api import create_app
+    from loyalty import Loyalty
+    from storage import Db
+    from storage.migrate import upgrade
+
+    settings = settings_or_exit(database_url=database_url)
+    _logging(settings)
+    upgrade(settings.database_url)
+    db = Db(settings.database_url)
+    loyalty = Loyalty(db, settings.load_programme())
+    asyncio.run(loyalty.sync_programme())
+    uvicorn.run(create_app(db, loyalty), host=host, port=port, log_level="info")
 
 
 class _services:
