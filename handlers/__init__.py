@@ -1,0 +1,1 @@
+"""Member and counter conversations, framework-free: an `Incoming` in, `Reply`s out (see handlers.router)."""

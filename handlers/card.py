@@ -1,0 +1,43 @@
+"""/card: the member card -- number, tier, progress to the next tier, points -- with a QR code to scan."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from handlers.port import Media, Reply
+from handlers.turn import Turn, qr_png
+from loyalty.codes import member_qr_payload
+
+if TYPE_CHECKING:
+    from handlers.router import Router
+
+
+async def card_text(turn: Turn) -> str:
+    """The card's caption: who, which tier, how far to the next, how many points."""
+    member = turn.member
+    assert member is not None
+    progress = await turn.loyalty.tier_progress(member.id, now=turn.now)
+    currency = turn.loyalty.programme.programme.currency
+    lines = [
+        turn.t("card.title", name=turn.ctx.config.bot_name),
+        turn.t("card.member_no", member_no=member.member_no),
+        turn.t("card.tier", tier=turn.tier_name(member.tier)),
+        turn.t("card.points", points=member.balance),
+    ]
+    if progress.next_tier is not None and progress.needed is not None:
+        lines.append(turn.t("card.progress", amount=turn.tr.money(progress.needed, currency),
+                            months=progress.window_months, tier=turn.tier_name(progress.next_tier)))
+    else:
+        lines.append(turn.t("card.top_tier"))
+    lines.append(turn.t("card.show_at_counter"))
+    return "\n".join(lines)
+
+
+async def show_card(turn: Turn) -> list[Reply]:
+    assert turn.member is not None
+    qr = qr_png(member_qr_payload(turn.member.member_no))
+    return [Reply(text=await card_text(turn), media=Media(kind="photo", data=qr, filename="card.png"))]
+
+
+def register(router: Router) -> None:
+    router.command("card", show_card)

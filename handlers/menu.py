@@ -1,0 +1,69 @@
+"""The main menu, /help, /cancel, and the placeholder for talking to a person.
+
+The menu is a reply keyboard (Card, Points, Rewards, Coupons, Feedback, Talk to a person, Settings,
+Help); its labels, in any of the three languages, are read as the commands they stand for.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from handlers.i18n import N_
+from handlers.port import Reply
+from handlers.turn import Turn
+
+if TYPE_CHECKING:
+    from handlers.router import Router
+
+# (command, description key) shown by /help, in this order.
+MEMBER_COMMANDS = (
+    ("card", N_("help.card")),
+    ("points", N_("help.points")),
+    ("rewards", N_("help.rewards")),
+    ("coupons", N_("help.coupons")),
+    ("feedback", N_("help.feedback")),
+    ("support", N_("help.support")),
+    ("settings", N_("help.settings")),
+    ("language", N_("help.language")),
+    ("privacy", N_("help.privacy")),
+    ("cancel", N_("help.cancel")),
+)
+STAFF_COMMANDS = (
+    ("use", N_("help.staff_use")),
+    ("award", N_("help.staff_award")),
+    ("member", N_("help.staff_member")),
+)
+
+
+async def show_help(turn: Turn) -> list[Reply]:
+    """/help: what the bot can do; staff also see the counter commands."""
+    if turn.member is None:
+        return [Reply(text=turn.t("help.not_member"))]
+    lines = [turn.t("help.title")]
+    lines += [f"/{name} — {turn.t(key)}" for name, key in MEMBER_COMMANDS]
+    if await turn.staff_role() is not None:
+        lines += ["", turn.t("help.staff_title")]
+        lines += [f"/{name} — {turn.t(key)}" for name, key in STAFF_COMMANDS]
+    return [Reply(text="\n".join(lines), keyboard=turn.menu_keyboard())]
+
+
+async def show_menu(turn: Turn) -> list[Reply]:
+    """/menu: bring the keyboard back."""
+    return [Reply(text=turn.t("menu.shown"), keyboard=turn.menu_keyboard())]
+
+
+async def cancel(turn: Turn) -> list[Reply]:
+    """/cancel: drop whatever step was pending (the router already cleared it) and say so."""
+    return [Reply(text=turn.t("menu.cancelled"), keyboard=turn.menu_keyboard())]
+
+
+async def support_placeholder(turn: Turn) -> list[Reply]:
+    """Talk to a person, until the support room registers its own /support."""
+    return [Reply(text=turn.t("support.unavailable", hours=turn.ctx.config.support_hours))]
+
+
+def register(router: Router) -> None:
+    router.command("help", show_help, open=True)
+    router.command("menu", show_menu)
+    router.command("cancel", cancel)
+    router.command("support", support_placeholder)

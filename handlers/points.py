@@ -1,0 +1,48 @@
+"""/points: the balance, what expires next and when, and the latest movements of the ledger."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from handlers.i18n import N_
+from handlers.port import Reply
+from handlers.turn import Turn
+
+if TYPE_CHECKING:
+    from handlers.router import Router
+
+LEDGER_KINDS = {
+    "earn": N_("ledger.earn"),
+    "redeem": N_("ledger.redeem"),
+    "expire": N_("ledger.expire"),
+    "adjust": N_("ledger.adjust"),
+    "refund": N_("ledger.refund"),
+    "bonus": N_("ledger.bonus"),
+}
+
+
+async def show_points(turn: Turn) -> list[Reply]:
+    member = turn.member
+    assert member is not None
+    summary = await turn.loyalty.points_summary(member.id, now=turn.now,
+                                                recent=turn.ctx.config.ledger_entries_shown)
+    lines = [turn.n("points.balance", "points.balance_plural", summary.balance)]
+    upcoming = summary.next_expiry
+    if upcoming is not None:
+        lines.append(turn.n("points.expiring", "points.expiring_plural", upcoming.points,
+                            date=upcoming.expires_at))
+    elif summary.balance:
+        lines.append(turn.t("points.no_expiry"))
+    if summary.recent:
+        lines += ["", turn.t("points.recent")]
+        for entry in summary.recent:
+            sign = "+" if entry.delta > 0 else "−"
+            kind = turn.t(LEDGER_KINDS.get(entry.kind, "ledger.adjust"))
+            lines.append(f"{turn.tr.date(entry.created_at)} · {kind} · {sign}{turn.tr.number(abs(entry.delta))}")
+    else:
+        lines += ["", turn.t("points.none_yet")]
+    return [Reply(text="\n".join(lines))]
+
+
+def register(router: Router) -> None:
+    router.command("points", show_points)

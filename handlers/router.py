@@ -1,0 +1,253 @@
+"""The chat router: one `Incoming` in, the list of `Reply`s out, whatever framework delivered it.
+
+Order of dispatch for a private chat: interceptors (e.g. support relaying free text while a human
+holds the conversation), then a pressed button by its callback action, a command, a main-menu
+label, the current conversation step, and finally a helpful answer to anything else. Group chats
+go only to group handlers (the staff group); by default they are ignored.
+
+Everything runs inside an error boundary: a refusal from a service becomes its message, any other
+exception is logged without personal data and the member gets a polite apology in their language.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass, replace
+
+from handlers.i18n import LANGUAGES, Translator, pick_language, translations
+from handlers.port import Context, Incoming, Reply
+from handlers.turn import CAPTION_LIMIT, MENU, TEXT_LIMIT, TOAST_LIMIT, Handler, Interceptor, Turn, clip
+from loyalty.callbacks import decode
+from loyalty.errors import Refusal
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Route:
+    handler: Handler
+    staff: bool = False
+    open: bool = False  # allowed before the user has joined
+
+
+class Router:
+    """Dispatches updates to the conversations registered on it."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._commands: dict[str, _Route] = {}
+        self._callbacks: dict[str, _Route] = {}
+        self._steps: dict[str, Handler] = {}
+        self._interceptors: list[Interceptor] = []
+        self._groups: list[Interceptor] = []
+        self._menu_texts: dict[str, str] | None = None
+        # Set by handlers.registration: how to answer someone who has not joined (or not finished joining).
+        self.join_prompt: Handler | None = None
+
+    # --- registration of handlers (other rooms use these) -------------------------------------------
+
+    def command(self, name: str, handler: Handler, staff: bool = False, *, open: bool = False) -> None:
+        """Answer `/name`. `staff`: only for users in the staff table; `open`: also before joining.
+        Registering a name again replaces the earlier handler (e.g. support replaces the /support stub)."""
+        self._commands[name.lower()] = _Route(handler, staff=staff, open=open or staff)
+
+    def callback(self, action: str, handler: Handler, *, open: bool = False) -> None:
+        """Answer pressed buttons whose callback data decodes to `action` (see loyalty.callbacks.ACTIONS)."""
+        self._callbacks[action] = _Route(handler, open=open)
+
+    def step(self, prefix: str, handler: Handler) -> None:
+        """Answer messages while the conversation state's step is `prefix.<something>`."""
+        self._steps[prefix] = handler
+
+    def interceptor(self, handler: Interceptor) -> None:
+        """Called first for every private update; returning a list (even empty) consumes the update."""
+        self._interceptors.append(handler)
+
+    def group(self, handler: Interceptor) -> None:
+        """Called for updates from group chats (e.g. the staff group); the first non-None answer wins."""
+        self._groups.append(handler)
+
+    @property
+    def commands(self) -> list[str]:
+        return sorted(self._commands)
+
+    def has_command(self, name: str) -> bool:
+        return name in self._commands
+
+    # --- dispatch -----------------------------------------------------------------------------------
+
+    async def handle(self, incoming: Incoming) -> list[Reply]:
+        """The replies to one update. Never raises."""
+        tr = Translator(pick_language(incoming.language_code))
+        where = _describe(incoming)
+        try:
+            turn = await self._turn(incoming)
+            tr = turn.tr
+            if not incoming.is_private:
+                replies = await self._group(turn)
+            else:
+                replies = await self._private(turn)
+        except Refusal as refusal:
+            log.info("refused %s: %s", where, refusal.code)
+            text = Turn(incoming, self.ctx, self.ctx.clock(), tr, None, None).refusal(refusal)
+            replies = [Reply(text=text, toast=clip(text, TOAST_LIMIT) if incoming.callback_id else None)]
+        except Exception as exc:
+            # Log the place and the kind of failure, never the message or the exception text:
+            # both may carry what the member typed.
+            log.error("handler failed on %s: %s\n%s", where, type(exc).__name__,
+                      "".join(traceback.format_tb(exc.__traceback__)))
+            text = tr.t("error.unexpected")
+            replies = [Reply(text=text, toast=clip(text, TOAST_LIMIT) if incoming.callback_id else None)]
+        return [_within_limits(reply) for reply in replies]
+
+    async def _turn(self, incoming: Incoming) -> Turn:
+        now = self.ctx.clock()
+        member = await self.ctx.loyalty.member_by_telegram(incoming.user_id)
+        if member is not None and member.status == "erased":
+            member = None
+        state = await self.ctx.states.get(incoming.chat_id, incoming.user_id) if incoming.is_private else None
+        if member is not None:
+            lang, zone = member.language, member.timezone
+        else:
+            chosen = (state.data.get("lang") if state and state.step.startswith("reg.") else None)
+            lang = chosen if chosen in LANGUAGES else pick_language(incoming.language_code)
+            zone = self.ctx.loyalty.programme.programme.timezone
+        tr = Translator(lang, timezone=zone, format_locale=self.ctx.config.format_locales.get(lang))
+        return Turn(incoming=incoming, ctx=self.ctx, now=now, tr=tr, member=member, state=state)
+
+    async def _group(self, turn: Turn) -> list[Reply]:
+        for handler in self._groups:
+            replies = await handler(turn)
+            if replies is not None:
+                return replies
+        return []
+
+    async def _private(self, turn: Turn) -> list[Reply]:
+        incoming = turn.incoming
+        if turn.member is not None:
+            await turn.loyalty.touch(turn.member.id, now=turn.now)
+        for interceptor in self._interceptors:
+            replies = await interceptor(turn)
+            if replies is not None:
+                return replies
+        if incoming.edited:
+            return []  # an edit of an earlier message is not a new answer (support relays edits itself)
+        if incoming.callback_data is not None or incoming.callback_id is not None:
+            return await self._pressed(turn)
+        if incoming.command is not None:
+            return await self._command(turn, incoming.command)
+        if incoming.text is not None and (menu_command := self.menu_command(incoming.text)) is not None:
+            return await self._command(turn, menu_command)
+        if turn.state is not None:
+            handler = self._steps.get(turn.state.step.split(".", 1)[0])
+            if handler is not None:
+                return await handler(turn)
+            await turn.clear_state()  # a step nobody answers any more (e.g. after an upgrade)
+        if turn.member is None:
+            return await self._join_first(turn)
+        if incoming.contact is not None:
+            return [Reply(text=turn.t("stray.contact"))]
+        if incoming.media is not None:
+            return [Reply(text=turn.t("stray.media"), keyboard=turn.menu_keyboard())]
+        return [Reply(text=turn.t("stray.text"), keyboard=turn.menu_keyboard())]
+
+    async def _pressed(self, turn: Turn) -> list[Reply]:
+        callback = decode(turn.incoming.callback_data)
+        route = self._callbacks.get(callback.action) if callback is not None else None
+        if callback is None or route is None:
+            log.info("stale or forged button on %s", _describe(turn.incoming))
+            return turn.toast("error.stale_button", alert=True)
+        if turn.member is None and not route.open:
+            return await self._join_first(turn)
+        turn.callback = callback
+        return await route.handler(turn)
+
+    async def _command(self, turn: Turn, name: str) -> list[Reply]:
+        route = self._commands.get(name)
+        if route is None:
+            log.info("unknown command on %s", _describe(turn.incoming))
+            if turn.member is None:
+                return await self._join_first(turn)
+            return [Reply(text=turn.t("stray.command", command="/" + name[:32]), keyboard=turn.menu_keyboard())]
+        if route.staff:
+            if await turn.staff_role() is None:
+                log.info("non-staff user tried /%s", name)
+                return [Reply(text=turn.t("error.not_permitted"))]
+            return await route.handler(turn)
+        if turn.member is None and not route.open:
+            return await self._join_first(turn)
+        if turn.state is not None and not turn.state.step.startswith("reg."):
+            await turn.clear_state()  # a new command abandons whatever step was pending
+        return await route.handler(turn)
+
+    async def _join_first(self, turn: Turn) -> list[Reply]:
+        if turn.incoming.callback_id is not None:
+            return turn.toast("start.join_first", alert=True)
+        if self.join_prompt is not None:
+            return await self.join_prompt(turn)
+        return [Reply(text=turn.t("start.join_first"))]
+
+    def menu_command(self, text: str) -> str | None:
+        """The command a main-menu label stands for, in any of our languages."""
+        if self._menu_texts is None:
+            self._menu_texts = {}
+            for lang in LANGUAGES:
+                tr = translations(lang)
+                for command, key in MENU:
+                    self._menu_texts[tr.gettext(key).strip().casefold()] = command
+        return self._menu_texts.get(text.strip().casefold())
+
+
+
+
+def _describe(incoming: Incoming) -> str:
+    """Where an update went, for logs: the kind of update and the command/action, no content."""
+    if incoming.callback_data is not None:
+        head = incoming.callback_data.split(":")[1:2]
+        return f"button {head[0][:8] if head else '?'}"
+    if incoming.command is not None:
+        return f"/{incoming.command[:32]}"
+    if incoming.contact is not None:
+        return "contact"
+    if incoming.media is not None:
+        return f"media {incoming.media.kind}"
+    return "text" if incoming.chat_type == "private" else f"{incoming.chat_type} message"
+
+
+def _within_limits(reply: Reply) -> Reply:
+    """Keep a reply inside Telegram's limits (text 4096, caption 1024, toast 200)."""
+    changes = {}
+    limit = CAPTION_LIMIT if reply.media is not None else TEXT_LIMIT
+    if reply.text is not None and len(reply.text) > limit:
+        log.warning("reply text of %d characters cut to %d", len(reply.text), limit)
+        changes["text"] = clip(reply.text, limit)
+    if reply.toast is not None and len(reply.toast) > TOAST_LIMIT:
+        changes["toast"] = clip(reply.toast, TOAST_LIMIT)
+    return replace(reply, **changes) if changes else reply
+
+
+def build_router(ctx: Context) -> Router:
+    """The router with every member and counter conversation registered."""
+    from handlers import (
+        card,
+        coupons,
+        feedback,
+        menu,
+        points,
+        privacy,
+        registration,
+        rewards,
+        settings,
+        staff,
+        surveys,
+    )
+
+    router = Router(ctx)
+    for module in (registration, menu, card, points, rewards, coupons, feedback, settings, privacy, staff,
+                   surveys):
+        module.register(router)
+    return router
+
+
+__all__ = ["Router", "build_router"]

@@ -1,0 +1,169 @@
+"""One update being answered: the update, the services, the member (if any), their language and step.
+
+Every handler of the chat layer is ``async def handler(turn: Turn) -> list[Reply]``. A `Turn` carries
+`incoming` and `ctx` (the port's contract) plus what nearly every handler needs first: the member
+looked up by Telegram id, a `Translator` in their language, the conversation state, and `now`.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import segno
+
+from handlers.i18n import N_, Translator
+from handlers.port import Context, Incoming, KeyButton, Reply
+from handlers.state import State
+from loyalty.callbacks import Callback
+from loyalty.errors import Refusal
+from storage.models import Member
+
+TEXT_LIMIT = 4096
+CAPTION_LIMIT = 1024
+TOAST_LIMIT = 200
+
+# The main menu, in order: (command, label key). Two buttons a row.
+MENU: tuple[tuple[str, str], ...] = (
+    ("card", N_("menu.card")),
+    ("points", N_("menu.points")),
+    ("rewards", N_("menu.rewards")),
+    ("coupons", N_("menu.coupons")),
+    ("feedback", N_("menu.feedback")),
+    ("support", N_("menu.support")),
+    ("settings", N_("menu.settings")),
+    ("help", N_("menu.help")),
+)
+
+# The message of every refusal a service can give (its `code`, see loyalty/errors.py), listed here so
+# that `pybabel extract` finds them; tests/handlers/test_catalogues.py checks none is missing.
+REFUSAL_MESSAGES = (
+    N_("error.refused"), N_("error.unknown_member"), N_("error.member_erased"), N_("error.terms_required"),
+    N_("error.invalid_birthday"), N_("error.invalid_setting"), N_("error.invalid_amount"),
+    N_("error.purchase_conflict"), N_("error.unknown_purchase"), N_("error.refund_too_large"),
+    N_("error.unknown_reward"), N_("error.reward_unavailable"), N_("error.out_of_stock"),
+    N_("error.tier_too_low"), N_("error.limit_reached"), N_("error.not_enough_points"),
+    N_("error.unknown_coupon"), N_("error.coupon_expired"), N_("error.coupon_used"), N_("error.coupon_void"),
+    N_("error.not_permitted"), N_("error.reason_required"), N_("error.invalid_adjustment"),
+    N_("error.score_out_of_range"), N_("error.unknown_survey"), N_("error.survey_closed"),
+    N_("error.invalid_feedback"),
+)
+
+
+@dataclass
+class Turn:
+    """An update in the making of its answer."""
+
+    incoming: Incoming
+    ctx: Context
+    now: datetime
+    tr: Translator
+    member: Member | None
+    state: State | None
+    callback: Callback | None = None  # the decoded button, when a button was pressed
+    _staff_role: Any = field(default=False, repr=False)  # False: not looked up yet
+
+    # --- shortcuts ----------------------------------------------------------------------------------
+
+    @property
+    def loyalty(self) -> Any:
+        return self.ctx.loyalty
+
+    @property
+    def lang(self) -> str:
+        return self.tr.lang
+
+    def t(self, msgid: str, **params: Any) -> str:
+        return self.tr.t(msgid, **params)
+
+    def n(self, singular: str, plural: str, count: int, **params: Any) -> str:
+        return self.tr.n(singular, plural, count, **params)
+
+    def label(self, msgid: str, **params: Any) -> str:
+        """Plain text for a button label or a toast (Telegram shows it as is: no HTML escaping)."""
+        return self.tr.label(msgid, **params)
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return self.incoming.chat_id, self.incoming.user_id
+
+    @property
+    def step(self) -> str | None:
+        return self.state.step if self.state else None
+
+    async def set_state(self, step: str, data: dict[str, Any] | None = None) -> None:
+        await self.ctx.states.set(*self.key, step, data)
+        self.state = State(step=step, data=dict(data or {}))
+
+    async def clear_state(self) -> None:
+        if self.state is not None:
+            await self.ctx.states.clear(*self.key)
+            self.state = None
+
+    async def staff_role(self) -> str | None:
+        """The user's staff role (agent/operator/admin) or None; looked up once per update."""
+        if self._staff_role is False:
+            self._staff_role = await self.loyalty.staff_role(self.incoming.user_id)
+        return self._staff_role
+
+    def translator_for(self, member: Member) -> Translator:
+        return Translator(member.language, timezone=member.timezone,
+                          format_locale=self.ctx.config.format_locales.get(member.language))
+
+    # --- common replies -----------------------------------------------------------------------------
+
+    def menu_keyboard(self) -> list[list[KeyButton]]:
+        labels = [KeyButton(self.t(key)) for _, key in MENU]
+        return [labels[i:i + 2] for i in range(0, len(labels), 2)]
+
+    def refusal(self, refusal: Refusal) -> str:
+        """What the member is told when a service says no (every refusal code has a message)."""
+        params: dict[str, Any] = {}
+        for name, value in refusal.params.items():
+            if name == "tier" and isinstance(value, str):
+                params[name] = self.tier_name(value)
+            elif value is not None:
+                params[name] = value
+        key = f"error.{refusal.code}"
+        return self.t(key if self.tr.has(key) else "error.refused", **params)
+
+    def refusal_reply(self, refusal: Refusal) -> list[Reply]:
+        text = self.refusal(refusal)
+        if self.incoming.callback_id is not None:
+            return [Reply(text=text, toast=clip(text, TOAST_LIMIT))]
+        return [Reply(text=text)]
+
+    def toast(self, msgid: str, *, alert: bool = False, **params: Any) -> list[Reply]:
+        """Answer a pressed button with a small notice and nothing else."""
+        return [Reply(toast=clip(self.label(msgid, **params), TOAST_LIMIT), alert=alert)]
+
+    def tier_name(self, code: str) -> str:
+        level = self.loyalty.programme.tier(code)
+        return level.names.get(self.lang) or level.names.get("en") or code
+
+    def title(self, texts: dict[str, str], fallback: str) -> str:
+        """A reward's title (or description) in the member's language."""
+        return texts.get(self.lang) or texts.get("en") or fallback
+
+
+Handler = Callable[[Turn], Awaitable[list[Reply]]]
+Interceptor = Callable[[Turn], Awaitable[list[Reply] | None]]
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters (with an ellipsis) so Telegram accepts it."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def qr_png(payload: str) -> bytes:
+    """A QR code of `payload` as PNG bytes, large enough to scan from a phone screen."""
+    buffer = io.BytesIO()
+    segno.make(payload, error="m").save(buffer, kind="png", scale=8, border=3)
+    return buffer.getvalue()
+
+
+__all__ = ["CAPTION_LIMIT", "MENU", "TEXT_LIMIT", "TOAST_LIMIT", "Handler", "Interceptor", "Turn", "clip",
+           "qr_png"]
