@@ -1,0 +1,238 @@
+"""The assembly: from `Settings` to a running bot (store, programme, services, router, runtime, extras).
+
+`App.start()` migrates the store, mirrors the programme into it, builds the services and the chosen
+Telegram runtime, registers the command menu per language, starts any added services (scheduler,
+console...), then starts receiving updates. `App.stop()` undoes it in reverse order; `App.run()`
+does both around SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot.runtime import Connection, RouterLike, Runtime, quiet_http_loggers
+from bot.settings import Settings, SettingsError
+from handlers.config import ChatConfig
+from handlers.port import Context
+from handlers.state import RedisStateStore, SqlStateStore
+from loyalty.outbound import ChatSender, SendError
+from loyalty.service import Loyalty
+from storage import Db, utcnow
+from storage.db import redact_url
+from storage.migrate import upgrade_async
+
+log = logging.getLogger("loyalbot.app")
+
+FRAMEWORKS = ("aiogram", "ptb")
+# Rooms that may add themselves to the process: each exposes `attach(app: App) -> None` and calls
+# `app.add_service(...)`. A room not present in this checkout is skipped.
+OPTIONAL_ROOMS = ("scheduler.service", "console.service")
+# Telegram keys command lists by two-letter language code; zh_Hant members see the zh list too.
+COMMAND_LANGUAGES = {"en": "en", "zh": "zh_Hans"}
+
+
+@dataclass
+class Service:
+    """Something started with the bot and stopped before it (the scheduler, the console...)."""
+
+    name: str
+    start: Callable[[App], Awaitable[None]]
+    stop: Callable[[], Awaitable[None]]
+
+
+def make_runtime(framework: str, connection: Connection, router: RouterLike | None = None, *,
+                 concurrency: int = 64) -> Runtime:
+    """The runtime for `framework` ("aiogram" or "ptb")."""
+    if framework == "aiogram":
+        from bot.aiogram_runtime import AiogramRuntime
+
+        return AiogramRuntime(connection, router, concurrency=concurrency)
+    if framework == "ptb":
+        from bot.ptb_runtime import PtbRuntime
+
+        return PtbRuntime(connection, router, concurrency=concurrency)
+    raise SettingsError(f"LOYALBOT_FRAMEWORK: must be one of {', '.join(FRAMEWORKS)}, not {framework!r}")
+
+
+def connection_from(settings: Settings, *, polling_timeout: int = 10) -> Connection:
+    """Where the bot connects, from the settings (raises SettingsError without a token)."""
+    return Connection(
+        token=settings.token(),
+        api_url=settings.telegram_api_url,
+        webhook_url=settings.webhook_url,
+        webhook_secret=settings.webhook_secret.get_secret_value() if settings.webhook_secret else None,
+        webhook_listen=settings.webhook_listen,
+        polling_timeout=polling_timeout,
+    )
+
+
+def command_lists(default_language: str) -> dict[str | None, list[tuple[str, str]]]:
+    """The command menu per Telegram language code (None: everyone else), texts from the chat catalogues."""
+    from handlers.i18n import Translator
+    from handlers.menu import MEMBER_COMMANDS
+
+    def listing(lang: str) -> list[tuple[str, str]]:
+        tr = Translator(lang)
+        return [(name, tr.t(key)[:256] or name) for name, key in MEMBER_COMMANDS]
+
+    lists: dict[str | None, list[tuple[str, str]]] = {None: listing(default_language)}
+    for code, lang in COMMAND_LANGUAGES.items():
+        lists[code] = listing(lang)
+    return lists
+
+
+async def register_commands(sender: ChatSender, default_language: str) -> None:
+    """setMyCommands for each language; a failure is logged, the bot still starts."""
+    try:
+        lists = command_lists(default_language)
+    except Exception as exc:  # a catalogue problem must not keep the bot from answering
+        log.warning("command menu not registered: %s", type(exc).__name__)
+        return
+    for code, commands in lists.items():
+        try:
+            await sender.set_commands(commands, language=code)
+        except SendError as exc:
+            log.warning("setMyCommands(%s) failed: %s", code or "default", exc.description)
+
+
+class App:
+    """loyalbot in one process: store, programme, services, router, one Telegram runtime, extras."""
+
+    def __init__(self, settings: Settings, *, framework: str | None = None, connection: Connection | None = None,
+                 clock: Callable[[], datetime] = utcnow, concurrency: int = 64,
+                 chat_config: ChatConfig | None = None) -> None:
+        self.settings = settings
+        self.framework = framework or settings.framework
+        if self.framework not in FRAMEWORKS:
+            raise SettingsError(f"--framework: must be one of {', '.join(FRAMEWORKS)}, not {self.framework!r}")
+        self.connection = connection or connection_from(settings)
+        self.clock = clock
+        self.concurrency = concurrency
+        self.chat_config = chat_config
+        self.services: list[Service] = []
+        self._started: list[Service] = []
+        self.db: Db | None = None
+        self.loyalty: Loyalty | None = None
+        self.states: Any = None
+        self.context: Context | None = None
+        self.runtime: Runtime | None = None
+        self.router: Any = None
+        self._stop_requested = asyncio.Event()
+
+    def add_service(self, start: Callable[[App], Awaitable[None]], stop: Callable[[], Awaitable[None]], *,
+                    name: str = "service") -> None:
+        """Start `start(app)` after the bot is assembled (before updates flow); `stop()` before it closes."""
+        self.services.append(Service(name, start, stop))
+
+    def attach_optional_rooms(self, rooms: tuple[str, ...] = OPTIONAL_ROOMS) -> list[str]:
+        """Let the rooms present in this checkout add their services; returns the names attached."""
+        attached = []
+        for module_name in rooms:
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name and module_name.startswith(exc.name):
+                    continue  # that room is not here yet
+                raise
+            attach = getattr(module, "attach", None)
+            if callable(attach):
+                attach(self)
+                attached.append(module_name)
+        return attached
+
+    @property
+    def sender(self) -> ChatSender:
+        assert self.runtime is not None, "App.start() first"
+        return self.runtime.sender
+
+    async def start(self) -> None:
+        """Assemble everything and start receiving updates; on failure, undo what was started and raise."""
+        quiet_http_loggers()
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("loyalbot is running")
+
+    async def _start(self) -> None:
+        settings = self.settings
+        log.info("starting loyalbot on %s with %s", redact_url(settings.database_url), self.framework)
+        await upgrade_async(settings.database_url)
+        self.db = Db(settings.database_url)
+        programme = settings.load_programme()
+        self.loyalty = Loyalty(self.db, programme)
+        await self.loyalty.sync_programme()
+        self.states = RedisStateStore(settings.redis_url) if settings.redis_url else SqlStateStore(self.db)
+        config = self.chat_config or ChatConfig(
+            bot_name=programme.programme.name, staff_group_id=settings.staff_group_id,
+            support_timezone=settings.timezone)
+        self.context = Context(loyalty=self.loyalty, states=self.states, config=config, clock=self.clock)
+        self.runtime = make_runtime(self.framework, self.connection, concurrency=self.concurrency)
+        await self.runtime.open()
+        self.context.sender = self.runtime.sender
+        from handlers.router import build_router
+
+        self.router = build_router(self.context)
+        self.runtime.pipeline.router = self.router
+        await register_commands(self.runtime.sender, programme.programme.default_language)
+        for service in self.services:
+            await service.start(self)
+            self._started.append(service)
+        await self.runtime.start()
+
+    async def stop(self) -> None:
+        """Stop receiving, finish what was received, stop the services, close the store. Safe to call twice."""
+        if self.runtime is not None:
+            runtime, self.runtime = self.runtime, None
+            try:
+                await runtime.stop()
+            except Exception as exc:  # keep shutting the rest down
+                log.warning("runtime stop failed: %s", type(exc).__name__)
+        for service in reversed(self._started):
+            try:
+                await service.stop()
+            except Exception as exc:
+                log.warning("service %s stop failed: %s", service.name, type(exc).__name__)
+        self._started.clear()
+        if isinstance(self.states, RedisStateStore):
+            await self.states.close()
+        self.states = None
+        if self.db is not None:
+            db, self.db = self.db, None
+            await db.dispose()
+        log.info("loyalbot stopped")
+
+    def request_stop(self) -> None:
+        """Ask `run` to stop (signal handlers call this)."""
+        self._stop_requested.set()
+
+    async def run(self, *, ready: Callable[[App], Awaitable[None]] | None = None) -> None:
+        """Start, wait for SIGINT/SIGTERM (or `request_stop`), stop."""
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+                installed.append(sig)
+        try:
+            await self.start()
+            if ready is not None:
+                await ready(self)
+            await self._stop_requested.wait()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            await self.stop()
+
+
+__all__ = ["App", "FRAMEWORKS", "OPTIONAL_ROOMS", "Service", "command_lists", "connection_from", "make_runtime",
+           "register_commands"]

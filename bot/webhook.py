@@ -1,0 +1,108 @@
+"""The webhook endpoint both runtimes use: checks Telegram's secret header, then hands the update over.
+
+Telegram sends each update as a JSON POST carrying `X-Telegram-Bot-Api-Secret-Token` with the secret
+given to setWebhook. A request without it is answered 401, with a wrong one 403, and logged (with
+the peer address, never the body); anything that is not an update is answered 400. The runtime's
+`feed` only queues the update, so Telegram gets its 200 at once and does not resend.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+log = logging.getLogger("loyalbot.webhook")
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+# What setWebhook accepts as secret_token.
+SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+
+Feed = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class WebhookConfigError(ValueError):
+    """The webhook settings cannot work; the message names the setting."""
+
+
+def check_webhook_settings(url: str, secret: str | None) -> str:
+    """The path to serve for `url`; raises WebhookConfigError when the URL or the secret is unusable."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" and parts.hostname not in ("127.0.0.1", "localhost"):
+        raise WebhookConfigError("LOYALBOT_WEBHOOK_URL: Telegram only calls https:// webhook URLs")
+    if not secret:
+        raise WebhookConfigError("LOYALBOT_WEBHOOK_SECRET: must be set when LOYALBOT_WEBHOOK_URL is, so that "
+                                 "only Telegram can post updates")
+    if not SECRET_PATTERN.match(secret):
+        raise WebhookConfigError("LOYALBOT_WEBHOOK_SECRET: 1-256 characters of A-Z, a-z, 0-9, _ and -")
+    return parts.path or "/"
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """'host:port' -> (host, port)."""
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise WebhookConfigError(f"LOYALBOT_WEBHOOK_LISTEN: expected host:port, got {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+def webhook_app(path: str, secret: str, feed: Feed) -> web.Application:
+    """An aiohttp application answering Telegram's POSTs at `path`."""
+    expected = secret.encode()
+
+    async def receive(request: web.Request) -> web.Response:
+        given = request.headers.get(SECRET_HEADER)
+        if given is None:
+            log.warning("webhook call without the secret header from %s: refused", request.remote)
+            return web.Response(status=401, text="missing secret token")
+        if not hmac.compare_digest(given.encode(), expected):
+            log.warning("webhook call with a wrong secret from %s: refused", request.remote)
+            return web.Response(status=403, text="wrong secret token")
+        try:
+            update = json.loads(await request.read())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            log.warning("webhook body is not JSON: refused")
+            return web.Response(status=400, text="body must be a JSON update")
+        if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
+            log.warning("webhook body is not an update: refused")
+            return web.Response(status=400, text="body must be an update with an update_id")
+        try:
+            await feed(update)
+        except Exception as exc:  # the runtime logs its own failures; Telegram must not resend it forever
+            log.error("webhook update %s could not be queued: %s", update["update_id"], type(exc).__name__)
+        return web.Response(text="ok")
+
+    app = web.Application(client_max_size=4 * 1024 * 1024)
+    app.router.add_post(path, receive)
+    return app
+
+
+class WebhookServer:
+    """Serves `webhook_app` on host:port until stopped."""
+
+    def __init__(self, path: str, secret: str, feed: Feed, listen: str) -> None:
+        self.app = webhook_app(path, secret, feed)
+        self.host, self.port = parse_listen(listen)
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        runner = web.AppRunner(self.app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, self.host, self.port).start()
+        self._runner = runner
+        log.info("webhook listening on %s:%s", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+__all__ = ["SECRET_HEADER", "WebhookConfigError", "WebhookServer", "check_webhook_settings", "parse_listen",
+           "webhook_app"]
