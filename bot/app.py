@@ -24,6 +24,7 @@ from handlers.config import ChatConfig
 from handlers.port import Context
 from handlers.state import RedisStateStore, SqlStateStore
 from loyalty.outbound import ChatSender, SendError
+from loyalty.programme import Programme
 from loyalty.service import Loyalty
 from storage import Db, utcnow
 from storage.db import redact_url
@@ -108,8 +109,9 @@ class App:
 
     def __init__(self, settings: Settings, *, framework: str | None = None, connection: Connection | None = None,
                  clock: Callable[[], datetime] = utcnow, concurrency: int = 64,
-                 chat_config: ChatConfig | None = None) -> None:
+                 chat_config: ChatConfig | None = None, programme: Programme | None = None) -> None:
         self.settings = settings
+        self.programme = programme
         self.framework = framework or settings.framework
         if self.framework not in FRAMEWORKS:
             raise SettingsError(f"--framework: must be one of {', '.join(FRAMEWORKS)}, not {self.framework!r}")
@@ -168,7 +170,7 @@ class App:
         log.info("starting loyalbot on %s with %s", redact_url(settings.database_url), self.framework)
         await upgrade_async(settings.database_url)
         self.db = Db(settings.database_url)
-        programme = settings.load_programme()
+        programme = self.programme or settings.load_programme()
         self.loyalty = Loyalty(self.db, programme)
         await self.loyalty.sync_programme()
         self.states = RedisStateStore(settings.redis_url) if settings.redis_url else SqlStateStore(self.db)

@@ -37,6 +37,7 @@ DEMO_IDENTITIES: list[dict[str, Any]] = [
     {"id": 2002, "first_name": "Olivia", "username": "olivia_ops", "language_code": "en",
      "label": "Olivia (staff, operator)", "role": "staff"},
 ]
+DEMO_WELCOME_BONUS = 200
 DEMO_STAFF_ROLES = {2001: ("agent", "Sam"), 2002: ("operator", "Olivia")}
 
 
@@ -97,7 +98,12 @@ async def run_demo(database: str, framework: str | None = None, port: int = 8080
             bot_token=DEMO_TOKEN, telegram_api_url=server.url, staff_group_id=staff_group,
         )
         settings.webhook_url = None  # the demo always polls its own server
-        app = App(settings, framework=framework, connection=connection_from(settings, polling_timeout=10))
+        # Demo members start with a welcome bonus, so a newcomer can redeem a coffee straight away.
+        programme = settings.load_programme()
+        programme = programme.model_copy(update={"earning": programme.earning.model_copy(
+            update={"welcome_bonus": DEMO_WELCOME_BONUS})})
+        app = App(settings, framework=framework, connection=connection_from(settings, polling_timeout=10),
+                  programme=programme)
         app.add_service(seed_demo_staff, _no_stop, name="demo staff")
         app.attach_optional_rooms()
 

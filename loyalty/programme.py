@@ -43,6 +43,7 @@ class Settings(_Strict):
 class Earning(_Strict):
     points_per_unit: Decimal = Field(default=Decimal(1), gt=0)
     birthday_month_multiplier: Decimal = Field(default=Decimal(1), ge=1)
+    welcome_bonus: int = Field(default=0, ge=0, le=1_000_000)  # points given once, on joining
 
 
 class Expiry(_Strict):

@@ -344,6 +344,11 @@ class Loyalty:
             )
             tx.add(member)
             await tx.flush()
+            if self.programme.earning.welcome_bonus:
+                await self._add_lot(tx, member, kind="bonus", points=self.programme.earning.welcome_bonus, now=now,
+                                    expires_at=self.programme.lot_expiry(now), reference="welcome",
+                                    note="welcome bonus")
+                tx.add(member)
             tx.add(AuditLog(actor=f"member:{member.id}", action="register", member_id=member.id,
                             details={"marketing_consent": marketing_consent}, created_at=now))
             return member

@@ -119,3 +119,16 @@ async def test_export_holds_everything_and_erase_keeps_only_anonymous_books(loya
     assert await loyalty.ledger_check(ann.id) == (0, 0, 0)
     again = await loyalty.register_member(telegram_id=1, terms_accepted=True, now=NOW)
     assert again.id != ann.id and again.balance == 0
+
+
+async def test_a_welcome_bonus_is_a_lot_given_once(db, programme):
+    from loyalty import Loyalty
+
+    generous = programme.model_copy(update={"earning": programme.earning.model_copy(update={"welcome_bonus": 200})})
+    loyalty = Loyalty(db, generous)
+    await loyalty.sync_programme()
+    ann = await loyalty.register_member(telegram_id=1, terms_accepted=True, now=NOW)
+    again = await loyalty.register_member(telegram_id=1, terms_accepted=True, now=NOW)
+    assert ann.balance == again.balance == 200
+    assert await loyalty.ledger_check(ann.id) == (200, 200, 200)
+    assert [(e.points, e.expires_at > NOW) for e in await loyalty.points_expiring(ann.id, now=NOW)] == [(200, True)]
