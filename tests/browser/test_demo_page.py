@@ -35,6 +35,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def demo(tmp_path):
+    assert Path(CHROMIUM).exists(), "Debian's chromium is needed (apt-get install chromium; .ci/run does it)"
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOYALBOT_")} | {"PYTHONPATH": str(ROOT)}
     log = (tmp_path / "demo.log").open("w")
@@ -78,7 +79,6 @@ async def last_bubble_says(page: Page, text: str) -> None:
 
 async def test_join_in_chinese_redeem_and_staff_use_the_coupon(demo, tmp_path):
     demo_db = tmp_path / "loyalbot-demo.db"
-    assert Path(CHROMIUM).exists(), "Debian's chromium is needed (apt-get install chromium; .ci/run does it)"
     t = Translator("zh_Hans")
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=[
