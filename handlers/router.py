@@ -14,14 +14,17 @@ from __future__ import annotations
 import logging
 import traceback
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
 from handlers.i18n import LANGUAGES, Translator, pick_language, translations
 from handlers.port import Context, Incoming, Reply
 from handlers.turn import CAPTION_LIMIT, MENU, TEXT_LIMIT, TOAST_LIMIT, Handler, Interceptor, Turn, clip
 from loyalty.callbacks import decode
 from loyalty.errors import Refusal
+from storage import as_utc
 
 log = logging.getLogger(__name__)
+ACTIVITY_GRANULARITY = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -125,8 +128,13 @@ class Router:
 
     async def _private(self, turn: Turn) -> list[Reply]:
         incoming = turn.incoming
-        if turn.member is not None:
-            await turn.loyalty.touch(turn.member.id, now=turn.now)
+        member = turn.member
+        if member is not None and (
+                member.status == "unreachable" or member.last_activity_at is None
+                or as_utc(member.last_activity_at) < turn.now - ACTIVITY_GRANULARITY):
+            # A write per message would serialise every chat on SQLite; activity only needs minutes' precision
+            # (win-back counts days), but a member marked unreachable is reachable again at once.
+            await turn.loyalty.touch(member.id, now=turn.now)
         for interceptor in self._interceptors:
             replies = await interceptor(turn)
             if replies is not None:

@@ -685,30 +685,40 @@ class Loyalty:
                     total += await self._expire_member_lots(tx, member, now)
                     tx.add(member)
 
-    async def points_expiring(self, member_id: int, *, within_days: int | None = None,
-                              now: datetime | None = None) -> list[ExpiringPoints]:
-        """What will expire (within `within_days`, or ever), grouped by expiry time, soonest first."""
-        now = as_utc(now or utcnow())
+    @staticmethod
+    def _expiring_query(member_id: int, now: datetime, within_days: int | None = None) -> Any:
         query = (select(LedgerEntry.expires_at, sa.func.sum(LedgerEntry.remaining))
                  .where(LedgerEntry.member_id == member_id, col(LedgerEntry.remaining) > 0,
                         col(LedgerEntry.expires_at) > now)
                  .group_by(LedgerEntry.expires_at).order_by(LedgerEntry.expires_at))
         if within_days is not None:
             query = query.where(col(LedgerEntry.expires_at) <= now + timedelta(days=within_days))
+        return query
+
+    async def points_expiring(self, member_id: int, *, within_days: int | None = None,
+                              now: datetime | None = None) -> list[ExpiringPoints]:
+        """What will expire (within `within_days`, or ever), grouped by expiry time, soonest first."""
+        now = as_utc(now or utcnow())
         async with self.db.read() as s:
-            rows = (await s.execute(query)).all()
+            rows = (await s.execute(self._expiring_query(member_id, now, within_days))).all()
         return [ExpiringPoints(expires_at=as_utc(at), points=int(points)) for at, points in rows]
 
     async def points_summary(self, member_id: int, *, now: datetime | None = None, recent: int = 10
                              ) -> PointsSummary:
-        """Balance, what expires when, and the latest ledger entries."""
-        member = await self.member(member_id)
-        expiring = await self.points_expiring(member_id, now=now)
+        """Balance, what expires when, and the latest ledger entries (one read, consistent)."""
+        now = as_utc(now or utcnow())
         async with self.db.read() as s:
+            member = await s.get(Member, member_id)
+            if member is None:
+                raise errors.UnknownMember()
+            if member.status == "erased":
+                raise errors.MemberErased()
+            rows = (await s.execute(self._expiring_query(member_id, now))).all()
             entries = (await s.execute(
                 select(LedgerEntry).where(LedgerEntry.member_id == member_id)
                 .order_by(col(LedgerEntry.created_at).desc(), col(LedgerEntry.id).desc()).limit(recent)
             )).scalars().all()
+        expiring = [ExpiringPoints(expires_at=as_utc(at), points=int(points)) for at, points in rows]
         return PointsSummary(balance=member.balance, expiring=expiring, recent=list(entries))
 
     async def ledger_check(self, member_id: int) -> tuple[int, int, int]:
