@@ -109,9 +109,11 @@ class App:
 
     def __init__(self, settings: Settings, *, framework: str | None = None, connection: Connection | None = None,
                  clock: Callable[[], datetime] = utcnow, concurrency: int = 64,
-                 chat_config: ChatConfig | None = None, programme: Programme | None = None) -> None:
+                 chat_config: ChatConfig | None = None, programme: Programme | None = None,
+                 services: dict[str, Any] | None = None) -> None:
         self.settings = settings
         self.programme = programme
+        self.seed_services = dict(services or {})  # e.g. {"support_config": SupportConfig(...)}
         self.framework = framework or settings.framework
         if self.framework not in FRAMEWORKS:
             raise SettingsError(f"--framework: must be one of {', '.join(FRAMEWORKS)}, not {self.framework!r}")
@@ -177,7 +179,8 @@ class App:
         config = self.chat_config or ChatConfig(
             bot_name=programme.programme.name, staff_group_id=settings.staff_group_id,
             support_timezone=settings.timezone)
-        self.context = Context(loyalty=self.loyalty, states=self.states, config=config, clock=self.clock)
+        self.context = Context(loyalty=self.loyalty, states=self.states, config=config, clock=self.clock,
+                               services=dict(self.seed_services))
         self.runtime = make_runtime(self.framework, self.connection, concurrency=self.concurrency)
         await self.runtime.open()
         self.context.sender = self.runtime.sender
@@ -186,6 +189,8 @@ class App:
         self.router = build_router(self.context)
         self.runtime.pipeline.router = self.router
         await register_commands(self.runtime.sender, programme.programme.default_language)
+        if (support := self.context.services.get("handoff")) is not None:
+            await support.start()  # re-relays member messages a crash left unrelayed
         for service in self.services:
             await service.start(self)
             self._started.append(service)
@@ -193,6 +198,12 @@ class App:
 
     async def stop(self) -> None:
         """Stop receiving, finish what was received, stop the services, close the store. Safe to call twice."""
+        support = self.context.services.get("handoff") if self.context is not None else None
+        if support is not None and self.runtime is not None:
+            try:
+                await support.stop()  # drain the staff-group relay while the bot can still send
+            except Exception as exc:
+                log.warning("support stop failed: %s", type(exc).__name__)
         if self.runtime is not None:
             runtime, self.runtime = self.runtime, None
             try:

@@ -248,12 +248,13 @@ def build_router(ctx: Context) -> Router:
         rewards,
         settings,
         staff,
+        support,
         surveys,
     )
 
     router = Router(ctx)
     for module in (registration, menu, card, points, rewards, coupons, feedback, settings, privacy, staff,
-                   surveys):
+                   surveys, support):
         module.register(router)
     return router
 

@@ -52,10 +52,10 @@ def scenario_settings(server: LocalBotApi, store: Path, staff_group: int | None 
 
 
 async def start_app(server: LocalBotApi, store: Path, framework: str, staff_group: int | None,
-                    clock: TestClock | None = None) -> App:
+                    clock: TestClock | None = None, services: dict | None = None) -> App:
     settings = scenario_settings(server, store, staff_group)
     app = App(settings, framework=framework, clock=clock or TestClock(),
-              connection=Connection(token=TOKEN, api_url=server.url, polling_timeout=1))
+              connection=Connection(token=TOKEN, api_url=server.url, polling_timeout=1), services=services)
     await app.start()
     return app
 
