@@ -1,0 +1,250 @@
+"""Fan-out benchmark: planning a care message for many members, dispatching at Telegram's limits,
+and the usual alternative (one APScheduler job per message in a SQLAlchemy job store) side by side.
+
+    python bench/fanout.py                       # 100k and 1M members on PostgreSQL
+    python bench/fanout.py --members 100000      # scale down
+    python bench/fanout.py --members 20000 --dispatch 30:150,1000:2000 --naive 5000
+
+PostgreSQL comes from --pg-url (or LOYALBOT_TEST_DATABASE_URL); a scratch database is created and
+dropped. Prints a table and one JSON line. Figures only: nothing here passes or fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import asyncpg  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+from loyalty.programme import load_programme  # noqa: E402
+from loyalty.service import Loyalty  # noqa: E402
+from scheduler.dispatcher import Dispatcher  # noqa: E402
+from scheduler.planner import Planner  # noqa: E402
+from storage import Db  # noqa: E402
+from storage.migrate import upgrade  # noqa: E402
+from storage.models import Outbox, Schedule  # noqa: E402
+
+NOW = datetime(2025, 6, 10, 10, 0, tzinfo=UTC)
+TOKEN = "777777:bench-token"
+TEMPLATES = {"en": "Hello {{ name }}, you have {{ points|number }} points at {{ programme }}.",
+             "zh_Hans": "{{ name }}，你好！你有 {{ points|number }} 积分。",
+             "zh_Hant": "{{ name }}，你好！你有 {{ points|number }} 積分。"}
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def plain_dsn(url: str) -> str:
+    return sa.engine.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def admin(url: str, sql: str) -> None:
+    conn = await asyncpg.connect(plain_dsn(url))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def seed_members(url: str, count: int, *, start_id: int = 1) -> None:
+    """Members straight into the table with COPY (seeding is not what is measured)."""
+    conn = await asyncpg.connect(plain_dsn(url))
+    notify = json.dumps({"care": True, "reminders": True, "surveys": True, "offers": True})
+    zones = ("UTC", "Europe/Amsterdam", "Asia/Shanghai", "Asia/Taipei", "America/New_York")
+    try:
+        step = 50_000
+        for first in range(start_id, start_id + count, step):
+            records = [(n, 10_000_000 + n, 10_000_000 + n, f"B{n:09d}", f"M{n}", ("en", "zh_Hans", "zh_Hant")[n % 3],
+                        zones[n % 5], "active", "green", n % 2000, notify, n % 10 != 0, False,
+                        datetime(2024, 1, 1, tzinfo=UTC))
+                       for n in range(first, min(first + step, start_id + count))]
+            await conn.copy_records_to_table(
+                "members", records=records,
+                columns=["id", "telegram_id", "chat_id", "member_no", "first_name", "language", "timezone", "status",
+                         "tier", "balance", "notify", "marketing_consent", "support_blocked", "joined_at"])
+        await conn.execute("SELECT setval(pg_get_serial_sequence('members', 'id'), (SELECT max(id) FROM members))")
+        await conn.execute("ANALYZE members")
+    finally:
+        await conn.close()
+
+
+async def add_schedule(db: Db, name: str) -> Schedule:
+    async with db.transaction() as tx:
+        row = Schedule(name=name, kind="broadcast", one_off_at=NOW, templates=TEMPLATES, created_at=NOW,
+                       updated_at=NOW)
+        tx.add(row)
+    return row
+
+
+async def bench_planning(base_url: str, members: int) -> dict:
+    name = f"bench_fanout_{uuid.uuid4().hex[:8]}"
+    url = sa.engine.make_url(base_url).set(database=name).render_as_string(hide_password=False)
+    await admin(base_url, f'CREATE DATABASE "{name}"')
+    try:
+        await asyncio.to_thread(upgrade, url)
+        await seed_members(url, members)
+        db = Db(url)
+        loyalty = Loyalty(db, load_programme())
+        schedule = await add_schedule(db, "bench")
+        before = rss_mb()
+        started = time.perf_counter()
+        stats = await Planner(loyalty, batch_size=5000).run(schedule, now=NOW)
+        seconds = time.perf_counter() - started
+        again_started = time.perf_counter()
+        again = await Planner(loyalty, batch_size=5000).run(schedule, now=NOW)
+        again_seconds = time.perf_counter() - again_started
+        await db.dispose()
+        rows = stats.planned + sum(stats.skipped.values())
+        return {"members": members, "rows": rows, "planned": stats.planned, "skipped": sum(stats.skipped.values()),
+                "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds),
+                "replan_new_rows": again.planned, "replan_seconds": round(again_seconds, 2),
+                "peak_rss_mb": round(rss_mb(), 1), "rss_growth_mb": round(rss_mb() - before, 1)}
+    finally:
+        await admin(base_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def bench_dispatch(rate: float, messages: int) -> dict:
+    """Dispatch `messages` to the local Bot API server with its flood limits at `rate`."""
+    from bot.local_api import LocalApiControl, LocalBotApi
+    from bot.senders import AiogramSender, make_aiogram_bot
+
+    api = LocalBotApi(serve_page=False, call_log_size=100)
+    await api.start()
+    tmp = tempfile.mkdtemp()
+    url = f"sqlite+aiosqlite:///{tmp}/dispatch.db"
+    await asyncio.to_thread(upgrade, url)
+    db = Db(url)
+    bot = make_aiogram_bot(TOKEN, api.url)
+    try:
+        async with LocalApiControl(api.url) as tg:
+            await tg.set_limits(enabled=True, global_per_second=rate)
+            users = [20_000_000 + n for n in range(messages)]
+            for user in users:
+                await tg.create_user(user, f"U{user}")
+            async with db.transaction() as tx:
+                await tx.execute(sa.text(
+                    "INSERT INTO members (id, telegram_id, chat_id, member_no, language, timezone, status, tier, "
+                    "balance, notify, marketing_consent, support_blocked, joined_at) VALUES "
+                    "(:id, :id, :id, :no, 'en', 'UTC', 'active', 'green', 0, '{}', 1, 0, :joined)"),
+                    [{"id": u, "no": f"D{u}", "joined": NOW} for u in users])
+                await tx.execute(sa.insert(Outbox), [
+                    {"member_id": u, "chat_id": u, "kind": "broadcast", "period": "bench", "text": f"hello {u}",
+                     "buttons": [], "status": "pending", "not_before": NOW, "created_at": NOW} for u in users])
+            dispatcher = Dispatcher(db, AiogramSender(bot), rate=rate)
+            started = time.perf_counter()
+            await dispatcher.drain(limit_seconds=messages / rate * 3 + 30)
+            seconds = time.perf_counter() - started
+            stats = await tg.stats()
+        achieved = dispatcher.stats.sent / seconds
+        return {"rate": rate, "messages": messages, "sent": dispatcher.stats.sent, "seconds": round(seconds, 2),
+                "achieved_per_s": round(achieved, 1), "share_of_configured": round(achieved / rate, 3),
+                "429s": int(stats["total_rate_limited"])}
+    finally:
+        await bot.session.close()
+        await db.dispose()
+        await api.stop()
+
+
+def bench_naive(members: int) -> dict:
+    """The common alternative: one APScheduler job per message, persisted in a SQLAlchemy job store."""
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    tmp = tempfile.mkdtemp()
+    scheduler = BackgroundScheduler(jobstores={"default": SQLAlchemyJobStore(url=f"sqlite:///{tmp}/jobs.db")},
+                                    timezone="UTC")
+    scheduler.start(paused=True)
+    try:
+        started = time.perf_counter()
+        for n in range(members):
+            scheduler.add_job(print, "date", run_date=datetime.now(UTC) + timedelta(days=365), args=[n, f"Hello M{n}"],
+                              id=f"msg-{n}")
+        seconds = time.perf_counter() - started
+    finally:
+        scheduler.shutdown(wait=False)
+    return {"members": members, "seconds": round(seconds, 2), "jobs_per_s": round(members / seconds)}
+
+
+async def bench_ours_sqlite(members: int) -> dict:
+    tmp = tempfile.mkdtemp()
+    url = f"sqlite+aiosqlite:///{tmp}/plan.db"
+    await asyncio.to_thread(upgrade, url)
+    db = Db(url)
+    try:
+        async with db.transaction() as tx:
+            await tx.execute(sa.text(
+                "INSERT INTO members (id, telegram_id, chat_id, member_no, first_name, language, timezone, status, "
+                "tier, balance, notify, marketing_consent, support_blocked, joined_at) VALUES (:id, :id, :id, :no, "
+                ":name, 'en', 'UTC', 'active', 'green', 10, :notify, 1, 0, :joined)"),
+                [{"id": n, "no": f"S{n}", "name": f"M{n}", "joined": NOW,
+                  "notify": json.dumps({"offers": True})} for n in range(1, members + 1)])
+        schedule = await add_schedule(db, "naive-compare")
+        started = time.perf_counter()
+        stats = await Planner(Loyalty(db, load_programme()), batch_size=2000).run(schedule, now=NOW)
+        seconds = time.perf_counter() - started
+        return {"members": members, "planned": stats.planned, "seconds": round(seconds, 2),
+                "rows_per_s": round(stats.planned / seconds)}
+    finally:
+        await db.dispose()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", default="100000,1000000", help="comma-separated member counts")
+    parser.add_argument("--pg-url", default=os.environ.get("LOYALBOT_TEST_DATABASE_URL",
+                                                           "postgresql+asyncpg://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--dispatch", default="30:300,1000:5000", help="rate:messages pairs")
+    parser.add_argument("--naive", type=int, default=10_000, help="members for the side-by-side (0: skip)")
+    args = parser.parse_args()
+
+    results: dict = {"planning": [], "dispatch": [], "naive": None}
+    for count in (int(x) for x in args.members.split(",") if x):
+        results["planning"].append(await bench_planning(args.pg_url, count))
+        print("planning", results["planning"][-1], flush=True)
+    for pair in (p for p in args.dispatch.split(",") if p):
+        rate, messages = pair.split(":")
+        results["dispatch"].append(await bench_dispatch(float(rate), int(messages)))
+        print("dispatch", results["dispatch"][-1], flush=True)
+    if args.naive:
+        naive = await asyncio.to_thread(bench_naive, args.naive)
+        ours_sqlite = await bench_ours_sqlite(args.naive)
+        ours_pg = await bench_planning(args.pg_url, args.naive)
+        results["naive"] = {"one_job_per_message_sqlalchemy_jobstore": naive, "outbox_sqlite": ours_sqlite,
+                            "outbox_postgres": ours_pg,
+                            "ratio_sqlite": round(naive["seconds"] / max(ours_sqlite["seconds"], 1e-9), 1),
+                            "ratio_postgres": round(naive["seconds"] / max(ours_pg["seconds"], 1e-9), 1)}
+
+    print()
+    print(f"{'what':44} {'figure':>40}")
+    for p in results["planning"]:
+        print(f"{'plan ' + format(p['members'], ',') + ' members (PostgreSQL)':44} "
+              f"{p['rows_per_s']:>12,} rows/s {p['seconds']:>7}s peak RSS {p['peak_rss_mb']} MB")
+    for d in results["dispatch"]:
+        print(f"{'dispatch at ' + str(int(d['rate'])) + '/s, ' + str(d['messages']) + ' messages':44} "
+              f"{d['achieved_per_s']:>10}/s ({d['share_of_configured']:.0%}), 429s: {d['429s']}")
+    if results["naive"]:
+        n = results["naive"]
+        print(f"{'one APScheduler job per message (SQLite)':44} "
+              f"{n['one_job_per_message_sqlalchemy_jobstore']['seconds']:>10}s for {args.naive:,}")
+        print(f"{'outbox planning (SQLite / PostgreSQL)':44} "
+              f"{n['outbox_sqlite']['seconds']}s / {n['outbox_postgres']['seconds']}s -> "
+              f"{n['ratio_sqlite']}x / {n['ratio_postgres']}x faster")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

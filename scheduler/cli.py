@@ -1,0 +1,359 @@
+"""`loyalbot schedule ...` and `loyalbot outbox ...`: operators' commands for care messages and reminders.
+
+Each command opens the store at --database-url (LOYALBOT_DATABASE_URL) with the programme at
+--programme (LOYALBOT_PROGRAMME). Changes are written to the schedules table with a fresh
+`updated_at`; a running bot notices within seconds and rebuilds its jobs. A bad cron expression,
+an unknown template variable, a template that does not render or a segment that matches nobody
+is refused with exit code 2 before anything is saved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import sqlalchemy as sa
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from loyalty.programme import ProgrammeError, load_programme
+from loyalty.service import Loyalty
+from scheduler.dispatcher import outbox_counts
+from scheduler.kinds import DEFAULT_PARAMS, KINDS, RULES
+from scheduler.planner import Planner, PlanStats, SegmentProblem, check_segment, template_kind
+from scheduler.templates import LANGUAGES, TemplateBook, TemplateProblem, default_templates
+from scheduler.triggers import TriggerProblem, check_timing
+from storage import Db, as_utc, utcnow
+from storage.db import DEFAULT_URL, DbUrlError
+from storage.migrate import upgrade_async
+from storage.models import Schedule
+
+console = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+schedule_app = typer.Typer(help="Care messages and reminders: list, add, edit, pause, preview, run now.",
+                           no_args_is_help=True)
+outbox_app = typer.Typer(help="Messages planned and sent.", no_args_is_help=True)
+
+DbUrl = Annotated[str, typer.Option("--database-url", envvar="LOYALBOT_DATABASE_URL", help="The store.")]
+ProgrammePath = Annotated[str | None, typer.Option("--programme", envvar="LOYALBOT_PROGRAMME",
+                                                   help="The programme file (default: the shipped one).")]
+
+
+class Refused(Exception):
+    """The operator's input cannot be used; printed, exit code 2, nothing saved."""
+
+
+def _run(database_url: str, programme: str | None, work: Callable[[Loyalty], Awaitable[T]]) -> T:
+    async def go() -> T:
+        try:
+            prog = load_programme(programme)
+            await upgrade_async(database_url)
+            db = Db(database_url)
+        except (ProgrammeError, DbUrlError) as exc:
+            raise Refused(str(exc)) from None
+        try:
+            loyalty = Loyalty(db, prog)
+            return await work(loyalty)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(go())
+    except (Refused, TemplateProblem, TriggerProblem, SegmentProblem) as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+async def _get(loyalty: Loyalty, name: str) -> Schedule:
+    async with loyalty.db.read() as s:
+        schedule = (await s.execute(sa.select(Schedule).where(Schedule.name == name))).scalar_one_or_none()
+    if schedule is None:
+        raise Refused(f"no schedule called {name!r} (see `loyalbot schedule list`)")
+    return schedule
+
+
+def _parse_templates(items: list[str] | None) -> dict[str, str]:
+    """LANG=FILE or LANG=text pairs."""
+    templates: dict[str, str] = {}
+    for item in items or []:
+        lang, sep, value = item.partition("=")
+        if not sep or lang not in LANGUAGES:
+            raise Refused(f"--template wants LANG=FILE or LANG=TEXT with LANG one of {', '.join(LANGUAGES)}")
+        path = Path(value)
+        templates[lang] = path.read_text(encoding="utf-8") if value and path.is_file() else value
+    return templates
+
+
+def _parse_params(items: list[str] | None, kind: str) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    allowed = set(DEFAULT_PARAMS.get(kind, {}))
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or key not in allowed:
+            raise Refused(f"--param for a {kind} schedule takes {', '.join(sorted(allowed)) or 'nothing'}")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def _parse_segment(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        segment = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise Refused(f"--segment is not JSON: {exc}") from None
+    check_segment(segment)
+    return segment
+
+
+async def _validate(loyalty: Loyalty, schedule: Schedule, now: datetime) -> None:
+    """Everything that must hold before a schedule is saved; raises with a clear message."""
+    if schedule.kind not in KINDS:
+        raise Refused(f"unknown kind {schedule.kind!r}; use {', '.join(KINDS)}")
+    check_timing(schedule.kind, cron=schedule.cron, daily_time=schedule.daily_time, timezone=schedule.timezone,
+                 member_local_time=schedule.member_local_time, one_off_at=schedule.one_off_at,
+                 event_driven=RULES[schedule.kind].event_driven)
+    if schedule.offset_days < 0 or schedule.offset_days > 366:
+        raise Refused("--offset-days must be between 0 and 366")
+    TemplateBook().check_all(schedule.templates, template_kind(schedule),
+                             default_language=loyalty.programme.programme.default_language)
+    check_segment(schedule.segment)
+    if schedule.segment and await Planner(loyalty).segment_size(schedule.segment, now) == 0:
+        raise Refused(f"the segment {json.dumps(schedule.segment)} matches nobody; nothing was saved")
+
+
+def _print_stats(stats: PlanStats, *, title: str) -> None:
+    table = Table("language", "would get it" if stats.dry_run else "planned", "skipped", title=title)
+    for lang in sorted(set(stats.languages) | set(stats.skipped_by_language)):
+        table.add_row(lang, str(stats.languages[lang]), str(stats.skipped_by_language[lang]))
+    table.add_row("all", str(stats.planned), str(sum(stats.skipped.values())))
+    console.print(table)
+    if stats.skipped:
+        console.print("skipped: " + ", ".join(f"{reason} {n}" for reason, n in stats.skipped.most_common()))
+    if stats.already_planned:
+        console.print(f"already planned earlier (not planned again): {stats.already_planned}")
+    if stats.delayed_for_quiet_hours:
+        console.print(f"held until the end of quiet hours: {stats.delayed_for_quiet_hours}")
+    for lang, text in stats.samples:
+        console.rule(f"sample ({lang})")
+        console.print(text, markup=False, highlight=False)
+
+
+@schedule_app.command("list")
+def schedule_list(database_url: DbUrl = DEFAULT_URL, programme: ProgrammePath = None) -> None:
+    """All schedules: kind, timing, on or paused, last run."""
+
+    async def work(loyalty: Loyalty) -> list[Schedule]:
+        async with loyalty.db.read() as s:
+            return list((await s.execute(sa.select(Schedule).order_by(Schedule.name))).scalars())
+
+    rows = _run(database_url, programme, work)
+    if not rows:
+        console.print("No schedules yet: add one with `loyalbot schedule add NAME --kind birthday --daily-time 10:00 "
+                      "--member-local-time`.")
+        return
+    table = Table("name", "kind", "when", "state", "last run")
+    for row in rows:
+        table.add_row(row.name, row.kind, _when(row), "on" if row.enabled else "paused",
+                      f"{as_utc(row.last_run_at):%Y-%m-%d %H:%M} UTC" if row.last_run_at else "never")
+    console.print(table)
+
+
+def _when(row: Schedule) -> str:
+    if row.one_off_at:
+        return f"once at {as_utc(row.one_off_at):%Y-%m-%d %H:%M} UTC"
+    if RULES[row.kind].event_driven:
+        return "when it happens"
+    if row.member_local_time:
+        return f"{row.daily_time} member's local time"
+    return f"cron {row.cron} ({row.timezone})" if row.cron else f"{row.daily_time} {row.timezone}"
+
+
+@schedule_app.command("show")
+def schedule_show(name: str, database_url: DbUrl = DEFAULT_URL, programme: ProgrammePath = None) -> None:
+    """One schedule in full, with its templates."""
+    row = _run(database_url, programme, lambda loyalty: _get(loyalty, name))
+    console.print(f"[b]{row.name}[/b]  {row.kind}  {'on' if row.enabled else 'paused'}  {_when(row)}")
+    console.print(f"offset days {row.offset_days}; frequency cap {row.frequency_cap_days or '-'} days; "
+                  f"segment {json.dumps(row.segment)}; params {json.dumps(row.params)}")
+    for lang, text in (row.templates or {}).items():
+        console.rule(lang)
+        console.print(text, markup=False, highlight=False)
+
+
+TemplateOpt = Annotated[list[str] | None, typer.Option("--template", help="LANG=FILE or LANG=TEXT (repeat).")]
+ParamOpt = Annotated[list[str] | None, typer.Option(
+    "--param", help="KEY=VALUE: winback inactive_days; nps min_member_days; csat trigger (coupon|support), "
+                    "delay_minutes; tier_change upgrades_only.")]
+
+
+@schedule_app.command("add")
+def schedule_add(
+    name: str,
+    kind: Annotated[str, typer.Option(help=f"One of: {', '.join(KINDS)}.")],
+    cron: Annotated[str | None, typer.Option(help="Crontab line, e.g. '0 10 * * *'.")] = None,
+    daily_time: Annotated[str | None, typer.Option(help="HH:MM every day.")] = None,
+    timezone: Annotated[str, typer.Option(help="Time zone of --cron/--daily-time.")] = "UTC",
+    member_local_time: Annotated[bool, typer.Option(help="Send at --daily-time in each member's own zone.")] = False,
+    offset_days: Annotated[int, typer.Option(help="Days before the date (birthday, expiry reminders).")] = 0,
+    segment: Annotated[str | None, typer.Option(help='JSON, e.g. {"tiers": ["gold"], "languages": ["en"]}.')] = None,
+    template: TemplateOpt = None,
+    frequency_cap_days: Annotated[int | None, typer.Option(help="At most once per this many days per member.")] = None,
+    param: ParamOpt = None,
+    at: Annotated[datetime | None, typer.Option(help="One-off broadcast moment (UTC unless it has an offset).")] = None,
+    paused: Annotated[bool, typer.Option(help="Save it paused.")] = False,
+    database_url: DbUrl = DEFAULT_URL,
+    programme: ProgrammePath = None,
+) -> None:
+    """Add a schedule. Templates default to the shipped ones for the kind.
+
+    Template variables: name, member_no, points, tier, tier_name, birthday_multiplier, programme; plus
+    expiring_points, expiry_date (points_expiry); coupon_title, coupon_code, coupon_expiry (coupon_expiry);
+    years (anniversary). Filters: |number, |date, |money.
+    """
+
+    async def work(loyalty: Loyalty) -> None:
+        now = utcnow()
+        if kind not in KINDS:
+            raise Refused(f"unknown kind {kind!r}; use {', '.join(KINDS)}")
+        params = {**DEFAULT_PARAMS.get(kind, {}), **_parse_params(param, kind)}
+        row = Schedule(name=name.strip()[:100], kind=kind, cron=cron, daily_time=daily_time, timezone=timezone,
+                       member_local_time=member_local_time, offset_days=offset_days,
+                       segment=_parse_segment(segment) or {}, frequency_cap_days=frequency_cap_days,
+                       params=params, one_off_at=as_utc(at) if at else None, enabled=not paused,
+                       created_at=now, updated_at=now)
+        given = _parse_templates(template)
+        row.templates = {**default_templates(template_kind(row)), **given}
+        if not row.name:
+            raise Refused("a schedule needs a name")
+        await _validate(loyalty, row, now)
+        async with loyalty.db.transaction() as tx:
+            if (await tx.execute(sa.select(Schedule.id).where(Schedule.name == row.name))).first():
+                raise Refused(f"a schedule called {row.name!r} exists; change it with `schedule edit`")
+            tx.add(row)
+
+    _run(database_url, programme, work)
+    console.print(f"Added {name!r} ({kind}). A running bot picks it up within seconds.")
+
+
+@schedule_app.command("edit")
+def schedule_edit(
+    name: str,
+    cron: Annotated[str | None, typer.Option()] = None,
+    daily_time: Annotated[str | None, typer.Option()] = None,
+    timezone: Annotated[str | None, typer.Option()] = None,
+    member_local_time: Annotated[bool | None, typer.Option()] = None,
+    offset_days: Annotated[int | None, typer.Option()] = None,
+    segment: Annotated[str | None, typer.Option(help="JSON; '{}' for everyone.")] = None,
+    template: TemplateOpt = None,
+    frequency_cap_days: Annotated[int | None, typer.Option()] = None,
+    param: ParamOpt = None,
+    at: Annotated[datetime | None, typer.Option()] = None,
+    database_url: DbUrl = DEFAULT_URL,
+    programme: ProgrammePath = None,
+) -> None:
+    """Change a schedule; only the options given change. Checked before it is saved."""
+
+    async def work(loyalty: Loyalty) -> None:
+        now = utcnow()
+        row = await _get(loyalty, name)
+        changes: dict[str, Any] = {k: v for k, v in dict(
+            cron=cron, daily_time=daily_time, timezone=timezone, member_local_time=member_local_time,
+            offset_days=offset_days, frequency_cap_days=frequency_cap_days,
+            one_off_at=as_utc(at) if at else None).items() if v is not None}
+        if cron is not None and daily_time is None and not row.member_local_time:
+            changes["daily_time"] = None
+        if daily_time is not None and cron is None:
+            changes["cron"] = None
+        if (seg := _parse_segment(segment)) is not None:
+            changes["segment"] = seg
+        if template:
+            changes["templates"] = {**row.templates, **_parse_templates(template)}
+        if param:
+            changes["params"] = {**row.params, **_parse_params(param, row.kind)}
+        for key, value in changes.items():
+            setattr(row, key, value)
+        await _validate(loyalty, row, now)
+        async with loyalty.db.transaction() as tx:
+            await tx.execute(sa.update(Schedule).where(Schedule.id == row.id).values(**changes, updated_at=now))
+
+    _run(database_url, programme, work)
+    console.print(f"Changed {name!r}.")
+
+
+def _set_enabled(name: str, enabled: bool, database_url: str, programme: str | None) -> None:
+    async def work(loyalty: Loyalty) -> None:
+        row = await _get(loyalty, name)
+        async with loyalty.db.transaction() as tx:
+            await tx.execute(sa.update(Schedule).where(Schedule.id == row.id)
+                             .values(enabled=enabled, updated_at=utcnow()))
+
+    _run(database_url, programme, work)
+    console.print(f"{name!r} is {'on' if enabled else 'paused'}.")
+
+
+@schedule_app.command("pause")
+def schedule_pause(name: str, database_url: DbUrl = DEFAULT_URL, programme: ProgrammePath = None) -> None:
+    """Stop a schedule from running (messages already planned still go out)."""
+    _set_enabled(name, False, database_url, programme)
+
+
+@schedule_app.command("resume")
+def schedule_resume(name: str, database_url: DbUrl = DEFAULT_URL, programme: ProgrammePath = None) -> None:
+    """Let a paused schedule run again."""
+    _set_enabled(name, True, database_url, programme)
+
+
+@schedule_app.command("preview")
+def schedule_preview(name: str, database_url: DbUrl = DEFAULT_URL, programme: ProgrammePath = None) -> None:
+    """Dry run: per language how many would get it now, how many are skipped and why, three samples."""
+
+    async def work(loyalty: Loyalty) -> PlanStats:
+        row = await _get(loyalty, name)
+        if RULES[row.kind].event_driven:
+            raise Refused(f"{row.kind} messages are sent when something happens; there is nothing to preview")
+        return await Planner(loyalty).run(row, now=utcnow(), dry_run=True)
+
+    _print_stats(_run(database_url, programme, work), title=f"preview of {name} (nothing is saved)")
+
+
+@schedule_app.command("run-now")
+def schedule_run_now(name: str, database_url: DbUrl = DEFAULT_URL, programme: ProgrammePath = None) -> None:
+    """Plan a run now; the bot's dispatcher sends the messages (planning twice plans nothing new)."""
+
+    async def work(loyalty: Loyalty) -> PlanStats:
+        row = await _get(loyalty, name)
+        if RULES[row.kind].event_driven:
+            raise Refused(f"{row.kind} messages are sent when something happens; they cannot be run now")
+        return await Planner(loyalty).run(row, now=utcnow())
+
+    _print_stats(_run(database_url, programme, work), title=f"run of {name}")
+
+
+@outbox_app.callback()
+def outbox_group() -> None:
+    """Messages planned and sent."""
+
+
+@outbox_app.command("status")
+def outbox_status(database_url: DbUrl = DEFAULT_URL, programme: ProgrammePath = None) -> None:
+    """Messages by status, why some were skipped, why some failed, how many are due now."""
+    counts = _run(database_url, programme, lambda loyalty: outbox_counts(loyalty.db))
+    table = Table("status", "messages")
+    for status in ("pending", "sending", "sent", "failed", "skipped"):
+        table.add_row(status, str(counts["by_status"].get(status, 0)))
+    console.print(table)
+    console.print(f"due now: {counts['due_now']}")
+    for title, key in (("skipped", "skipped"), ("failed", "failed")):
+        if counts[key]:
+            console.print(f"{title}: " + "; ".join(f"{k} {v}" for k, v in counts[key].items()))

@@ -1,0 +1,438 @@
+"""The dispatcher: drains the outbox at Telegram's limits and records every result.
+
+Limits: at most `rate` messages a second overall (30 by default, up to 1000 with paid broadcasts),
+spaced evenly (no bursts), and at most one message a second per chat. A 429 pauses *all* sending for
+the `retry_after` Telegram gives. A 403 (blocked) marks the member unreachable and the row failed,
+and skips their other pending rows; a 400 fails the row at once; a 5xx, timeout or network error is
+retried with exponential backoff up to `max_attempts`, then the row stays failed with the error.
+
+Crash safety and what "exactly once" can honestly mean here
+-----------------------------------------------------------
+A row moves pending -> sending (claimed, in one transaction; ``FOR UPDATE SKIP LOCKED`` on PostgreSQL
+so several dispatchers share the outbox without sending a row twice) -> sent/failed/pending. Just
+before a row is handed to Telegram its ``sent_at`` is set and committed (the *hand-over* mark); the
+result is committed right after Telegram answers. So after a crash, a row stuck in 'sending':
+
+* without ``sent_at`` was never handed over: it goes back to 'pending' and is sent once, later;
+* with ``sent_at`` was handed over but its answer was not recorded. Telegram has no idempotency key,
+  and a bot cannot read a private chat's history, so nobody can tell whether the member got it.
+  We do *not* send it again (a duplicate care message is worse than a lost one); the row is marked
+  failed with ``last_error = "interrupted: delivery unknown"`` so it is visible and counted. Set
+  ``resend_unknown=True`` to prefer at-least-once instead.
+
+The unknown window is one HTTP round trip plus one commit per row (a few milliseconds); at 30/s the
+dispatcher spends most of its time waiting for the next slot, outside any window. Stale 'sending'
+rows of a dispatcher that died are recovered at start-up and every `recover_every` seconds once their
+claim is older than `stale_after` seconds.
+
+A send that gets no answer within `send_timeout` is ambiguous in the same way and is treated the
+same way (failed, "delivery unknown"; retried only with `resend_unknown`). Errors that say the
+request was refused (5xx, network errors before an answer) are retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from loyalty.outbound import (
+    BadRequest,
+    Blocked,
+    Button,
+    ChatSender,
+    Outgoing,
+    RetryAfter,
+    SendError,
+    Sent,
+    ThreadNotFound,
+    Transient,
+)
+from storage import Db, as_utc, utcnow
+from storage.models import Member, Outbox
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_DELIVERY = "interrupted: delivery unknown"
+
+
+@dataclass
+class DispatchStats:
+    """What a dispatcher did since it started."""
+
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    blocked: int = 0
+    rate_limited: int = 0
+    recovered: int = 0
+    unknown: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+class Pacer:
+    """Evenly spaced send slots: one every 1/rate seconds, never a burst; `pause` holds every slot."""
+
+    def __init__(self, rate: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = 1.0 / rate
+        self.clock = clock
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    def pause(self, seconds: float) -> None:
+        self._next = max(self._next, self.clock() + seconds)
+
+    async def slot(self) -> None:
+        async with self._lock:
+            now = self.clock()
+            wait = self._next - now
+            if wait > 0:
+                await asyncio.sleep(wait)
+                now = self.clock()
+            self._next = max(self._next, now) + self.interval
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()[:30]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def row_message(row: Any) -> Outgoing:
+    buttons = [[Button(text=b["text"], data=b.get("data"), url=b.get("url")) for b in line]
+               for line in (row.buttons or [])] or None
+    return Outgoing(chat_id=int(row.chat_id), text=row.text, buttons=buttons)
+
+
+class Dispatcher:
+    """Sends due outbox rows through a `ChatSender`, within Telegram's limits, recording each result."""
+
+    def __init__(
+        self,
+        db: Db,
+        sender: ChatSender,
+        *,
+        rate: float = 30.0,
+        per_chat_interval: float = 1.0,
+        max_attempts: int = 5,
+        backoff_base: float = 5.0,
+        backoff_cap: float = 3600.0,
+        send_timeout: float = 20.0,
+        batch_size: int | None = None,
+        idle_poll: float = 1.0,
+        stale_after: float = 120.0,
+        recover_every: float = 30.0,
+        resend_unknown: bool = False,
+        max_in_flight: int = 50,
+        worker_id: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        if not 0 < rate <= 1000:
+            raise ValueError("rate must be above 0 and at most 1000 messages a second")
+        self.db = db
+        self.sender = sender
+        self.rate = rate
+        self.per_chat_interval = per_chat_interval
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.send_timeout = send_timeout
+        self.batch_size = batch_size or max(5, min(500, int(rate * 2)))
+        self.idle_poll = idle_poll
+        self.stale_after = stale_after
+        self.recover_every = recover_every
+        self.resend_unknown = resend_unknown
+        self.worker_id = (worker_id or default_worker_id())[:64]
+        self.clock = clock
+        self.pacer = Pacer(rate)
+        self.stats = DispatchStats()
+        self._in_flight = asyncio.Semaphore(max_in_flight)
+        self._chat_next: dict[int, float] = {}
+        self._stop = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._group = max(1, int(rate * 0.02))
+        self._sent_buffer: list[dict[str, Any]] = []
+
+    # --- running ------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Drain the outbox until `stop()`; recovers stale claims at start and now and then."""
+        await self.recover(startup=True)
+        last_recover = time.monotonic()
+        while not self._stop.is_set():
+            if time.monotonic() - last_recover > self.recover_every:
+                await self.recover()
+                last_recover = time.monotonic()
+            handled = await self.run_once()
+            if handled == 0:
+                await self._flush_sent()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), self.idle_poll)
+        await self._drain_tasks()
+
+    async def drain(self, *, until_empty: bool = True, limit_seconds: float = 60.0, horizon: float = 2.0
+                    ) -> DispatchStats:
+        """Send everything due now or within `horizon` seconds (tests, bench); returns when none is left."""
+        await self.recover(startup=True)
+        deadline = time.monotonic() + limit_seconds
+        while time.monotonic() < deadline:
+            handled = await self.run_once()
+            if handled == 0:
+                await self._drain_tasks()
+                if not until_empty or not await self._due_left(horizon):
+                    break
+                await asyncio.sleep(min(0.05, self.idle_poll))
+        await self._drain_tasks()
+        return self.stats
+
+    async def _due_left(self, horizon: float) -> bool:
+        async with self.db.read() as s:
+            found = await s.execute(sa.select(Outbox.id).where(
+                Outbox.status.in_(("pending", "sending")),
+                Outbox.not_before <= self.clock() + timedelta(seconds=horizon)).limit(1))
+            return found.first() is not None
+
+    async def run_once(self) -> int:
+        """Claim one batch of due rows and send them; returns how many rows were handled."""
+        await self._flush_sent()
+        rows = await self.claim(self.batch_size)
+        if not rows:
+            return 0
+        now_mono = time.monotonic()
+        eligible, deferred, chats = [], [], set()
+        for row in rows:
+            gate = self._chat_next.get(row.chat_id, 0.0) - now_mono
+            if row.chat_id in chats:
+                gate = max(gate, self.per_chat_interval)
+            if gate > 0:  # one message a second per chat: this one waits its turn in the outbox
+                deferred.append((row.id, gate))
+                continue
+            chats.add(row.chat_id)
+            eligible.append(row)
+        # Hand rows over in small groups (one commit each) so the unknown window stays a few rows wide.
+        group = self._group
+        for start in range(0, len(eligible), group):
+            chunk = eligible[start:start + group]
+            if self._stop.is_set():
+                deferred.extend((row.id, 0.0) for row in chunk)
+                continue
+            # Wait for the slot *before* the hand-over mark, so a crash while waiting leaves the row
+            # plainly unsent (re-queued), not "handed over, result unknown".
+            await self.pacer.slot()
+            mine = await self._handover([row.id for row in chunk])
+            for index, row in enumerate(chunk):
+                if row.id not in mine:  # recovered by another dispatcher meanwhile: it is theirs now
+                    continue
+                if index:
+                    await self.pacer.slot()
+                self._chat_next[row.chat_id] = time.monotonic() + self.per_chat_interval
+                await self._in_flight.acquire()
+                task = asyncio.create_task(self._send(row))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        if deferred:
+            await self._release(deferred)
+        self._prune_chats()
+        return len(rows)
+
+    async def _drain_tasks(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._flush_sent()
+
+    def _prune_chats(self) -> None:
+        if len(self._chat_next) > 10_000:
+            now = time.monotonic()
+            self._chat_next = {chat: t for chat, t in self._chat_next.items() if t > now}
+
+    # --- the outbox rows ----------------------------------------------------------------------------
+
+    async def claim(self, limit: int) -> list[Any]:
+        """Mark up to `limit` due rows as 'sending' by this dispatcher, oldest due first."""
+        now = self.clock()
+        due = (sa.select(Outbox.id).where(Outbox.status == "pending", Outbox.not_before <= now)
+               .order_by(Outbox.not_before, Outbox.id).limit(limit))
+        if self.db.is_postgres:
+            due = due.with_for_update(skip_locked=True)
+        async with self.db.transaction() as tx:
+            result = await tx.execute(
+                sa.update(Outbox).where(Outbox.id.in_(due.scalar_subquery()))
+                .values(status="sending", claimed_by=self.worker_id, claimed_at=now, sent_at=None)
+                .returning(Outbox.id, Outbox.chat_id, Outbox.member_id, Outbox.text, Outbox.buttons,
+                           Outbox.attempts, Outbox.not_before)
+                .execution_options(synchronize_session=False))
+            rows = result.all()
+        return sorted(rows, key=lambda r: (r.not_before, r.id))
+
+    async def _handover(self, row_ids: list[int]) -> set[int]:
+        """Commit that these rows are about to go to Telegram (see the module doc: crash safety).
+
+        Returns the ids still claimed by this dispatcher; only those may be sent."""
+        now = self.clock()
+        async with self.db.transaction() as tx:
+            result = await tx.execute(
+                sa.update(Outbox).where(Outbox.id.in_(row_ids), Outbox.status == "sending",
+                                        Outbox.claimed_by == self.worker_id)
+                .values(sent_at=now, claimed_at=now, attempts=Outbox.attempts + 1)
+                .returning(Outbox.id).execution_options(synchronize_session=False))
+            return {r[0] for r in result.all()}
+
+    async def _release(self, deferred: list[tuple[int, float]]) -> None:
+        now = self.clock()
+        async with self.db.transaction() as tx:
+            for row_id, wait in deferred:
+                await tx.execute(sa.update(Outbox).where(Outbox.id == row_id, Outbox.status == "sending")
+                                 .values(status="pending", claimed_by=None, claimed_at=None, sent_at=None,
+                                         not_before=now + timedelta(seconds=max(wait, 0.0)))
+                                 .execution_options(synchronize_session=False))
+
+    async def recover(self, *, stale_after: float | None = None, startup: bool = False) -> int:
+        """Rows left 'sending' by a dispatcher that died: back to pending if never handed over, else failed
+        as 'delivery unknown' (or pending again with `resend_unknown`). Returns how many were recovered."""
+        now = self.clock()
+        age = self.stale_after if stale_after is None else stale_after
+        stale = sa.and_(Outbox.status == "sending", Outbox.claimed_by != self.worker_id,
+                        Outbox.claimed_at <= now - timedelta(seconds=age))
+        async with self.db.transaction() as tx:
+            back = await tx.execute(sa.update(Outbox).where(stale, Outbox.sent_at.is_(None))
+                                    .values(status="pending", claimed_by=None, claimed_at=None)
+                                    .execution_options(synchronize_session=False))
+            if self.resend_unknown:
+                unknown = await tx.execute(sa.update(Outbox).where(stale, Outbox.sent_at.is_not(None))
+                                           .values(status="pending", claimed_by=None, claimed_at=None,
+                                                   sent_at=None, last_error=UNKNOWN_DELIVERY)
+                                           .execution_options(synchronize_session=False))
+            else:
+                unknown = await tx.execute(sa.update(Outbox).where(stale, Outbox.sent_at.is_not(None))
+                                           .values(status="failed", last_error=UNKNOWN_DELIVERY)
+                                           .execution_options(synchronize_session=False))
+        recovered, unknown_n = int(back.rowcount or 0), int(unknown.rowcount or 0)
+        if recovered or unknown_n:
+            log.warning("outbox recovery%s: %d unsent claims re-queued, %d handed over with unknown result %s",
+                        " at start-up" if startup else "", recovered, unknown_n,
+                        "re-queued" if self.resend_unknown else "marked failed (not resent)")
+        self.stats.recovered += recovered
+        self.stats.unknown += unknown_n
+        return recovered + unknown_n
+
+    # --- one send -----------------------------------------------------------------------------------
+
+    async def _send(self, row: Any) -> None:
+        try:
+            try:
+                async with asyncio.timeout(self.send_timeout):
+                    sent = await self.sender.send(row_message(row))
+            except TimeoutError:
+                if not self.resend_unknown:  # Telegram may well have it: same rule as a crash after hand-over
+                    await self._unknown(row.id)
+                    return
+                raise Transient(f"no answer within {self.send_timeout:g}s") from None
+            except SendError:
+                raise
+            except Exception as exc:  # a bug or an unexpected library error must not lose the row
+                log.exception("unexpected error sending outbox row %s", row.id)
+                raise Transient(f"{type(exc).__name__}: {exc}") from None
+            await self._mark_sent(row.id, sent)
+        except SendError as exc:
+            await self._failed(row, exc)
+        finally:
+            self._in_flight.release()
+
+    async def _unknown(self, row_id: int) -> None:
+        log.warning("outbox row %s: no answer within %gs; not resent (delivery unknown)", row_id, self.send_timeout)
+        self.stats.unknown += 1
+        async with self.db.transaction() as tx:
+            await tx.execute(sa.update(Outbox).where(Outbox.id == row_id)
+                             .values(status="failed", last_error=f"{UNKNOWN_DELIVERY} (timeout)")
+                             .execution_options(synchronize_session=False))
+
+    async def _mark_sent(self, row_id: int, sent: Sent) -> None:
+        # At high rates results are committed in small groups (one commit per `group` rows); at 30/s
+        # the group is one row, so the unknown window stays one round trip (see the module doc).
+        self._sent_buffer.append({"rid": row_id, "at": self.clock(), "mid": sent.message_id})
+        self.stats.sent += 1
+        if len(self._sent_buffer) >= self._group:
+            await self._flush_sent()
+
+    async def _flush_sent(self) -> None:
+        if not self._sent_buffer:
+            return
+        batch, self._sent_buffer = self._sent_buffer, []
+        async with self.db.transaction() as tx:
+            conn = await tx.connection()
+            await conn.execute(sa.update(Outbox).where(Outbox.id == sa.bindparam("rid"))
+                               .values(status="sent", sent_at=sa.bindparam("at"),
+                                       telegram_message_id=sa.bindparam("mid"), last_error=None), batch)
+
+    async def _failed(self, row: Any, exc: SendError) -> None:
+        name = type(exc).__name__
+        self.stats.errors[name] = self.stats.errors.get(name, 0) + 1
+        error = f"{name}: {exc.description}"[:500]
+        now = self.clock()
+        attempts = int(row.attempts) + 1
+        values: dict[str, Any]
+        if isinstance(exc, RetryAfter):
+            # Telegram asks everyone to wait: hold every slot, and give this row back (not its fault).
+            self.stats.rate_limited += 1
+            self.pacer.pause(exc.seconds)
+            values = dict(status="pending", not_before=now + timedelta(seconds=exc.seconds),
+                          attempts=attempts - 1, last_error=error)
+        elif isinstance(exc, Blocked):
+            self.stats.blocked += 1
+            self.stats.failed += 1
+            values = dict(status="failed", last_error=error)
+        elif isinstance(exc, BadRequest | ThreadNotFound):
+            self.stats.failed += 1
+            values = dict(status="failed", last_error=error)
+        elif attempts >= self.max_attempts:
+            self.stats.failed += 1
+            values = dict(status="failed", last_error=f"gave up after {attempts} attempts: {error}"[:500])
+        else:
+            self.stats.retried += 1
+            delay = min(self.backoff_cap, self.backoff_base * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
+            values = dict(status="pending", not_before=now + timedelta(seconds=delay), last_error=error)
+        if values["status"] == "pending":
+            values.update(claimed_by=None, claimed_at=None, sent_at=None)
+        async with self.db.transaction() as tx:
+            await tx.execute(sa.update(Outbox).where(Outbox.id == row.id).values(**values)
+                             .execution_options(synchronize_session=False))
+            if isinstance(exc, Blocked):
+                await tx.execute(sa.update(Member).where(Member.id == row.member_id, Member.status == "active")
+                                 .values(status="unreachable").execution_options(synchronize_session=False))
+                await tx.execute(sa.update(Outbox).where(Outbox.member_id == row.member_id,
+                                                         Outbox.status == "pending")
+                                 .values(status="skipped", skip_reason="unreachable")
+                                 .execution_options(synchronize_session=False))
+        if not isinstance(exc, RetryAfter):
+            log.info("outbox row %s: %s -> %s", row.id, error, values["status"])
+
+
+async def outbox_counts(db: Db, *, since: datetime | None = None) -> dict[str, Any]:
+    """Rows by status (and skipped by reason, failed by error), optionally only those created since."""
+    where = [Outbox.created_at >= as_utc(since)] if since else []
+    async with db.read() as s:
+        by_status = dict((await s.execute(sa.select(Outbox.status, sa.func.count()).where(*where)
+                                          .group_by(Outbox.status))).all())
+        skipped = dict((await s.execute(sa.select(Outbox.skip_reason, sa.func.count())
+                                        .where(Outbox.status == "skipped", *where)
+                                        .group_by(Outbox.skip_reason))).all())
+        failed = dict((await s.execute(sa.select(Outbox.last_error, sa.func.count())
+                                       .where(Outbox.status == "failed", *where)
+                                       .group_by(Outbox.last_error).limit(20))).all())
+        due = (await s.execute(sa.select(sa.func.count()).where(
+            Outbox.status == "pending", Outbox.not_before <= utcnow(), *where))).scalar_one()
+    return {"by_status": {k: int(v) for k, v in by_status.items()},
+            "skipped": {str(k): int(v) for k, v in skipped.items()},
+            "failed": {str(k): int(v) for k, v in failed.items()}, "due_now": int(due)}

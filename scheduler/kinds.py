@@ -1,0 +1,44 @@
+"""The kinds of scheduled message: which notification setting each obeys, and what each needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KINDS = ("birthday", "anniversary", "winback", "tier_change", "points_expiry", "coupon_expiry", "nps", "csat",
+         "broadcast")
+
+
+@dataclass(frozen=True)
+class KindRule:
+    """How a kind of message is treated when planning."""
+
+    notify: str  # the member's notify setting that must be on: care | reminders | surveys | offers
+    needs_consent: bool  # marketing consent required (offers)
+    event_driven: bool  # planned when something happens, not by the clock
+    survey: str | None = None  # csat | nps: the message opens a survey and carries answer buttons
+
+
+RULES: dict[str, KindRule] = {
+    "birthday": KindRule("care", False, False),
+    "anniversary": KindRule("care", False, False),
+    "tier_change": KindRule("care", False, True),
+    "points_expiry": KindRule("reminders", False, False),
+    "coupon_expiry": KindRule("reminders", False, False),
+    "nps": KindRule("surveys", False, False, survey="nps"),
+    "csat": KindRule("surveys", False, True, survey="csat"),
+    "winback": KindRule("offers", True, False),
+    "broadcast": KindRule("offers", True, False),
+}
+
+# Defaults for a kind's params when the operator gives none; every key here is documented in the CLI help.
+DEFAULT_PARAMS: dict[str, dict] = {
+    "winback": {"inactive_days": 60},
+    "points_expiry": {},
+    "coupon_expiry": {},
+    "nps": {"min_member_days": 14},
+    "csat": {"trigger": "coupon", "delay_minutes": 30},
+    "tier_change": {"upgrades_only": True},
+}
+DEFAULT_OFFSET_DAYS = {"points_expiry": 14, "coupon_expiry": 3}
+DEFAULT_CAP_DAYS = {"winback": 90, "nps": 90}
+SEGMENT_KEYS = ("tiers", "languages", "min_balance", "max_balance", "member_ids", "joined_before_days")

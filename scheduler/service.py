@@ -1,0 +1,282 @@
+"""The scheduler inside the bot process: APScheduler jobs from the schedules table, events, the dispatcher.
+
+`SchedulerService(db, loyalty, sender=...)` with `await start()` / `await stop()`:
+
+* APScheduler 3's `AsyncIOScheduler` runs one job per enabled clock-driven schedule. Jobs are derived
+  from the `schedules` table at start-up (no APScheduler job store: the table is the truth), and
+  rebuilt when the table changes: every `poll_seconds` the service reads a fingerprint of the table
+  (each row's id, `updated_at` and enabled flag), which is how edits made by the CLI, another process, reach a
+  running bot without a restart.
+* A run missed while the process was down is planned once at start-up (the trigger's first fire
+  time after `last_run_at` has passed), not once per missed tick.
+* Tier changes and used coupons (`Loyalty.subscribe`) plan tier_change and CSAT messages;
+  `schedule_csat(...)` is what the support room calls when a conversation is closed.
+* The `Dispatcher` drains the outbox at `send_rate` (30/s; up to 1000/s with paid broadcasts).
+
+`attach(app)` adds the service to the bot's assembly (bot/app.py) without the scheduler importing bot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from loyalty.outbound import ChatSender
+from loyalty.service import CouponUsed, Loyalty, LoyaltyEvent, TierChanged
+from scheduler.dispatcher import Dispatcher
+from scheduler.kinds import RULES
+from scheduler.planner import Planner, PlanStats, param
+from scheduler.surveys import DEFAULT_CSAT_DELAY
+from scheduler.templates import TemplateBook, default_templates
+from scheduler.triggers import TriggerProblem, build_trigger, missed_run
+from storage import Db, as_utc, utcnow
+from storage.models import Schedule
+
+log = logging.getLogger(__name__)
+
+CSAT_TRIGGERS = ("coupon", "support")
+DEFAULT_CSAT_SCHEDULES = {"coupon": "csat-after-coupon", "support": "csat-after-support"}
+
+
+class SchedulerService:
+    """Runs the operators' schedules, plans event-driven messages and drains the outbox."""
+
+    def __init__(
+        self,
+        db: Db,
+        loyalty: Loyalty,
+        sender: ChatSender | None = None,
+        *,
+        sender_factory: Callable[[], ChatSender] | None = None,
+        send_rate: float = 30.0,
+        paid_broadcast: bool = False,
+        poll_seconds: float = 5.0,
+        dispatch: bool = True,
+        clock: Callable[[], datetime] = utcnow,
+        dispatcher_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.db = db
+        self.loyalty = loyalty
+        self.clock = clock
+        self.poll_seconds = poll_seconds
+        self.planner = Planner(loyalty, templates=TemplateBook())
+        self._sender = sender
+        self._sender_factory = sender_factory
+        # Telegram allows about 30 messages a second; paid broadcasts raise that to 1000.
+        self.send_rate = min(send_rate, 1000.0 if paid_broadcast else 30.0)
+        self.dispatch = dispatch
+        self.dispatcher_options = dict(dispatcher_options or {})
+        self.dispatcher: Dispatcher | None = None
+        self.scheduler: AsyncIOScheduler | None = None
+        self._fingerprint: tuple[Any, ...] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._running_runs: set[int] = set()
+        self._subscribed = False
+
+    # --- life cycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Subscribe to events, plan missed runs, start the jobs, the watcher and the dispatcher."""
+        if not self._subscribed:
+            self.loyalty.subscribe(self.on_event)
+            self._subscribed = True
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
+        self.scheduler.start()
+        await self.reload(catch_up=True)
+        self._tasks.append(asyncio.create_task(self._watch(), name="scheduler-watch"))
+        if self.dispatch:
+            sender = self._sender or (self._sender_factory() if self._sender_factory else None)
+            if sender is None:
+                raise ValueError("SchedulerService needs a sender (or sender_factory) to dispatch")
+            self.dispatcher = Dispatcher(self.db, sender, rate=self.send_rate, clock=self.clock,
+                                         **self.dispatcher_options)
+            self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="outbox-dispatcher"))
+        log.info("scheduler started: %d jobs, dispatching at %g/s", len(self.scheduler.get_jobs()),
+                 self.send_rate if self.dispatch else 0)
+
+    async def stop(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+            self.scheduler = None
+        for task in self._tasks:
+            if task.get_name() == "scheduler-watch":
+                task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, timeout=35)
+        self._tasks.clear()
+
+    # --- jobs from the table ------------------------------------------------------------------------
+
+    async def _table_fingerprint(self) -> tuple[Any, ...]:
+        # Schedules are few (tens): reading every row's stamp is cheap and misses no edit.
+        async with self.db.read() as s:
+            rows = (await s.execute(sa.select(Schedule.id, Schedule.updated_at, Schedule.enabled)
+                                    .order_by(Schedule.id))).all()
+        return tuple(tuple(r) for r in rows)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            try:
+                if await self._table_fingerprint() != self._fingerprint:
+                    log.info("schedules changed: reloading jobs")
+                    await self.reload(catch_up=True)
+            except Exception:  # the watcher must survive a database hiccup
+                log.exception("schedule watcher failed; retrying")
+
+    async def reload(self, *, catch_up: bool = False) -> None:
+        """Rebuild the APScheduler jobs from the table; with catch_up, plan each missed run once now."""
+        self._fingerprint = await self._table_fingerprint()
+        async with self.db.read() as s:
+            schedules = list((await s.execute(sa.select(Schedule).order_by(Schedule.id))).scalars())
+        if self.scheduler is not None:
+            for job in self.scheduler.get_jobs():
+                job.remove()
+        now = self.clock()
+        for schedule in schedules:
+            if not schedule.enabled or RULES[schedule.kind].event_driven:
+                continue
+            try:
+                trigger = build_trigger(schedule)
+            except TriggerProblem as exc:
+                log.error("schedule %s cannot run: %s", schedule.name, exc)
+                continue
+            if trigger is None:
+                continue
+            if self.scheduler is not None:
+                self.scheduler.add_job(self.run_due, trigger, args=[schedule.id], id=f"schedule:{schedule.id}",
+                                       name=schedule.name, coalesce=True, max_instances=1,
+                                       misfire_grace_time=600, replace_existing=True)
+            if catch_up and missed_run(schedule, now):
+                log.info("schedule %s missed a run while stopped: planning it once now", schedule.name)
+                self._spawn(self.run_due(schedule.id))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: t in self._tasks and self._tasks.remove(t))
+
+    # --- runs ---------------------------------------------------------------------------------------
+
+    async def run_due(self, schedule_id: int, *, now: datetime | None = None) -> PlanStats | None:
+        """A scheduled run (the job's function): plans for the window since the last run."""
+        if schedule_id in self._running_runs:
+            return None
+        self._running_runs.add(schedule_id)
+        try:
+            now = as_utc(now or self.clock())
+            async with self.db.read() as s:
+                schedule = await s.get(Schedule, schedule_id)
+            if schedule is None or not schedule.enabled:
+                return None
+            window = as_utc(schedule.last_run_at or schedule.created_at) if schedule.member_local_time else None
+            stats = await self.planner.run(schedule, now=now, window_start=window)
+            await self._mark_run(schedule_id, now)
+            log.info("schedule %s planned %d, skipped %s, already planned %d", schedule.name, stats.planned,
+                     dict(stats.skipped), stats.already_planned)
+            return stats
+        except Exception:
+            log.exception("schedule %s failed to plan", schedule_id)
+            return None
+        finally:
+            self._running_runs.discard(schedule_id)
+
+    async def _mark_run(self, schedule_id: int, now: datetime) -> None:
+        # last_run_at only: updated_at is the operators' edit stamp the watcher follows.
+        async with self.db.transaction() as tx:
+            await tx.execute(sa.update(Schedule).where(Schedule.id == schedule_id).values(last_run_at=now))
+
+    # --- events -------------------------------------------------------------------------------------
+
+    async def on_event(self, event: LoyaltyEvent) -> None:
+        """Loyalty events: a tier change plans tier_change messages, a used coupon a CSAT survey."""
+        if isinstance(event, TierChanged):
+            await self.tier_changed(event)
+        elif isinstance(event, CouponUsed):
+            await self.schedule_csat(event.member_id, "coupon", f"coupon:{event.coupon_id}",
+                                     staff_id=event.staff_id)
+
+    async def tier_changed(self, event: TierChanged, *, now: datetime | None = None) -> list[PlanStats]:
+        now = as_utc(now or self.clock())
+        results = []
+        for schedule in await self._enabled("tier_change"):
+            if param(schedule, "upgrades_only") and not event.upgrade:
+                continue
+            results.append(await self.planner.plan_for_member(
+                schedule, event.member_id, period=f"{event.to_tier}:{now.date().isoformat()}", now=now))
+        return results
+
+    async def schedule_csat(self, member_id: int, trigger: str, ref: str, conversation_id: int | None = None,
+                            staff_id: int | None = None, delay: timedelta | None = None, *,
+                            now: datetime | None = None) -> PlanStats | None:
+        """Plan a CSAT survey after a used coupon (trigger "coupon") or a closed support conversation
+        ("support"), sent after `delay` (the schedule's delay_minutes, 30 by default). `ref` makes it
+        idempotent: the same coupon or conversation never asks twice. At most one survey is open per
+        member; None when the operator paused CSAT for this trigger."""
+        if trigger not in CSAT_TRIGGERS:
+            raise ValueError(f"trigger must be one of {', '.join(CSAT_TRIGGERS)}")
+        now = as_utc(now or self.clock())
+        schedule = await self._csat_schedule(trigger, now)
+        if schedule is None:
+            return None
+        wait = delay if delay is not None else timedelta(minutes=int(param(schedule, "delay_minutes")
+                                                                     or DEFAULT_CSAT_DELAY.total_seconds() / 60))
+        return await self.planner.plan_for_member(
+            schedule, member_id, period=ref[:64], now=now, not_before=now + wait,
+            survey_trigger="handoff" if trigger == "support" else "coupon", trigger_ref=ref[:64],
+            conversation_id=conversation_id, staff_id=staff_id)
+
+    async def _enabled(self, kind: str) -> list[Schedule]:
+        async with self.db.read() as s:
+            return list((await s.execute(sa.select(Schedule).where(Schedule.kind == kind, Schedule.enabled)
+                                         .order_by(Schedule.id))).scalars())
+
+    async def _csat_schedule(self, trigger: str, now: datetime) -> Schedule | None:
+        """The CSAT schedule for a trigger; the shipped default is created the first time it is needed."""
+        async with self.db.read() as s:
+            rows = list((await s.execute(sa.select(Schedule).where(Schedule.kind == "csat")
+                                         .order_by(Schedule.id))).scalars())
+        mine = [r for r in rows if param(r, "trigger") == trigger]
+        if mine:
+            enabled = [r for r in mine if r.enabled]
+            return enabled[0] if enabled else None
+        name = DEFAULT_CSAT_SCHEDULES[trigger]
+        kind = "csat_support" if trigger == "support" else "csat"
+        async with self.db.transaction() as tx:
+            exists = (await tx.execute(sa.select(Schedule).where(Schedule.name == name))).scalar_one_or_none()
+            if exists is None:
+                tx.add(Schedule(name=name, kind="csat", enabled=True, templates=default_templates(kind),
+                                params={"trigger": trigger, "delay_minutes": 30}, created_at=now, updated_at=now))
+        async with self.db.read() as s:
+            made = (await s.execute(sa.select(Schedule).where(Schedule.name == name))).scalar_one()
+        return made if made.enabled else None
+
+
+def attach(app: Any) -> None:
+    """Add the scheduler to the bot's assembly (bot/app.py calls this for the rooms present)."""
+    holder: dict[str, SchedulerService] = {}
+
+    async def start(app_: Any) -> None:
+        settings = app_.settings
+        service = SchedulerService(app_.db, app_.loyalty, app_.sender, send_rate=settings.send_rate,
+                                   paid_broadcast=settings.paid_broadcast, clock=app_.clock)
+        if getattr(app_, "context", None) is not None:
+            app_.context.services["scheduler"] = service
+        holder["service"] = service
+        await service.start()
+
+    async def stop() -> None:
+        if "service" in holder:
+            await holder.pop("service").stop()
+
+    app.add_service(start, stop, name="scheduler")
