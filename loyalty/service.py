@@ -708,7 +708,7 @@ class Loyalty:
         """Balance, what expires when, and the latest ledger entries (one read, consistent)."""
         now = as_utc(now or utcnow())
         async with self.db.read() as s:
-            member = await s.get(Member, member_id)
+            member = (await s.execute(sa.select(Member.balance, Member.status).where(Member.id == member_id))).first()
             if member is None:
                 raise errors.UnknownMember()
             if member.status == "erased":

@@ -63,8 +63,11 @@ def redact_url(url: str) -> str:
         return "<invalid url>"
 
 
-def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+def _sqlite_engine(url: str, *, writer: bool) -> AsyncEngine:
+    # The reader runs in autocommit: each SELECT sees a consistent snapshot of its own, with no BEGIN,
+    # COMMIT or reset round trips (every aiosqlite call is a hop to its thread, and they add up).
+    engine = create_async_engine(url, connect_args={"timeout": 30},
+                                 pool_reset_on_return="rollback" if writer else None)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
@@ -77,9 +80,10 @@ def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn):  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    if writer:
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(conn):  # type: ignore[no-untyped-def]
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -91,8 +95,8 @@ class Db:
         self.url = normalise_url(url)
         self.dialect = make_url(self.url).get_backend_name()
         if self.dialect == "sqlite":
-            self.engine = _sqlite_engine(self.url, immediate=True)
-            self._read_engine = _sqlite_engine(self.url, immediate=False)
+            self.engine = _sqlite_engine(self.url, writer=True)
+            self._read_engine = _sqlite_engine(self.url, writer=False)
             self._write_lock: asyncio.Lock | None = asyncio.Lock()
         else:
             # No pre-ping: it costs a round trip per checkout; stale connections are recycled instead.
