@@ -63,7 +63,17 @@ def run(framework: str | None = None) -> None:
         err.print(f"[red]Cannot start:[/red] {exc}")
         raise SystemExit(2) from None
     app.attach_optional_rooms()
-    asyncio.run(app.run())
+    try:
+        asyncio.run(app.run())
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # start-up failures (server unreachable, token refused): one clear line
+        token = settings.bot_token.get_secret_value() if settings.bot_token else None
+        reason = f"{type(exc).__name__}: {exc}"
+        if token:
+            reason = reason.replace(token, "<token>")
+        err.print(f"[red]loyalbot stopped:[/red] {reason[:500]} (Bot API server: {settings.telegram_api_url})")
+        raise SystemExit(1) from None
 
 
 async def seed_demo_staff(app: App) -> None:
