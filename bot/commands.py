@@ -83,6 +83,23 @@ async def seed_demo_staff(app: App) -> None:
         await app.loyalty.add_staff(telegram_id, role, name=name, actor="demo")
 
 
+async def seed_demo_surveys(app: App) -> None:
+    """In the demo, satisfaction questions come at once (a shop would wait ~30 minutes), so people see them."""
+    import sqlalchemy as sa
+
+    from scheduler.service import DEFAULT_CSAT_SCHEDULES
+    from scheduler.templates import default_templates
+    from storage.models import Schedule
+
+    assert app.db is not None
+    async with app.db.transaction() as tx:
+        for trigger, name in DEFAULT_CSAT_SCHEDULES.items():
+            if (await tx.execute(sa.select(Schedule.id).where(Schedule.name == name))).first() is None:
+                kind = "csat_support" if trigger == "support" else "csat"
+                tx.add(Schedule(name=name, kind="csat", templates=default_templates(kind),
+                                params={"trigger": trigger, "delay_minutes": 0}))
+
+
 async def _no_stop() -> None:
     return None
 
@@ -115,6 +132,7 @@ async def run_demo(database: str, framework: str | None = None, port: int = 8080
         app = App(settings, framework=framework, connection=connection_from(settings, polling_timeout=10),
                   programme=programme)
         app.add_service(seed_demo_staff, _no_stop, name="demo staff")
+        app.add_service(seed_demo_surveys, _no_stop, name="demo surveys")
         app.attach_optional_rooms()
 
         async def announce(running: App) -> None:

@@ -229,8 +229,10 @@ class SchedulerService:
         schedule = await self._csat_schedule(trigger, now)
         if schedule is None:
             return None
-        wait = delay if delay is not None else timedelta(minutes=int(param(schedule, "delay_minutes")
-                                                                     or DEFAULT_CSAT_DELAY.total_seconds() / 60))
+        minutes = param(schedule, "delay_minutes")
+        # 0 is a real choice (ask at once), so only a missing value falls back to the default.
+        wait = delay if delay is not None else (
+            DEFAULT_CSAT_DELAY if minutes is None else timedelta(minutes=int(minutes)))
         return await self.planner.plan_for_member(
             schedule, member_id, period=ref[:64], now=now, not_before=now + wait,
             survey_trigger="handoff" if trigger == "support" else "coupon", trigger_ref=ref[:64],
