@@ -195,14 +195,33 @@ function serviceText(message) {
 
 // ------------------------------------------------------------------------------- messages
 
+// A chat sticks to its newest message unless the person scrolled up to read: the flag is kept per list and
+// re-applied when images finish loading or the list is resized (e.g. a reply keyboard appears).
+function isNearBottom(container) {
+  return container.scrollHeight - container.scrollTop - container.clientHeight < 80;
+}
+
+function keepAtBottom(container) {
+  if (container && container.dataset.stick !== "false") container.scrollTop = container.scrollHeight;
+}
+
+function followNewest(container) {
+  container.addEventListener("scroll", () => { container.dataset.stick = String(isNearBottom(container)); });
+  if (window.ResizeObserver) new ResizeObserver(() => keepAtBottom(container)).observe(container);
+}
+
+function onMediaLoaded(event) {
+  keepAtBottom(event.target.closest(".messages"));
+}
+
 function renderMessages(container, entries, options) {
-  const nearBottom = container.scrollHeight - container.scrollTop - container.clientHeight < 80;
+  if (options.forceScroll) container.dataset.stick = "true";
   const fragment = document.createDocumentFragment();
   const visible = entries.filter((m) => !m.deleted);
   if (!visible.length && options.empty) fragment.append(options.empty());
   for (const entry of visible) fragment.append(renderMessage(entry, options));
   container.replaceChildren(fragment);
-  if (nearBottom || options.forceScroll) container.scrollTop = container.scrollHeight;
+  keepAtBottom(container);
 }
 
 function renderMessage(entry, options) {
@@ -271,7 +290,7 @@ function appendMedia(bubble, message) {
     const img = el("img", "photo");
     img.src = fileUrl(size.file_id);
     img.alt = message.caption || "Photo";
-    img.loading = "lazy";
+    img.addEventListener("load", onMediaLoaded);
     img.dataset.testid = "message-photo";
     img.dataset.fileId = size.file_id;
     if (size.width && size.width <= 600 && size.width === size.height) img.classList.add("qr");
@@ -281,6 +300,7 @@ function appendMedia(bubble, message) {
     const img = el("img", "sticker");
     img.src = fileUrl(message.sticker.file_id);
     img.alt = message.sticker.emoji || "Sticker";
+    img.addEventListener("load", onMediaLoaded);
     img.dataset.testid = "message-sticker";
     bubble.append(img);
   }
@@ -825,6 +845,8 @@ function wire() {
 
 async function main() {
   wire();
+  followNewest($("messages"));
+  followNewest($("topic-messages"));
   for (;;) {
     try {
       const feed = await api("events?since=-1");
