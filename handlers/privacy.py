@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from typing import TYPE_CHECKING
 
 from handlers.port import Button, Media, Reply
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from handlers.router import Router
 
 log = logging.getLogger(__name__)
+ERASE_STEP = "privacy.erase"
 
 
 async def show_privacy(turn: Turn) -> list[Reply]:
@@ -36,11 +38,20 @@ async def pressed(turn: Turn) -> list[Reply]:
         return [Reply(text=turn.t("privacy.export_caption"),
                       media=Media(kind="document", data=data, filename="loyalbot-data.json"))]
     if verb == "e":
+        # Erasure is final, so "yes" only counts with the token of the confirmation just shown: a forged
+        # or replayed press cannot skip the question.
+        token = secrets.token_urlsafe(6)
+        await turn.ctx.states.set(*turn.key, ERASE_STEP, {"token": token})
         return [Reply(text=turn.t("privacy.erase_confirm", points=member.balance), buttons=[
-            [Button(turn.t("privacy.button_erase_yes"), encode("pv", "y"))],
+            [Button(turn.t("privacy.button_erase_yes"), encode("pv", "y", token))],
             [Button(turn.t("button.cancel"), encode("pv", "n"))]])]
     if verb == "n":
+        await turn.ctx.states.clear(*turn.key)
         return [Reply(text=turn.t("privacy.erase_cancelled"), edit=True)]
+    state = turn.state
+    if state is None or state.step != ERASE_STEP or state.data.get("token") != callback.args[1]:
+        log.info("erase confirmation without a matching question; ignored")
+        return [Reply(toast=turn.label("error.stale_button"))]
     await turn.loyalty.erase_member(member.id, actor=f"member:{member.id}", now=turn.now)
     await turn.ctx.states.clear(*turn.key)  # the Redis store is not cleared by the service
     log.info("member erased at their request")

@@ -37,8 +37,8 @@ ACTIONS: dict[str, dict[str, tuple[str | tuple[str, ...], ...]]] = {
     # settings: toggle kind, quiet hours (preset or menu), time zone (index, menu, type), birthday, language, show
     "st": {"n": (("care", "reminders", "surveys", "offers"),), "q": (TOKEN,), "z": (TOKEN,), "b": (), "l": (),
            "v": ()},
-    # privacy: export, ask to erase, erase confirmed, cancel
-    "pv": {"x": (), "e": (), "y": (), "n": ()},
+    # privacy: export, ask to erase, erase confirmed (one-time token from the confirmation), cancel
+    "pv": {"x": (), "e": (), "y": (TOKEN,), "n": ()},
     # staff at the counter: use coupon (code) / cancel
     "us": {"y": (TOKEN,), "n": ()},
     # surveys: answer(survey id, score), skip the comment(survey id)

@@ -129,3 +129,17 @@ async def test_erasure_needs_a_confirmation_and_start_begins_afresh(chat):
     await ann.send("Skip")
     fresh = await ann.member()
     assert fresh is not None and fresh.member_no != number and fresh.balance == 0
+
+
+async def test_a_forged_or_replayed_erase_confirmation_erases_nothing(chat):
+    from loyalty.callbacks import encode
+
+    ann = await chat.registered(10, points=200)
+    await ann.press_data(encode("pv", "y", "guessed"))  # never asked
+    assert await ann.member() is not None and ann.replies[0].toast
+    await ann.send("/privacy")
+    await ann.press("Erase my data")
+    yes = next(b.data for r in ann.replies for row in (r.buttons or []) for b in row if "Yes" in b.text)
+    await ann.press("Cancel")
+    await ann.press_data(yes)  # the old question's button, after cancelling
+    assert await ann.member() is not None and (await ann.member()).balance == 200
