@@ -70,7 +70,12 @@ async def award(turn: Turn) -> list[Reply]:
     number, amount = parts[0], parts[1]
     if "," in amount and "." not in amount:
         amount = amount.replace(",", ".")
-    reference = parts[2] if len(parts) == 3 else f"counter:{turn.incoming.user_id}:{secrets.token_hex(8)}"
+    # Without a till reference, the Telegram message itself is the purchase's identity: an update delivered
+    # twice (a webhook retry, a restart before it was confirmed) records the purchase once.
+    incoming = turn.incoming
+    reference = parts[2] if len(parts) == 3 else (
+        f"counter:{incoming.user_id}:{incoming.chat_id}:{incoming.message_id}" if incoming.message_id is not None
+        else f"counter:{incoming.user_id}:{secrets.token_hex(8)}")
     staff_id = turn.incoming.user_id
     try:
         member = await turn.loyalty.member_by_number(number[:32])

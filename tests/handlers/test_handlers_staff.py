@@ -115,3 +115,16 @@ async def test_help_shows_counter_commands_only_to_staff(chat):
     await chat.loyalty.add_staff(9, "agent")
     await ann.send("/help")
     assert ann.sees("/award") and ann.sees("/use")
+
+
+async def test_an_award_delivered_twice_is_recorded_once(chat):
+    from handlers.port import Incoming, parse_command
+
+    ann = await chat.registered(8)
+    number = (await ann.member()).member_no
+    await chat.staff(91)  # Sam, at the counter
+    command, args = parse_command(f"/award {number} 12.50")
+    same_update = Incoming(user_id=91, chat_id=91, message_id=4242, command=command, args=args)
+    await chat.router.handle(same_update)
+    await chat.router.handle(same_update)  # e.g. a webhook retry of the same Telegram message
+    assert (await ann.member()).balance == 12
