@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import sys
 from pathlib import Path
 from typing import Any
@@ -129,8 +130,11 @@ async def run_demo(database: str, framework: str | None = None, port: int = 8080
         programme = settings.load_programme()
         programme = programme.model_copy(update={"earning": programme.earning.model_copy(
             update={"welcome_bonus": DEMO_WELCOME_BONUS})})
+        # The operator console runs beside the chat page; its password is made fresh for each demo run.
+        console_password = secrets.token_urlsafe(9)
         app = App(settings, framework=framework, connection=connection_from(settings, polling_timeout=10),
-                  programme=programme)
+                  programme=programme, services={"console_password": console_password,
+                                                 "console_port": port + 1 if port else 0})
         app.add_service(seed_demo_staff, _no_stop, name="demo staff")
         app.add_service(seed_demo_surveys, _no_stop, name="demo surveys")
         app.attach_optional_rooms()
@@ -138,6 +142,10 @@ async def run_demo(database: str, framework: str | None = None, port: int = 8080
         async def announce(running: App) -> None:
             console.print(f"[bold green]loyalbot demo[/bold green] ({running.framework}) is running: "
                           f"open [link]{server.url}[/link] in your browser. Press Ctrl-C to stop.")
+            web = running.context.services.get("console") if running.context else None
+            if web is not None:
+                console.print(f"Operator console: [link]{web.url}/console[/link] (user operator, password "
+                              f"{console_password}); shop API docs at {web.url}/api/docs")
             console.print(f"Data is kept in {where}")
             if ready is not None:
                 await ready(running, server.url)

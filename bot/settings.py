@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     staff_group_id: int | None = None
     redis_url: str | None = None
     console_password: SecretStr | None = None
+    console_host: str = "127.0.0.1"
+    console_port: int | None = Field(default=8081, ge=-1, le=65535)  # -1 turns the HTTP side off
     send_rate: float = Field(default=30.0, gt=0, le=1000)
     paid_broadcast: bool = False
     log_level: str = "INFO"

@@ -1,4 +1,5 @@
-"""The HTTP side: the integration API for shop systems (purchases, refunds, member look-up) and /healthz.
+"""The HTTP side: the shop systems' API (purchases, refunds, member look-up), the operator's dashboard
+(/console, HTTP Basic with LOYALBOT_CONSOLE_PASSWORD), /healthz and /metrics.
 
 Shop systems authenticate with an API key (`Authorization: Bearer lb_...` or `X-Api-Key`); only a
 SHA-256 hash of each key is stored. Purchases and refunds are idempotent on their external ids: a
@@ -12,14 +13,18 @@ import logging
 import secrets
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Annotated, Any
 
+import jinja2
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field
 from sqlmodel import select
 
+from console.dashboard import build_dashboard, prometheus_text
 from loyalty import Loyalty
 from loyalty.errors import Refusal
 from storage import Db, utcnow
@@ -66,9 +71,31 @@ class RefundIn(BaseModel):
     amount: Decimal
 
 
-def create_app(db: Db, loyalty: Loyalty) -> FastAPI:
-    """The FastAPI application for shop systems and health checks."""
+def create_app(db: Db, loyalty: Loyalty, *, console_password: str | None = None) -> FastAPI:
+    """The FastAPI application: the shop systems' API, the operator's dashboard, /healthz and /metrics."""
     app = FastAPI(title="loyalbot API", version="1", docs_url="/api/docs", openapi_url="/api/openapi.json")
+    pages = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+                               autoescape=True)
+    basic = HTTPBasic(auto_error=False)
+
+    async def operator(credentials: Annotated[HTTPBasicCredentials | None, Depends(basic)]) -> None:
+        if not console_password:
+            raise HTTPException(503, detail="the console is off: set LOYALBOT_CONSOLE_PASSWORD to turn it on")
+        given = credentials.password.encode() if credentials else b""
+        if credentials is None or not secrets.compare_digest(given, console_password.encode()):
+            log.warning("console: refused a sign-in")
+            raise HTTPException(401, detail="sign in as operator", headers={"WWW-Authenticate": "Basic"})
+
+    @app.get("/console", response_class=HTMLResponse, dependencies=[Depends(operator)])
+    async def dashboard(days: int = 30) -> HTMLResponse:
+        board = await build_dashboard(loyalty, period_days=max(1, min(days, 3650)))
+        html = pages.get_template("dashboard.html").render(board=board, programme=loyalty.programme.programme.name)
+        return HTMLResponse(html)
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(prometheus_text(await build_dashboard(loyalty)),
+                                 media_type="text/plain; version=0.0.4")
 
     @app.exception_handler(Refusal)
     async def refused(_request: Request, exc: Refusal) -> JSONResponse:
