@@ -17,6 +17,7 @@ from typing import Any
 from rich.console import Console
 
 from bot.app import App, connection_from
+from bot.runtime import quiet_http_loggers
 from bot.settings import Settings, SettingsError, load_settings
 from bot.webhook import WebhookConfigError
 
@@ -44,6 +45,7 @@ DEMO_STAFF_ROLES = {2001: ("agent", "Sam"), 2002: ("operator", "Olivia")}
 
 def _logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_http_loggers()  # from the first request on: Bot API URLs carry the token
 
 
 def _settings(**overrides: Any) -> Settings:
