@@ -21,9 +21,19 @@ result is committed right after Telegram answers. So after a crash, a row stuck 
   ``resend_unknown=True`` to prefer at-least-once instead.
 
 The unknown window is one HTTP round trip plus one commit per row (a few milliseconds); at 30/s the
-dispatcher spends most of its time waiting for the next slot, outside any window. Stale 'sending'
+dispatcher spends most of its time waiting for the next slot, outside any window. Below 100/s rows are
+handed over one at a time, each after its slot. From 100/s on, rows are handed over in groups of 20 ms'
+worth of sending, and the next group's hand-over is committed while the current group is being sent
+(the send loop then never waits for the database; that is what makes 1000/s possible), and results are
+committed in groups of the same size. So a crash at 1000/s leaves at most about three groups (some
+60 rows, 60 ms of sending) as "delivery unknown"; a *graceful* stop gives rows handed over but not yet
+sent back to the outbox as plainly pending, since then we know they were not sent. Stale 'sending'
 rows of a dispatcher that died are recovered at start-up and every `recover_every` seconds once their
 claim is older than `stale_after` seconds.
+
+Throughput: sends run concurrently (up to `max_in_flight`, by default rate/5 and at least 50) while
+the `Pacer` hands out evenly spaced slots on a fixed timeline; the per-chat interval is kept by
+deferring a chat's next row in the outbox. The next batch is claimed while the current one is sent.
 
 A send that gets no answer within `send_timeout` is ambiguous in the same way and is treated the
 same way (failed, "delivery unknown"; retried only with `resend_unknown`). Errors that say the
@@ -40,7 +50,7 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -82,11 +92,26 @@ class DispatchStats:
 
 
 class Pacer:
-    """Evenly spaced send slots: one every 1/rate seconds, never a burst; `pause` holds every slot."""
+    """Evenly spaced send slots: one every 1/rate seconds on a fixed timeline; `pause` holds every slot.
 
-    def __init__(self, rate: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+    Slots are on an absolute timeline (slot k at start + k/rate), not "1/rate after the last one":
+    the event loop cannot sleep less than about a millisecond and a commit now and then delays a
+    slot, and at 1000/s losing that time on every slot would lose half the rate. A late slot is made
+    up by the next ones, but never more than `slack` seconds' worth, so in any window of T seconds
+    at most rate * (T + slack) + 1 slots are given out: no burst beyond that. 20 ms is what it takes
+    to ride out the scheduling hiccups of a busy two-core machine at 1000/s (10 ms lost 1-6% of the
+    rate there; see bench/fanout.py): 20 messages. When that is less than two slots (below 100/s)
+    the slack is at most half a slot instead, so two slots are never closer than half an interval:
+    at low rates a row's send is answered and recorded before the next is handed over, which keeps a
+    crash's unknown window to one row (see the module doc).
+    """
+
+    def __init__(self, rate: float, *, slack: float = 0.02, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.interval = 1.0 / rate
+        self.slack = slack if slack >= 2 * self.interval else min(slack, self.interval / 2)
         self.clock = clock
+        self.sleep = sleep
         self._next = 0.0
         self._lock = asyncio.Lock()
 
@@ -98,9 +123,10 @@ class Pacer:
             now = self.clock()
             wait = self._next - now
             if wait > 0:
-                await asyncio.sleep(wait)
-                now = self.clock()
-            self._next = max(self._next, now) + self.interval
+                await self.sleep(wait)
+            elif wait < -self.slack:  # idle or stalled for longer than the slack: start again from now
+                self._next = now - self.slack
+            self._next += self.interval
 
 
 def default_worker_id() -> str:
@@ -132,7 +158,7 @@ class Dispatcher:
         stale_after: float = 120.0,
         recover_every: float = 30.0,
         resend_unknown: bool = False,
-        max_in_flight: int = 50,
+        max_in_flight: int | None = None,
         worker_id: str | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -155,11 +181,20 @@ class Dispatcher:
         self.clock = clock
         self.pacer = Pacer(rate)
         self.stats = DispatchStats()
-        self._in_flight = asyncio.Semaphore(max_in_flight)
+        # Sends overlap: at 1000/s with a few milliseconds per round trip a dozen are in flight, more
+        # when Telegram is slow; the cap keeps a stalled server from piling up connections.
+        self._in_flight = asyncio.Semaphore(max_in_flight or max(50, int(rate / 5)))
         self._chat_next: dict[int, float] = {}
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Rows are handed over (and results committed) in groups of 20 ms' worth of sending.
         self._group = max(1, int(rate * 0.02))
+        # From 100/s on, a group's hand-over commit runs while the group before it is being sent, and
+        # the next batch is claimed while this one is sent, so the send loop never waits for the
+        # database; below that one commit fits easily between two slots and the unknown window stays
+        # one row wide (see the module doc).
+        self._lookahead = self._group > 1
+        self._prefetch: asyncio.Task[list[Any]] | None = None
         self._sent_buffer: list[dict[str, Any]] = []
 
     # --- running ------------------------------------------------------------------------------------
@@ -207,7 +242,7 @@ class Dispatcher:
     async def run_once(self) -> int:
         """Claim one batch of due rows and send them; returns how many rows were handled."""
         await self._flush_sent()
-        rows = await self.claim(self.batch_size)
+        rows = await self._claimed()
         if not rows:
             return 0
         now_mono = time.monotonic()
@@ -217,40 +252,74 @@ class Dispatcher:
             if row.chat_id in chats:
                 gate = max(gate, self.per_chat_interval)
             if gate > 0:  # one message a second per chat: this one waits its turn in the outbox
-                deferred.append((row.id, gate))
+                deferred.append((row.id, gate, False))
                 continue
             chats.add(row.chat_id)
             eligible.append(row)
         # Hand rows over in small groups (one commit each) so the unknown window stays a few rows wide.
         group = self._group
-        for start in range(0, len(eligible), group):
-            chunk = eligible[start:start + group]
-            if self._stop.is_set():
-                deferred.extend((row.id, 0.0) for row in chunk)
-                continue
-            # Wait for the slot *before* the hand-over mark, so a crash while waiting leaves the row
-            # plainly unsent (re-queued), not "handed over, result unknown".
-            await self.pacer.slot()
-            mine = await self._handover([row.id for row in chunk])
-            for index, row in enumerate(chunk):
-                if row.id not in mine:  # recovered by another dispatcher meanwhile: it is theirs now
+        chunks = [eligible[start:start + group] for start in range(0, len(eligible), group)]
+        ahead: asyncio.Task[set[int]] | None = None
+        try:
+            for index, chunk in enumerate(chunks):
+                if self._stop.is_set():
+                    if ahead is not None:  # handed over but certainly not sent: give them back
+                        ahead_ids = await ahead
+                        ahead = None
+                        deferred.extend((row.id, 0.0, row.id in ahead_ids) for row in chunk)
+                    else:
+                        deferred.extend((row.id, 0.0, False) for row in chunk)
                     continue
-                if index:
+                slot_taken = False
+                if ahead is not None:
+                    mine, ahead = await ahead, None
+                else:
+                    # Wait for the slot *before* the hand-over mark, so a crash while waiting leaves the
+                    # row plainly unsent (re-queued), not "handed over, result unknown".
                     await self.pacer.slot()
-                self._chat_next[row.chat_id] = time.monotonic() + self.per_chat_interval
-                await self._in_flight.acquire()
-                task = asyncio.create_task(self._send(row))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                    slot_taken = True
+                    mine = await self._handover([row.id for row in chunk])
+                if self._lookahead and index + 1 < len(chunks):
+                    ahead = asyncio.create_task(self._handover([row.id for row in chunks[index + 1]]))
+                if self._lookahead and self._prefetch is None and index == len(chunks) // 2:
+                    self._prefetch = asyncio.create_task(self.claim(self.batch_size))
+                for position, row in enumerate(chunk):
+                    if row.id not in mine:  # recovered by another dispatcher meanwhile: it is theirs now
+                        continue
+                    if position or not slot_taken:
+                        await self.pacer.slot()
+                    self._chat_next[row.chat_id] = time.monotonic() + self.per_chat_interval
+                    await self._in_flight.acquire()
+                    task = asyncio.create_task(self._send(row))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+        finally:
+            if ahead is not None:  # an error above: the hand-over may still commit; let it finish
+                with contextlib.suppress(Exception):
+                    await ahead
         if deferred:
             await self._release(deferred)
         self._prune_chats()
         return len(rows)
 
+    async def _claimed(self) -> list[Any]:
+        """The batch claimed ahead of time while the last one was sent, or a fresh claim."""
+        if self._prefetch is not None:
+            task, self._prefetch = self._prefetch, None
+            rows = await task
+            if rows:
+                return rows
+        return await self.claim(self.batch_size)
+
     async def _drain_tasks(self) -> None:
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self._flush_sent()
+        if self._prefetch is not None:  # claimed ahead but not started: back to the outbox as they were
+            task, self._prefetch = self._prefetch, None
+            rows = await task
+            if rows:
+                await self._release([(row.id, 0.0, False) for row in rows])
 
     def _prune_chats(self) -> None:
         if len(self._chat_next) > 10_000:
@@ -266,8 +335,8 @@ class Dispatcher:
                .order_by(Outbox.not_before, Outbox.id).limit(limit))
         if self.db.is_postgres:
             due = due.with_for_update(skip_locked=True)
-        async with self.db.transaction() as tx:
-            result = await tx.execute(
+        async with self.db.connection() as conn:  # hot path: Core statements, no ORM session per batch
+            result = await conn.execute(
                 sa.update(Outbox).where(Outbox.id.in_(due.scalar_subquery()))
                 .values(status="sending", claimed_by=self.worker_id, claimed_at=now, sent_at=None)
                 .returning(Outbox.id, Outbox.chat_id, Outbox.member_id, Outbox.text, Outbox.buttons,
@@ -281,22 +350,27 @@ class Dispatcher:
 
         Returns the ids still claimed by this dispatcher; only those may be sent."""
         now = self.clock()
-        async with self.db.transaction() as tx:
-            result = await tx.execute(
+        async with self.db.connection() as conn:
+            result = await conn.execute(
                 sa.update(Outbox).where(Outbox.id.in_(row_ids), Outbox.status == "sending",
                                         Outbox.claimed_by == self.worker_id)
                 .values(sent_at=now, claimed_at=now, attempts=Outbox.attempts + 1)
                 .returning(Outbox.id).execution_options(synchronize_session=False))
             return {r[0] for r in result.all()}
 
-    async def _release(self, deferred: list[tuple[int, float]]) -> None:
+    async def _release(self, deferred: list[tuple[int, float, bool]]) -> None:
+        """Give claimed rows that were not sent back to the outbox: (row id, seconds to wait, handed over).
+
+        A row handed over but certainly not sent (stopping) gets its attempt back."""
         now = self.clock()
-        async with self.db.transaction() as tx:
-            for row_id, wait in deferred:
-                await tx.execute(sa.update(Outbox).where(Outbox.id == row_id, Outbox.status == "sending")
-                                 .values(status="pending", claimed_by=None, claimed_at=None, sent_at=None,
-                                         not_before=now + timedelta(seconds=max(wait, 0.0)))
-                                 .execution_options(synchronize_session=False))
+        params = [{"rid": row_id, "nb": now + timedelta(seconds=max(wait, 0.0)), "undo": int(handed_over)}
+                  for row_id, wait, handed_over in deferred]
+        async with self.db.connection() as conn:  # one executemany for the whole list
+            await conn.execute(sa.update(Outbox).where(Outbox.id == sa.bindparam("rid"), Outbox.status == "sending",
+                                                       Outbox.claimed_by == self.worker_id)
+                               .values(status="pending", claimed_by=None, claimed_at=None, sent_at=None,
+                                       not_before=sa.bindparam("nb"),
+                                       attempts=Outbox.attempts - sa.bindparam("undo")), params)
 
     async def recover(self, *, stale_after: float | None = None, startup: bool = False) -> int:
         """Rows left 'sending' by a dispatcher that died: back to pending if never handed over, else failed
@@ -370,8 +444,7 @@ class Dispatcher:
         if not self._sent_buffer:
             return
         batch, self._sent_buffer = self._sent_buffer, []
-        async with self.db.transaction() as tx:
-            conn = await tx.connection()
+        async with self.db.connection() as conn:
             await conn.execute(sa.update(Outbox).where(Outbox.id == sa.bindparam("rid"))
                                .values(status="sent", sent_at=sa.bindparam("at"),
                                        telegram_message_id=sa.bindparam("mid"), last_error=None), batch)
