@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
@@ -47,6 +47,9 @@ from storage.models import (
     Tier,
     TierChange,
 )
+
+if TYPE_CHECKING:
+    import asyncpg
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +216,55 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         return ZoneInfo("UTC")
+
+
+# --- award_purchase on PostgreSQL: the shop API's hot path as prepared statements -----------------------
+# Hand-written so that asyncpg can prepare each text once per connection; the column names are those of
+# storage.models (the schema drift test keeps the migrations equal to them).
+
+# Lock the member and look the external id up in one round trip.
+_PG_LOCK_MEMBER = """
+SELECT status, tier, birthday, timezone, EXISTS (SELECT 1 FROM purchases WHERE external_id = $2) AS seen
+FROM members WHERE id = $1 FOR UPDATE
+"""
+
+# $1 external id, $2 member, $3 amount, $4 currency, $5 occurred, $6 points, $7 source, $8 recorded by,
+# $9 now, $10 lot expiry [, $11 window start]. No row back: the external id was taken meanwhile.
+_PG_AWARD = """
+WITH purchase AS (
+    INSERT INTO purchases (external_id, member_id, amount, currency, occurred_at, points_awarded,
+                           refunded_amount, points_refunded, refund_shortfall, source, recorded_by, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6, 0, 0, 0, $7, $8, $9)
+    ON CONFLICT (external_id) DO NOTHING
+    RETURNING id
+), lot AS (
+    INSERT INTO ledger_entries (member_id, kind, delta, remaining, expires_at, reference, purchase_id, created_at)
+    SELECT $2, 'earn', $6, $6, $10, $1, purchase.id, $9 FROM purchase WHERE $6 > 0
+), balance AS (
+    UPDATE members SET balance = balance + $6, last_purchase_at = GREATEST(last_purchase_at, $5),
+                       last_activity_at = GREATEST(last_activity_at, $9)
+    WHERE id = $2 AND EXISTS (SELECT 1 FROM purchase)
+)
+SELECT id FROM purchase
+"""
+
+# The same, plus the member's qualifying spend before this purchase (for a tier upgrade).
+_PG_AWARD_AND_SPEND = _PG_AWARD.replace("SELECT id FROM purchase", """SELECT id, (
+    SELECT COALESCE(SUM(amount - refunded_amount), 0) FROM purchases
+    WHERE member_id = $2 AND occurred_at > $11 AND occurred_at <= $9
+) FROM purchase""")
+
+# $1 member, $2 from tier, $3 to tier, $4 reason, $5 now.
+_PG_RAISE_TIER = """
+WITH raised AS (UPDATE members SET tier = $3, tier_since = $5 WHERE id = $1)
+INSERT INTO tier_changes (member_id, from_tier, to_tier, reason, created_at) VALUES ($1, $2, $3, $4, $5)
+"""
+
+_PG_PURCHASE_BY_EXTERNAL_ID = """
+SELECT id, external_id, member_id, amount, currency, occurred_at, points_awarded, refunded_amount,
+       points_refunded, refund_shortfall, source, recorded_by, created_at
+FROM purchases WHERE external_id = $1
+"""
 
 
 class Loyalty:
@@ -498,7 +550,12 @@ class Loyalty:
         recorded_by: int | None = None,
         now: datetime | None = None,
     ) -> AwardResult:
-        """Award points for a purchase. A repeat of `external_id` returns the first result and awards nothing."""
+        """Award points for a purchase. A repeat of `external_id` returns the first result and awards nothing.
+
+        The shop API's hot path: on PostgreSQL, prepared statements straight on asyncpg (four round trips:
+        BEGIN, lock + look up, write, COMMIT); on SQLite, SQLAlchemy Core. tests/award holds the two to
+        writing the same rows and telling the shop the same thing.
+        """
         now = as_utc(now or utcnow())
         external_id = _check_key(external_id, "external_id")
         amount = parse_amount(amount)
@@ -508,6 +565,20 @@ class Loyalty:
         occurred = as_utc(occurred_at) if occurred_at else now
         if occurred > now + timedelta(minutes=5):
             raise errors.InvalidAmount("the purchase is dated in the future")
+        source = source[:32]
+        if self.db.is_postgres:
+            result = await self._award_on_postgres(member_id, external_id, amount, currency, occurred, source,
+                                                   recorded_by, now)
+        else:
+            result = await self._award_with_core(member_id, external_id, amount, currency, occurred, source,
+                                                 recorded_by, now)
+        await self._emit(result.tier_change)
+        return result
+
+    async def _award_with_core(self, member_id: int, external_id: str, amount: Decimal, currency: str,
+                               occurred: datetime, source: str, recorded_by: int | None, now: datetime
+                               ) -> AwardResult:
+        """award_purchase in SQLAlchemy Core: the SQLite path (writers queue; FOR UPDATE is a no-op there)."""
         tier_event: TierChanged | None = None
         members, purchases, ledger = Member.__table__, Purchase.__table__, LedgerEntry.__table__
         try:
@@ -529,7 +600,7 @@ class Loyalty:
                     occurred.astimezone(_zone(row.timezone)).month == row.birthday.month)
                 points = self.programme.points_for(amount, tier=row.tier, birthday_month=birthday_month)
                 purchase = Purchase(external_id=external_id, member_id=member_id, amount=amount, currency=currency,
-                                    occurred_at=occurred, points_awarded=points, source=source[:32],
+                                    occurred_at=occurred, points_awarded=points, source=source,
                                     recorded_by=recorded_by, created_at=now, refunded_amount=Decimal(0),
                                     points_refunded=0, refund_shortfall=0)
                 purchase.id = (await tx.execute(
@@ -556,14 +627,64 @@ class Loyalty:
                             created_at=now))
                         tier_event = TierChanged(member_id=member_id, from_tier=row.tier, to_tier=target.code,
                                                  reason=reason, upgrade=True)
-                result = AwardResult(purchase=purchase, points=points, repeated=False, tier_change=tier_event)
+                return AwardResult(purchase=purchase, points=points, repeated=False, tier_change=tier_event)
         except IntegrityError:
             # Another transaction recorded the same external id for a different member at the same moment.
             async with self.db.read() as s:
                 first = (await s.execute(select(Purchase).where(Purchase.external_id == external_id))).scalar_one()
             return self._repeat_of(first, member_id, amount, currency)
-        await self._emit(tier_event)
-        return result
+
+    async def _award_on_postgres(self, member_id: int, external_id: str, amount: Decimal, currency: str,
+                                 occurred: datetime, source: str, recorded_by: int | None, now: datetime
+                                 ) -> AwardResult:
+        """award_purchase on PostgreSQL: the same rules in two prepared statements on the asyncpg connection.
+
+        Statement one locks the member row and looks the external id up; statement two writes the
+        purchase, its earn lot and the member's balance together and, when a higher tier exists,
+        sums the qualifying spend. ON CONFLICT covers a repeat committed while we waited for the
+        lock (the lookup's snapshot predates the wait): nothing is written and the first result is
+        returned, as when the lookup finds it.
+        """
+        prog = self.programme
+        async with self.db.driver_transaction() as conn:
+            row = await conn.fetchrow(_PG_LOCK_MEMBER, member_id, external_id)
+            if row is None:
+                raise errors.UnknownMember()
+            status, tier, birthday, zone_name, seen = row
+            if status == "erased":
+                raise errors.MemberErased()
+            if seen:
+                return await self._pg_repeat_of(conn, external_id, member_id, amount, currency)
+            birthday_month = birthday is not None and (
+                occurred.astimezone(_zone(zone_name)).month == birthday.month)
+            points = prog.points_for(amount, tier=tier, birthday_month=birthday_month)
+            start = prog.window_start(now) if prog.next_tier(tier) is not None else None
+            args = (external_id, member_id, amount, currency, occurred, points, source, recorded_by, now,
+                    prog.lot_expiry(occurred))
+            written = await (conn.fetchrow(_PG_AWARD, *args) if start is None
+                             else conn.fetchrow(_PG_AWARD_AND_SPEND, *args, start))
+            if written is None:
+                return await self._pg_repeat_of(conn, external_id, member_id, amount, currency)
+            tier_event: TierChanged | None = None
+            if start is not None:
+                # The sum ran in the statement that inserted this purchase, so it could not see it.
+                spend = Decimal(written[1]) + (amount if start < occurred <= now else 0)
+                target = prog.tier_for_spend(spend)
+                if prog.tier_rank(target.code) > prog.tier_rank(tier):
+                    reason = f"qualifying spend {spend} reached {target.code} ({target.threshold})"
+                    await conn.execute(_PG_RAISE_TIER, member_id, tier, target.code, reason[:200], now)
+                    tier_event = TierChanged(member_id=member_id, from_tier=tier, to_tier=target.code,
+                                             reason=reason, upgrade=True)
+        purchase = Purchase(id=written[0], external_id=external_id, member_id=member_id, amount=amount,
+                            currency=currency, occurred_at=occurred, points_awarded=points, source=source,
+                            recorded_by=recorded_by, created_at=now, refunded_amount=Decimal(0),
+                            points_refunded=0, refund_shortfall=0)
+        return AwardResult(purchase=purchase, points=points, repeated=False, tier_change=tier_event)
+
+    async def _pg_repeat_of(self, conn: asyncpg.Connection, external_id: str, member_id: int, amount: Decimal,
+                            currency: str) -> AwardResult:
+        first = await conn.fetchrow(_PG_PURCHASE_BY_EXTERNAL_ID, external_id)
+        return self._repeat_of(Purchase(**dict(first)), member_id, amount, currency)
 
     @staticmethod
     def _repeat_of(first: Purchase, member_id: int, amount: Decimal, currency: str) -> AwardResult:

@@ -4,6 +4,8 @@ SQLite (the embedded default) allows one writer at a time: write transactions ta
 in-process lock and start with BEGIN IMMEDIATE, so two writers queue instead of failing
 half-way; reads use a second engine and never wait for writers (WAL). PostgreSQL uses one
 pooled engine; services lock the member row with SELECT ... FOR UPDATE, which SQLite ignores.
+A hot path may take the pooled connection's asyncpg driver itself (`driver_transaction`, PostgreSQL
+only) to run prepared statements without SQLAlchemy's per-statement work.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -24,6 +27,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util import greenlet_spawn
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +131,46 @@ class Db:
         async with lock:
             async with self.engine.begin() as conn:
                 yield conn
+
+    @contextlib.asynccontextmanager
+    async def driver_transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """PostgreSQL only: one write transaction on the pooled asyncpg connection itself, for hot paths.
+
+        The connection comes from (and goes back to) the engine's pool: one pool, one connection limit.
+        Statements go straight to asyncpg, which prepares each SQL text once per connection and reuses
+        it, so a call pays no SQLAlchemy compile, parameter or result processing. Committed when the
+        block ends, rolled back if it raises; a server error surfaces as SQLAlchemy's exception class
+        (IntegrityError, DBAPIError), as on every other path.
+        """
+        if not self.is_postgres:
+            raise RuntimeError("driver_transaction() needs PostgreSQL; use connection()")
+        pooled = await self.engine.raw_connection()
+        driver: asyncpg.Connection = pooled.driver_connection
+        reusable = False
+        try:
+            try:
+                async with driver.transaction():
+                    yield driver
+            except (asyncpg.InterfaceError, OSError):
+                raise  # the connection itself failed: it must not go back to the pool
+            except asyncpg.IntegrityConstraintViolationError as exc:
+                reusable = True  # asyncpg rolled the transaction back; the connection is fine
+                raise sa.exc.IntegrityError(None, None, exc) from exc
+            except asyncpg.PostgresError as exc:
+                reusable = True
+                raise sa.exc.DBAPIError(None, None, exc) from exc
+            except Exception:
+                reusable = True  # a refusal raised by the caller; asyncpg rolled back
+                raise
+            else:
+                reusable = True
+        finally:
+            # Cancelled mid-statement, the connection may still be busy or inside the transaction.
+            if not reusable or driver.is_closed() or driver.is_in_transaction():
+                await greenlet_spawn(pooled.invalidate)
+            else:
+                # Through greenlet_spawn: checking in an overflow connection closes it, which awaits.
+                await greenlet_spawn(pooled.close)
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
