@@ -8,6 +8,7 @@ has finished handling it (so every reply is on the server), then `replies`, `las
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -239,3 +240,16 @@ class Person:
             await self.press_reply(self.t("button.share_phone"))
         else:
             await self.press_reply(self.t("button.skip"))
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], within: float = 20.0) -> Any:
+    """Poll `check` until it returns something true (delivery over HTTP by another task)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        value = await check()
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise TimeoutError(f"not true within {within}s")
+        await asyncio.sleep(0.05)

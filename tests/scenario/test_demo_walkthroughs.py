@@ -35,7 +35,7 @@ from scheduler.service import SchedulerService
 from scheduler.templates import BABEL_LOCALES
 from storage import utcnow
 from storage.models import Outbox, Schedule, Survey, SurveyAnswer
-from tests.scenario.driver import Chat, Person
+from tests.scenario.driver import Chat, Person, eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -47,18 +47,6 @@ CLI_SECONDS = 60.0
 def identity(role: str, language_code: str) -> dict[str, Any]:
     return next(i for i in DEMO_IDENTITIES if i["role"] == role and i["language_code"] == language_code)
 
-
-async def eventually(check: Callable[[], Awaitable[Any]], within: float = 20.0) -> Any:
-    """Poll `check` until it returns something true (delivery over HTTP by another task)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise TimeoutError(f"not true within {within}s")
-        await asyncio.sleep(0.05)
 
 
 async def operator_cli(folder: Path, database: Path, *args: str) -> str:

@@ -13,7 +13,7 @@ import asyncio
 import html
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -38,7 +38,7 @@ from scheduler.templates import BABEL_LOCALES, TemplateBook, default_templates
 from storage import utcnow
 from storage.models import Outbox, Schedule, Survey, SurveyAnswer
 from tests.scenario.conftest import FRAMEWORKS, TOKEN, scenario_settings
-from tests.scenario.driver import Chat, Person, TestClock
+from tests.scenario.driver import Chat, Person, TestClock, eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -99,18 +99,6 @@ async def run_now(chat: Chat, schedule: Schedule) -> PlanStats:
     """What `loyalbot schedule run-now` does, at the app's (moved) clock instead of the wall clock."""
     return await Planner(chat.loyalty).run(schedule, now=chat.clock())
 
-
-async def eventually(check: Callable[[], Awaitable[Any]], within: float = 20.0) -> Any:
-    """Poll `check` until it returns something true (the dispatcher sends a little later, over HTTP)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise TimeoutError(f"not true within {within}s")
-        await asyncio.sleep(0.05)
 
 
 async def rows_of(chat: Chat, schedule: Schedule) -> list[Outbox]:
