@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from loyalty.programme import FORMAT_LOCALES
+
 
 @dataclass(frozen=True)
 class ChatConfig:
@@ -28,6 +30,4 @@ class ChatConfig:
         "Asia/Singapore", "America/New_York", "UTC",
     )
     # Babel locale used to format dates, numbers and money for each conversation language.
-    format_locales: dict[str, str] = field(default_factory=lambda: {
-        "en": "en_GB", "zh_Hans": "zh_Hans_CN", "zh_Hant": "zh_Hant_TW",
-    })
+    format_locales: dict[str, str] = field(default_factory=lambda: dict(FORMAT_LOCALES))

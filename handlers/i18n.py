@@ -31,13 +31,13 @@ from babel.numbers import format_currency, format_decimal
 from babel.support import NullTranslations, Translations
 from markupsafe import Markup, escape
 
+from loyalty.programme import FORMAT_LOCALES, LANGUAGES
 from storage.clock import as_utc
 
 log = logging.getLogger(__name__)
 
 LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
-LANGUAGES = ("en", "zh_Hans", "zh_Hant")
-DEFAULT_FORMAT_LOCALES = {"en": "en_GB", "zh_Hans": "zh_Hans_CN", "zh_Hant": "zh_Hant_TW"}
+DEFAULT_FORMAT_LOCALES = FORMAT_LOCALES
 _HANT_REGIONS = ("hant", "tw", "hk", "mo")
 
 

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 DEFAULT_PROGRAMME = Path(__file__).with_name("default_programme.toml")
 LANGUAGES = ("en", "zh_Hans", "zh_Hant")
+# Babel locale for dates, numbers and money in each language, in chat and in scheduled messages alike.
+FORMAT_LOCALES = {"en": "en_GB", "zh_Hans": "zh_Hans_CN", "zh_Hant": "zh_Hant_TW"}
 
 
 class ProgrammeError(ValueError):

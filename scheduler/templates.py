@@ -24,10 +24,11 @@ from jinja2 import StrictUndefined, TemplateError, meta, pass_context
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
+from loyalty.programme import FORMAT_LOCALES, LANGUAGES
+
 LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
-LANGUAGES = ("en", "zh_Hans", "zh_Hant")
-# Same formats as the chat (handlers.config.ChatConfig.format_locales): "31 January 2027", not "January 31".
-BABEL_LOCALES = {"en": "en_GB", "zh_Hans": "zh_Hans_CN", "zh_Hant": "zh_Hant_TW"}
+# Same formats as the chat: "31 January 2027", not "January 31".
+BABEL_LOCALES = FORMAT_LOCALES
 MAX_MESSAGE_CHARS = 4096  # Telegram's limit for one text message
 
 # The documented variables, with what they mean (shown by `loyalbot schedule add --help` and the console).
