@@ -1,4 +1,4 @@
-"""transactional notifications and counter undo
+"""transactional notifications
 
 Revision ID: 0005
 Revises: 0004
