@@ -105,6 +105,15 @@ class RefundResult:
 
 
 @dataclass(frozen=True)
+class CounterUndo:
+    """An /award undone at the counter: the purchase, its refund, and the member after it."""
+
+    purchase: Purchase
+    refund: RefundResult
+    member: Member
+
+
+@dataclass(frozen=True)
 class RedeemResult:
     coupon: Coupon
     reward: Reward
@@ -1167,7 +1176,7 @@ class Loyalty:
         return self.programme.points_for(amount, tier=member.tier, birthday_month=_in_birthday_month(member, now))
 
     async def undo_counter_purchase(self, purchase_id: int, *, staff_id: int, now: datetime | None = None
-                                    ) -> RefundResult:
+                                    ) -> CounterUndo:
         """Undo a purchase recorded at the counter by mistake: a full refund of it, audited with the staff member.
 
         Only within `counter.undo_minutes` of recording it, only by whoever recorded it (or an operator or
@@ -1182,7 +1191,9 @@ class Loyalty:
         async with self.db.read() as s:
             done = (await s.execute(select(Refund).where(Refund.external_id == refund_id))).scalar_one_or_none()
         if done is not None:
-            return RefundResult(refund=done, points_taken=done.points_taken, shortfall=done.shortfall, repeated=True)
+            result = RefundResult(refund=done, points_taken=done.points_taken, shortfall=done.shortfall,
+                                  repeated=True)
+            return CounterUndo(purchase=purchase, refund=result, member=await self.member(purchase.member_id))
         if purchase.source != "counter" or (purchase.recorded_by != staff_id and role == "agent"):
             raise errors.UndoNotPossible()
         if Decimal(purchase.refunded_amount) > 0:
@@ -1191,8 +1202,9 @@ class Loyalty:
         if now - as_utc(purchase.created_at) > timedelta(minutes=minutes):
             raise errors.UndoExpired(minutes=minutes)
         # The same refund id and amount on every try: refund_purchase then returns the first undo.
-        return await self.refund_purchase(purchase.external_id, refund_id=refund_id, amount=purchase.amount,
-                                          now=now, actor=f"staff:{staff_id}")
+        result = await self.refund_purchase(purchase.external_id, refund_id=refund_id, amount=purchase.amount,
+                                            now=now, actor=f"staff:{staff_id}")
+        return CounterUndo(purchase=purchase, refund=result, member=await self.member(purchase.member_id))
 
     # --- feedback and surveys -----------------------------------------------------------------------
 
