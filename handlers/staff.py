@@ -150,13 +150,39 @@ async def member_pressed(turn: Turn) -> list[Reply]:
 
 
 async def use(turn: Turn) -> list[Reply]:
-    """/use CODE: show whose coupon it is and for what, with Confirm / Cancel."""
+    """/use CODE: show whose coupon it is and for what, with Confirm / Cancel.
+    /use MEMBERNO|PHONE: the member's active coupons, to pick the one to check (no code at hand)."""
     args = turn.incoming.args.strip()
     if not args:
         return [Reply(text=turn.t("staff.use_usage"))]
     if (wait := await _throttled(turn, "coupon check")) is not None:
         return wait
     code = normalise_coupon_code(args[:64])
+    if code is None and (valid_member_no(args.upper().removeprefix("LBM:")) or looks_like_phone(args)):
+        return await _coupons_to_pick(turn, args)
+    return await _check(turn, code)
+
+
+async def _coupons_to_pick(turn: Turn, who: str) -> list[Reply]:
+    try:
+        members = await _find(turn, who)
+    except Refusal as refusal:
+        log.info("counter: coupon owner refused: %s", refusal.code)
+        return turn.refusal_reply(refusal)
+    if not members:
+        return [Reply(text=turn.t("staff.member_none"))]
+    if len(members) > 1:
+        return [_choices(turn, members)]
+    member = members[0]
+    coupons = await turn.loyalty.coupons_of(member.id, status="active", now=turn.now)
+    if not coupons:
+        return [Reply(text=turn.t("staff.use_no_coupons", name=_name(member), member_no=member.member_no))]
+    buttons = [[Button(f"{turn.title(reward.titles, reward.code)} · {coupon.code}", encode("us", "c", coupon.code))]
+               for coupon, reward in coupons[:NAMES_SHOWN]]
+    return [Reply(text=turn.t("staff.use_pick", name=_name(member), member_no=member.member_no), buttons=buttons)]
+
+
+async def _check(turn: Turn, code: str | None) -> list[Reply]:
     try:
         if code is None:
             raise UnknownCoupon()
@@ -179,9 +205,11 @@ async def pressed(turn: Turn) -> list[Reply]:
         return turn.refusal_reply(NotPermitted())
     if callback.verb == "n":
         return [Reply(text=turn.t("staff.use_cancelled"), edit=True)]
-    # A Confirm carries the code itself: forged ones would be a way to guess codes, so they count too.
+    # These buttons carry the code itself: forged ones would be a way to guess codes, so they count too.
     if (wait := await _throttled(turn, "coupon use")) is not None:
         return wait
+    if callback.verb == "c":
+        return await _check(turn, normalise_coupon_code(str(callback.args[1])))
     try:
         view = await turn.loyalty.use_coupon(str(callback.args[1]), staff_id=turn.incoming.user_id, now=turn.now)
     except Refusal as refusal:

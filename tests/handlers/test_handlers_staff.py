@@ -335,3 +335,24 @@ async def test_a_staff_member_who_is_a_member_sees_both_in_help(chat):
     assert sam.sees("/points") and sam.sees("/award") and sam.sees("/take")
     await sam.send("/start")
     assert sam.sees("Welcome back")
+
+
+async def test_use_by_member_number_or_phone_lists_their_coupons_to_check(chat):
+    ann = await chat.registered(50, points=500, first_name="Ann")
+    coupon = await _coupon_for(chat, ann)
+    member = await ann.member()
+    await chat.loyalty.update_member(member.id, phone="+31612345678")
+    sam = await chat.staff(90)
+    for who in (member.member_no, "06 12345678"):
+        await sam.send(f"/use {who}")
+        assert sam.sees("Active coupons of Ann") and sam.buttons() == [f"A coffee of your choice · {coupon.code}"]
+    await sam.press(coupon.code)
+    assert sam.sees("Mark it used?") and sam.sees(coupon.code)
+    assert [c.status for c in await chat.coupons(ann, status=None)] == ["active"]
+    await sam.press("✅ Confirm")
+    assert (await chat.coupons(ann, status=None))[0].status == "used"
+    await sam.send(f"/use {member.member_no}")
+    assert sam.sees("no active coupons")
+    bob = await chat.registered(51)
+    await bob.press_data(encode("us", "c", coupon.code))
+    assert bob.sees("only staff")
