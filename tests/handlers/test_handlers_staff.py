@@ -356,3 +356,17 @@ async def test_use_by_member_number_or_phone_lists_their_coupons_to_check(chat):
     bob = await chat.registered(51)
     await bob.press_data(encode("us", "c", coupon.code))
     assert bob.sees("only staff")
+
+
+async def test_an_award_to_a_phone_two_members_share_asks_to_choose_and_records_nothing(chat):
+    for uid, name in ((60, "Ann"), (61, "Kid")):
+        person = await chat.registered(uid, first_name=name)
+        await chat.loyalty.update_member((await person.member()).id, phone="31612345678")
+    sam = await chat.staff(90)
+    before = await chat.snapshot()
+    await sam.send("/award 0612345678 10")
+    assert sam.sees("Several members share this phone number") and len(sam.buttons()) == 2
+    assert not any("Confirm" in label for label in sam.buttons())
+    await sam.send("/member +31612345678")
+    assert sam.sees("2 members match")
+    assert (await chat.snapshot())["purchases"] == before["purchases"]
