@@ -33,17 +33,37 @@ STAFF_COMMANDS = (
     ("award", N_("help.staff_award")),
     ("member", N_("help.staff_member")),
 )
+# Support commands, typed in a member's topic of the staff group (handlers/support.py answers them).
+SUPPORT_COMMANDS = (
+    ("take", N_("help.support_take")),
+    ("handback", N_("help.support_handback")),
+    ("close", N_("help.support_close")),
+    ("note", N_("help.support_note")),
+    ("block", N_("help.support_block")),
+    ("unblock", N_("help.support_unblock")),
+)
+
+
+def staff_help_lines(turn: Turn) -> list[str]:
+    """The counter and support commands, in the staff member's language (for /help and a staff /start)."""
+    lines = [turn.t("help.staff_title")]
+    lines += [f"/{name} — {turn.t(key)}" for name, key in STAFF_COMMANDS]
+    lines += ["", turn.t("help.support_title")]
+    lines += [f"/{name} — {turn.t(key)}" for name, key in SUPPORT_COMMANDS]
+    return lines
 
 
 async def show_help(turn: Turn) -> list[Reply]:
-    """/help: what the bot can do; staff also see the counter commands."""
-    if turn.member is None:
+    """/help: what the bot can do; staff also see the counter and support commands, members or not."""
+    staff = await turn.staff_role() is not None
+    if turn.member is None and not staff:
         return [Reply(text=turn.t("help.not_member"))]
+    if turn.member is None:
+        return [Reply(text="\n".join([*staff_help_lines(turn), "", turn.t("help.staff_join")]))]
     lines = [turn.t("help.title")]
     lines += [f"/{name} — {turn.t(key)}" for name, key in MEMBER_COMMANDS]
-    if await turn.staff_role() is not None:
-        lines += ["", turn.t("help.staff_title")]
-        lines += [f"/{name} — {turn.t(key)}" for name, key in STAFF_COMMANDS]
+    if staff:
+        lines += ["", *staff_help_lines(turn)]
     return [Reply(text="\n".join(lines), keyboard=turn.menu_keyboard())]
 
 

@@ -39,8 +39,12 @@ ACTIONS: dict[str, dict[str, tuple[str | tuple[str, ...], ...]]] = {
            "v": ()},
     # privacy: export, ask to erase, erase confirmed (one-time token from the confirmation), cancel
     "pv": {"x": (), "e": (), "y": (TOKEN,), "n": ()},
-    # staff at the counter: use coupon (code) / cancel
-    "us": {"y": (TOKEN,), "n": ()},
+    # staff at the counter: use coupon (code) / cancel / check one of a member's coupons (code)
+    "us": {"y": (TOKEN,), "n": (), "c": (TOKEN,)},
+    # staff at the counter: /award confirm / cancel (the pending award's one-time token), undo (purchase id)
+    "aw": {"y": (TOKEN,), "n": (TOKEN,), "u": (INT,)},
+    # staff at the counter: show one member of a list of matches (member id); a staff member joins as a member
+    "sm": {"s": (INT,), "j": ()},
     # surveys: answer(survey id, score), skip the comment(survey id)
     "sv": {"a": (INT, INT), "s": (INT,)},
     # support handoff (handlers/support.py): verb + up to two ids/tokens

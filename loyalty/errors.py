@@ -184,3 +184,32 @@ class InvalidFeedback(Refusal):
     """Feedback must be some text (or a rating), not too long."""
 
     code = "invalid_feedback"
+
+
+# --- the counter (staff at the till): typed amounts, look-ups, undo -----------------------------------
+
+
+class AmountFormat(InvalidAmount):
+    """The typed amount is not plain digits with at most one decimal separator and two decimals."""
+
+    code = "amount_format"
+
+
+class AmountTooLarge(InvalidAmount):
+    """The typed amount is above the counter's limit."""
+
+    code = "amount_too_large"
+
+
+class UndoExpired(Refusal):
+    """The purchase is too old to be undone at the counter."""
+
+    code = "undo_expired"
+    http_status = 409
+
+
+class UndoNotPossible(Refusal):
+    """Only an untouched counter purchase can be undone, by whoever recorded it (or an operator)."""
+
+    code = "undo_not_possible"
+    http_status = 409

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import calendar
+import functools
 import tomllib
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_FLOOR, Decimal
+from importlib import resources
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -31,6 +33,9 @@ class Settings(_Strict):
     timezone: str = "UTC"
     languages: tuple[str, ...] = LANGUAGES
     default_language: str = "en"
+    # ISO 3166 country of the shop: the default region of phone numbers typed at the counter without
+    # a +country code. Unset: the country of `timezone` (Europe/Amsterdam -> NL; none for UTC).
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
 
     @field_validator("timezone")
     @classmethod
@@ -46,6 +51,16 @@ class Earning(_Strict):
     points_per_unit: Decimal = Field(default=Decimal(1), gt=0)
     birthday_month_multiplier: Decimal = Field(default=Decimal(1), ge=1)
     welcome_bonus: int = Field(default=0, ge=0, le=1_000_000)  # points given once, on joining
+
+
+class Counter(_Strict):
+    """Staff at the counter: the largest amount one /award takes, how long a confirmation and an undo
+    stay open, and how many look-ups (member number, phone, name, coupon code) a staff member may make."""
+
+    max_amount: Decimal = Field(default=Decimal(10000), gt=0, le=1_000_000)
+    confirm_minutes: int = Field(default=10, ge=1, le=24 * 60)
+    undo_minutes: int = Field(default=5, ge=0, le=24 * 60)
+    lookups_per_minute: int = Field(default=30, ge=1, le=10_000)
 
 
 class Expiry(_Strict):
@@ -100,6 +115,7 @@ class Programme(_Strict):
     programme: Settings = Settings()
     earning: Earning = Earning()
     expiry: Expiry = Expiry()
+    counter: Counter = Counter()
     tiers: Tiers
     rewards: tuple[RewardSpec, ...] = ()
 
@@ -124,6 +140,11 @@ class Programme(_Strict):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.programme.timezone)
+
+    @property
+    def country(self) -> str | None:
+        """The shop's country (ISO 3166 alpha-2): as configured, else the country of the programme's time zone."""
+        return self.programme.country or country_of_zone(self.programme.timezone)
 
     def tier(self, code: str) -> TierLevel:
         for level in self.tiers.levels:
@@ -173,6 +194,27 @@ class Programme(_Strict):
         year, month = now.year + month_index // 12, month_index % 12 + 1
         day = min(now.day, calendar.monthrange(year, month)[1])
         return now.replace(year=year, month=month, day=day) + timedelta(0)
+
+
+@functools.lru_cache(maxsize=1)
+def _zone_countries() -> dict[str, str]:
+    """Time zone -> ISO country, from the IANA zone.tab that the tzdata package ships."""
+    try:
+        text = resources.files("tzdata").joinpath("zoneinfo", "zone.tab").read_text(encoding="utf-8")
+    except (ModuleNotFoundError, FileNotFoundError):  # pragma: no cover - tzdata is a dependency
+        return {}
+    found = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            fields = line.split("\t")
+            if len(fields) >= 3:
+                found[fields[2]] = fields[0]
+    return found
+
+
+def country_of_zone(zone: str) -> str | None:
+    """The country an IANA time zone belongs to (e.g. Asia/Taipei -> TW), None for UTC and the like."""
+    return _zone_countries().get(zone)
 
 
 def load_programme(path: str | Path | None = None) -> Programme:

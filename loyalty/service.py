@@ -25,6 +25,7 @@ from sqlmodel import col, select
 
 from loyalty import errors
 from loyalty.codes import new_coupon_code, new_member_no, normalise_coupon_code, valid_member_no
+from loyalty.phones import normalise_phone, stored_forms
 from loyalty.programme import LANGUAGES, Programme
 from storage import Db, as_utc, utcnow
 from storage.models import (
@@ -101,6 +102,15 @@ class RefundResult:
     points_taken: int
     shortfall: int
     repeated: bool
+
+
+@dataclass(frozen=True)
+class CounterUndo:
+    """An /award undone at the counter: the purchase, its refund, and the member after it."""
+
+    purchase: Purchase
+    refund: RefundResult
+    member: Member
 
 
 @dataclass(frozen=True)
@@ -696,9 +706,11 @@ class Loyalty:
         return AwardResult(purchase=first, points=first.points_awarded, repeated=True)
 
     async def refund_purchase(
-        self, purchase_external_id: str, *, refund_id: str, amount: Any, now: datetime | None = None
+        self, purchase_external_id: str, *, refund_id: str, amount: Any, now: datetime | None = None,
+        actor: str | None = None,
     ) -> RefundResult:
-        """Take back the points of a refunded part of a purchase, never below zero; any shortfall is recorded."""
+        """Take back the points of a refunded part of a purchase, never below zero; any shortfall is recorded.
+        With `actor` (e.g. "staff:42" undoing an /award) the refund is audited in the same transaction."""
         now = as_utc(now or utcnow())
         purchase_external_id = _check_key(purchase_external_id, "external_id")
         refund_id = _check_key(refund_id, "refund_id")
@@ -739,6 +751,10 @@ class Loyalty:
             refund = Refund(external_id=refund_id, purchase_id=purchase.id, amount=amount, points_taken=taken,
                             shortfall=shortfall, created_at=now)
             tx.add_all([purchase, member, refund])
+            if actor is not None:
+                tx.add(AuditLog(actor=actor[:64], action="refund_purchase", member_id=member.id, created_at=now,
+                                details={"purchase_id": purchase.id, "refund_id": refund_id, "amount": str(amount),
+                                         "points_taken": taken, "shortfall": shortfall}))
             return RefundResult(refund=refund, points_taken=taken, shortfall=shortfall, repeated=False)
 
     async def adjust_points(self, member_id: int, points: Any, *, reason: str, actor: str,
@@ -1108,6 +1124,87 @@ class Loyalty:
     async def list_staff(self) -> list[Staff]:
         async with self.db.read() as s:
             return list((await s.execute(select(Staff).order_by(Staff.telegram_id))).scalars())
+
+    # --- the counter: finding members, previewing and undoing an /award ------------------------------
+
+    async def members_by_phone(self, phone: str, *, limit: int = 10) -> list[Member]:
+        """Members whose phone is `phone` (as typed: national, with spaces, or international).
+
+        A number without a country code is read in the programme's country. Telegram stores numbers in
+        international form, with or without "+", which an index finds; numbers stored another way are
+        found by their last digits and compared after normalising."""
+        e164 = normalise_phone(phone, self.programme.country)
+        if e164 is None:
+            return []
+        live = Member.status != "erased"
+        async with self.db.read() as s:
+            found = list((await s.execute(
+                select(Member).where(col(Member.phone).in_(stored_forms(e164)), live)
+                .order_by(Member.id).limit(limit))).scalars())
+            if not found:
+                tail = e164[-6:]
+                candidates = (await s.execute(
+                    select(Member).where(col(Member.phone).like(f"%{tail[:2]}%{tail[2:4]}%{tail[4:]}"), live)
+                    .order_by(Member.id).limit(500))).scalars()
+                found = [m for m in candidates if normalise_phone(m.phone, self.programme.country) == e164][:limit]
+        return found
+
+    async def members_by_name(self, name: str, *, limit: int = 8) -> list[Member]:
+        """Members whose first name, last name or full name starts with `name` (case-insensitive), by name.
+
+        At most `limit` (ask for one more to learn whether the list was cut). Erased members are never found.
+        (On SQLite, lower() folds ASCII letters only; PostgreSQL folds every script.)"""
+        text = " ".join((name or "").split())[:64].lower()
+        if len(text) < 2:
+            return []
+        pattern = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        first = sa.func.lower(sa.func.coalesce(Member.first_name, ""), type_=sa.String)
+        last = sa.func.lower(sa.func.coalesce(Member.last_name, ""), type_=sa.String)
+        full = sa.func.lower(sa.func.coalesce(Member.first_name, "") + " " + sa.func.coalesce(Member.last_name, ""),
+                             type_=sa.String)
+        async with self.db.read() as s:
+            return list((await s.execute(
+                select(Member).where(
+                    Member.status != "erased",
+                    sa.or_(first.like(pattern, escape="\\"), last.like(pattern, escape="\\"),
+                           full.like(pattern, escape="\\")))
+                .order_by(first, last, Member.id).limit(limit))).scalars())
+
+    def points_preview(self, member: Member, amount: Decimal, *, now: datetime | None = None) -> int:
+        """The points a purchase of `amount` now would earn `member` (as award_purchase will count them)."""
+        now = as_utc(now or utcnow())
+        return self.programme.points_for(amount, tier=member.tier, birthday_month=_in_birthday_month(member, now))
+
+    async def undo_counter_purchase(self, purchase_id: int, *, staff_id: int, now: datetime | None = None
+                                    ) -> CounterUndo:
+        """Undo a purchase recorded at the counter by mistake: a full refund of it, audited with the staff member.
+
+        Only within `counter.undo_minutes` of recording it, only by whoever recorded it (or an operator or
+        admin), only while nothing of it was refunded otherwise. A repeat (a double tap) changes nothing."""
+        now = as_utc(now or utcnow())
+        role = await self.require_staff(staff_id)
+        async with self.db.read() as s:
+            purchase = await s.get(Purchase, purchase_id)
+        if purchase is None:
+            raise errors.UnknownPurchase()
+        refund_id = f"counter-undo:{purchase.id}"
+        async with self.db.read() as s:
+            done = (await s.execute(select(Refund).where(Refund.external_id == refund_id))).scalar_one_or_none()
+        if done is not None:
+            result = RefundResult(refund=done, points_taken=done.points_taken, shortfall=done.shortfall,
+                                  repeated=True)
+            return CounterUndo(purchase=purchase, refund=result, member=await self.member(purchase.member_id))
+        if purchase.source != "counter" or (purchase.recorded_by != staff_id and role == "agent"):
+            raise errors.UndoNotPossible()
+        if Decimal(purchase.refunded_amount) > 0:
+            raise errors.UndoNotPossible("part of this purchase was already refunded")
+        minutes = self.programme.counter.undo_minutes
+        if now - as_utc(purchase.created_at) > timedelta(minutes=minutes):
+            raise errors.UndoExpired(minutes=minutes)
+        # The same refund id and amount on every try: refund_purchase then returns the first undo.
+        result = await self.refund_purchase(purchase.external_id, refund_id=refund_id, amount=purchase.amount,
+                                            now=now, actor=f"staff:{staff_id}")
+        return CounterUndo(purchase=purchase, refund=result, member=await self.member(purchase.member_id))
 
     # --- feedback and surveys -----------------------------------------------------------------------
 

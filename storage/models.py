@@ -405,3 +405,8 @@ class ConversationState(SQLModel, table=True):
     step: str = Field(max_length=64)
     data: dict = _json({})
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+# --- the counter: staff find a member by phone (0007) --------------------------------------------------
+
+sa.Index("ix_members_phone", Member.__table__.c.phone)

@@ -1,5 +1,8 @@
 """the counter: staff look-ups and purchase undo
 
+Staff find a member by phone at the counter, so members.phone gets an index. The undo of an /award is a
+refund (refunds table, audit_log), so it needs no schema of its own.
+
 Revision ID: 0007
 Revises: 0006
 """
@@ -17,8 +20,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_index("ix_members_phone", "members", ["phone"])
 
 
 def downgrade() -> None:
-    pass
+    op.drop_index("ix_members_phone", table_name="members")
