@@ -372,7 +372,8 @@ class HandoffMessage(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     conversation_id: int = Field(foreign_key="handoff_conversations.id", index=True)
-    direction: str = Field(max_length=8)  # in (member->staff) | out (staff->member) | note
+    # in (member->staff) | out (staff->member) | note | card (summary card) | post (other bot posts in the topic)
+    direction: str = Field(max_length=8)
     member_message_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
     staff_message_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
     staff_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
