@@ -3,15 +3,14 @@ user name (only the anonymous books), and nothing of theirs is left to be sent."
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import SQLModel
 
 from loyalty.handoff import CLOSED, HandoffStore
 from storage.models import ConversationState, LedgerEntry, Outbox, Purchase, Schedule
+from tests.foundation import helpers
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 TELEGRAM_ID = 734512987
@@ -19,29 +18,9 @@ FIRST, LAST, PHONE, USERNAME = "Annabel", "Kowalczyk", "+31612345678", "annabel_
 STAFF = 9001
 
 
-def _needles() -> list[str]:
-    return [FIRST, LAST, PHONE, PHONE.lstrip("+"), USERNAME, str(TELEGRAM_ID)]
-
-
 async def personal_data_left(db) -> list[tuple[str, str, Any]]:
-    """(table, column, value) of every value in the store that still points at the member."""
-    found = []
-    async with db.read() as s:
-        for table in SQLModel.metadata.sorted_tables:
-            rows = (await s.execute(sa.select(table))).mappings().all()
-            for row in rows:
-                for column in table.columns:
-                    value = row[column.name]
-                    if value is None:
-                        continue
-                    if isinstance(column.type, sa.Integer | sa.BigInteger) and not isinstance(value, bool):
-                        if int(value) == TELEGRAM_ID:
-                            found.append((table.name, column.name, value))
-                        continue
-                    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
-                    if any(needle.casefold() in text.casefold() for needle in _needles()):
-                        found.append((table.name, column.name, value))
-    return found
+    return await helpers.personal_data_left(db, [FIRST, LAST, PHONE, PHONE.lstrip("+"), USERNAME, str(TELEGRAM_ID)],
+                                            [TELEGRAM_ID])
 
 
 async def _member_with_a_history(loyalty, db):

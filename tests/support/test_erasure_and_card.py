@@ -10,6 +10,7 @@ import pytest
 from handlers.i18n import Translator
 from loyalty import Loyalty
 from loyalty.handoff import BOT, CLOSED, HUMAN, WAITING
+from tests.foundation.helpers import personal_data_left
 from tests.scenario.driver import Person
 from tests.support.conftest import SupportWorld
 
@@ -77,9 +78,10 @@ async def test_erasing_deletes_the_staff_topic_and_tells_staff_without_the_name(
     assert not any("Annabel" in text or member.member_no in text for text in general)
     assert (await world.store.get(conv.id)).topic_id is None
     assert await world.store.erased_topics() == []
-    # Nothing readable about her is left anywhere in the group.
+    # Nothing readable about her is left anywhere in the group, nor anywhere in the store.
     left = [m for m in await world.tg.transcript(world.group, conv.topic_id) if not m["deleted"]]
     assert not any("Annabel" in str(m.get("text") or "") for m in left)
+    assert await personal_data_left(world.chat.loyalty.db, ["Annabel", "0612345678"], [ann.id]) == []
 
 
 async def test_where_the_bot_may_not_delete_the_topic_it_is_closed_renamed_and_emptied(world: SupportWorld) -> None:
