@@ -242,7 +242,8 @@ async def bench_dispatch(rate: float, messages: int, *, separate_server: bool = 
                     "(:id, :id, :id, :no, 'en', 'UTC', 'active', 'green', 0, '{}', 1, 0, :joined)"),
                     [{"id": u, "no": f"D{u}", "joined": NOW} for u in users])
                 await tx.execute(sa.insert(Outbox), [
-                    {"member_id": u, "chat_id": u, "kind": "broadcast", "period": "bench", "text": f"hello {u}",
+                    {"member_id": u, "chat_id": u, "idempotency_key": f"bench:{u}", "kind": "broadcast",
+                     "period": "bench", "text": f"hello {u}",
                      "buttons": [], "status": "pending", "not_before": NOW, "created_at": NOW} for u in users])
             dispatcher = Dispatcher(db, AiogramSender(bot), rate=rate)
             cpu_started, started, wall_started = time.process_time(), time.perf_counter(), time.time()

@@ -199,6 +199,12 @@ class AiogramSender:
     async def reopen_topic(self, chat_id: int, thread_id: int) -> None:
         await self._call(lambda: self.bot.reopen_forum_topic(chat_id=chat_id, message_thread_id=thread_id))
 
+    async def delete_topic(self, chat_id: int, thread_id: int) -> None:
+        await self._call(lambda: self.bot.delete_forum_topic(chat_id=chat_id, message_thread_id=thread_id))
+
+    async def delete_message(self, chat_id: int, message_id: int) -> None:
+        await self._call(lambda: self.bot.delete_message(chat_id=chat_id, message_id=message_id))
+
     async def set_commands(self, commands: list[tuple[str, str]], language: str | None = None) -> None:
         await self._call(lambda: self.bot.set_my_commands(
             commands=[ag.BotCommand(command=name, description=text) for name, text in commands],
@@ -347,6 +353,12 @@ class PtbSender:
 
     async def reopen_topic(self, chat_id: int, thread_id: int) -> None:
         await self._call(lambda: self.bot.reopen_forum_topic(chat_id=chat_id, message_thread_id=thread_id))
+
+    async def delete_topic(self, chat_id: int, thread_id: int) -> None:
+        await self._call(lambda: self.bot.delete_forum_topic(chat_id=chat_id, message_thread_id=thread_id))
+
+    async def delete_message(self, chat_id: int, message_id: int) -> None:
+        await self._call(lambda: self.bot.delete_message(chat_id=chat_id, message_id=message_id))
 
     async def set_commands(self, commands: list[tuple[str, str]], language: str | None = None) -> None:
         await self._call(lambda: self.bot.set_my_commands(

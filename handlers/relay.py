@@ -10,7 +10,11 @@ the staff group (summary cards, members' messages, notices) goes through one `St
   non-text item of that topic, so nothing is reordered, and never beyond Telegram's 4096 characters);
 - honours RetryAfter (no sends until it has passed, then the same item again), retries transient
   failures with backoff, and when a topic was deleted asks the resolver for a new one and sends the
-  failed item there (after the resolver's summary card).
+  failed item there (after the resolver's summary card);
+- keeps the summary card true: an item of kind ``refresh`` asks the resolver for the card's current
+  content when its turn comes (so it follows every item queued before it) and edits the card;
+- drops what is queued for a conversation that may have no topic any more (`forget`, or the
+  resolver raising `NoTopic`: its member erased their data).
 
 It is "durable enough": members' messages are stored (handoff_messages) before they are queued and
 marked with the staff copy's id once sent, so after a restart `HandoffStore.unrelayed` finds the few
@@ -53,13 +57,14 @@ class RelayItem:
 
     kind ``copy``: copy the member's message (`from_chat_id`, `message_id`; `caption` replaces a caption,
     HTML). kind ``text``: send `text` (HTML when `html`). kind ``edit``: change the text of the staff
-    group's message `message_id` to `text`. `mergeable`: a member's plain text (its words
+    group's message `message_id` to `text`. kind ``refresh``: edit the conversation's summary card to
+    what `TopicResolver.fresh_card` says when the item's turn comes. `mergeable`: a member's plain text (its words
     in `text`), which may be merged with the next ones of the same topic when a backlog builds. `refs`:
     handoff_messages rows that this staff copy stands for.
     """
 
     conversation_id: int | None  # None: the group's General topic (e.g. feedback)
-    kind: str  # copy | text | edit
+    kind: str  # copy | text | edit | refresh
     text: str | None = None
     html: bool = False
     from_chat_id: int | None = None
@@ -73,6 +78,10 @@ class RelayItem:
     attempts: int = 0
 
 
+class NoTopic(Exception):
+    """The conversation may not have a staff topic any more (its member erased their data): drop the item."""
+
+
 class TopicResolver(Protocol):
     """What the relay needs from support: where a conversation's topic is, and what to do once sent."""
 
@@ -83,6 +92,10 @@ class TopicResolver(Protocol):
 
     async def relayed(self, item: RelayItem, sent: Sent) -> None:
         """`item` is now in the staff group as `sent` (e.g. pair the member's messages with it)."""
+        ...
+
+    async def fresh_card(self, conversation_id: int) -> RelayItem | None:
+        """An ``edit`` item that makes the conversation's summary card current (None: no card to edit)."""
         ...
 
     async def undeliverable(self, item: RelayItem, error: SendError) -> None:
@@ -169,6 +182,19 @@ class StaffRelay:
         if self._worker is None or self._worker.done():
             self._worker = asyncio.get_running_loop().create_task(self._run())
 
+    async def acquire(self) -> None:
+        """Wait for (and take) one call of the group's budget, for calls made beside the queue."""
+        await self._wait_for_budget()
+        self.budget.take()
+
+    def forget(self, conversation_id: int) -> int:
+        """Drop everything queued for the conversation; returns how many items were dropped."""
+        kept = deque(item for item in self._queue if item.conversation_id != conversation_id)
+        dropped = len(self._queue) - len(kept)
+        self._queue = kept
+        self.dropped += dropped
+        return dropped
+
     @property
     def pending(self) -> int:
         return len(self._queue) + (1 if self._busy else 0)
@@ -245,8 +271,18 @@ class StaffRelay:
                 for pre in reversed(first):
                     self._queue.appendleft(pre)
                 return
+            if item.kind == "refresh":
+                assert item.conversation_id is not None
+                fresh = await self.resolver.fresh_card(item.conversation_id)
+                if fresh is None:
+                    return
+                item = fresh
             self.budget.take()
             sent = await self._post(sender, item, thread_id)
+        except NoTopic:
+            log.info("staff relay: conversation %s has no topic any more; item dropped", item.conversation_id)
+            self.dropped += 1
+            return
         except RetryAfter as exc:
             log.info("staff group rate limited: retry after %.1fs", exc.seconds)
             self.retried += 1
@@ -260,7 +296,12 @@ class StaffRelay:
                 await self._give_up(item, ThreadNotFound("topic keeps disappearing"))
                 return
             assert item.conversation_id is not None
-            _, first = await self.resolver.thread_for(item.conversation_id, gone=thread_id)
+            try:
+                _, first = await self.resolver.thread_for(item.conversation_id, gone=thread_id)
+            except NoTopic:
+                log.info("staff relay: conversation %s has no topic any more; item dropped", item.conversation_id)
+                self.dropped += 1
+                return
             first = [pre for pre in first if not (item.card and pre.card)]
             self._queue.appendleft(item)
             for pre in reversed(first):
@@ -276,6 +317,8 @@ class StaffRelay:
             await self._sleep(min(2.0 ** item.attempts, 60.0))
             return
         except BadRequest as exc:
+            if item.kind == "edit" and "not modified" in exc.description.lower():
+                return  # the card already says this
             if item.kind == "copy" and item.text:
                 # The original cannot be copied (deleted, too old): its words still reach staff.
                 log.info("copy refused (%s); sending the text instead", exc.description)
@@ -335,4 +378,4 @@ class StaffRelay:
                          html=False, mergeable=False, refs=refs)
 
 
-__all__ = ["Budget", "RelayItem", "StaffRelay", "TopicResolver"]
+__all__ = ["Budget", "NoTopic", "RelayItem", "StaffRelay", "TopicResolver"]

@@ -4,13 +4,20 @@ Member side (private chat): /support or the "Talk to a person" menu button opens
 member's conversation and says how long the wait is (or when the team is back); while it waits or a
 staff member holds it, whatever the member writes (text, photos, documents, voice, stickers) is
 copied into the conversation's staff topic and the bot stays silent to free text (commands and the
-menu still work); /end finishes it. Writing soon after a close reopens it.
+menu still work); /end finishes it. Only the member's asking reopens a closed conversation (/support,
+the menu button, or the Reopen button under the closing message); free text after a close gets the
+bot's normal answer.
 
 Staff side (the staff supergroup, one forum topic per conversation): the topic opens with a summary
-card (tier, points, coupons, last feedback, language, open since) and Take / Hand back / Close
-buttons; the commands /take, /handback, /close, /note TEXT, /block and /unblock work in the topic;
+card (tier, points, active coupons, last feedback, language, open since, state) and Take / Hand back /
+Close buttons; the card is edited on every change of state, so it always says where things stand; the commands /take, /handback, /close, /note TEXT, /block and /unblock work in the topic;
 what the holder writes is copied to the member, and edits follow as edits. Only people in the staff
 table act there; anyone else is ignored (and logged).
+
+When a member erases their data (`loyalty.service.MemberErased`), their topics are deleted; where the
+bot may not delete a topic, it is closed, renamed to an anonymous title, its card says the member
+erased their data and the bot's copies of what the member wrote are deleted (or blanked). The staff
+group is told, without the name. Erased members' topics left over by a stop are cleared at start.
 
 The state machine is `loyalty.handoff.HandoffStore`; everything bound for the staff group goes through
 `handlers.relay.StaffRelay` (the group's rate budget, merging, retries, recreated topics).
@@ -33,9 +40,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from handlers.i18n import N_, Translator
 from handlers.port import Button, Reply
-from handlers.relay import RelayItem, StaffRelay
+from handlers.relay import NoTopic, RelayItem, StaffRelay
 from handlers.turn import Turn, clip
 from loyalty.callbacks import decode, encode, survey_answer
+from loyalty.errors import MemberErased as MemberGone
 from loyalty.errors import Refusal
 from loyalty.handoff import (
     BOT,
@@ -50,6 +58,7 @@ from loyalty.handoff import (
     actor_staff,
 )
 from loyalty.outbound import Blocked, Outgoing, RetryAfter, SendError, Sent, ThreadNotFound
+from loyalty.service import LoyaltyEvent, MemberErased
 from storage.models import HandoffConversation, Member
 
 if TYPE_CHECKING:
@@ -174,6 +183,7 @@ class SupportService:
     _names: dict[int, str] = field(default_factory=dict, init=False, repr=False)
     _ticker: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
+    _forgetting: set[int] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
         try:
@@ -214,6 +224,7 @@ class SupportService:
         if self.config.staff_group_id is None:
             return
         await self.resume(now=now or self.ctx.clock())
+        await self.forget_erased()
         if self._ticker is None:
             self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
 
@@ -281,11 +292,14 @@ class SupportService:
 
     async def thread_for(self, conversation_id: int, *, gone: int | None = None) -> tuple[int, list[RelayItem]]:
         conv = await self.store.get(conversation_id)
+        try:
+            member = await self.loyalty.member(conv.member_id)
+        except MemberGone:
+            raise NoTopic() from None  # nothing more goes to staff about a member who erased their data
         if conv.topic_id is not None and (gone is None or conv.topic_id != gone):
             return int(conv.topic_id), []
         sender = self.ctx.sender
         assert sender is not None and self.config.staff_group_id is not None
-        member = await self.loyalty.member(conv.member_id)
         name = f"{member.member_no} · {member.first_name or ''}".strip(" ·")
         thread = await sender.create_topic(self.config.staff_group_id, clip(name, 128))
         await self.store.set_topic(conversation_id, thread)
@@ -297,6 +311,34 @@ class SupportService:
     async def relayed(self, item: RelayItem, sent: Sent) -> None:
         if item.refs:
             await self.store.set_staff_copy(item.refs, sent.message_id)
+        elif item.conversation_id is not None and item.kind in ("text", "copy"):
+            # The bot's own posts in the topic are remembered (without their words), so the card can be
+            # edited later and everything can be cleared away if the member erases their data.
+            await self.store.record_message(item.conversation_id, "card" if item.card else "post",
+                                            staff_message_id=sent.message_id, now=self.ctx.clock())
+
+    async def fresh_card(self, conversation_id: int) -> RelayItem | None:
+        """An edit that makes the topic's summary card say what is true now (None: no card posted yet)."""
+        row = await self.store.latest_card(conversation_id)
+        if row is None or row.staff_message_id is None:
+            return None
+        conv = await self.store.get(conversation_id)
+        try:
+            member = await self.loyalty.member(conv.member_id)
+        except MemberGone:
+            return RelayItem(conversation_id=conversation_id, kind="edit", html=True,
+                             message_id=int(row.staff_message_id), text=self.staff_tr().t("support.staff.card_erased"))
+        card = await self.card(conv, member)
+        return replace(card, kind="edit", message_id=int(row.staff_message_id), card=False)
+
+    def refresh_card(self, conversation_id: int | None) -> None:
+        """Queue an edit of the conversation's card (after what is queued already; one pending is enough)."""
+        if conversation_id is None or self.config.staff_group_id is None:
+            return
+        relay = self.relay
+        if any(i.kind == "refresh" and i.conversation_id == conversation_id for i in relay._queue):  # noqa: SLF001
+            return
+        relay.put(RelayItem(conversation_id=conversation_id, kind="refresh"))
 
     async def undeliverable(self, item: RelayItem, error: SendError) -> None:
         log.error("support: an item for conversation %s could not reach the staff group (%s)",
@@ -305,19 +347,30 @@ class SupportService:
     async def card(self, conv: HandoffConversation, member: Member, *, recreated: bool = False) -> RelayItem:
         """The summary card that opens a topic: who the member is and what they have, with the buttons."""
         tr = self.staff_tr()
-        summary = await self.loyalty.points_summary(member.id)
-        coupons = await self.loyalty.coupons_of(member.id)
-        titles = ", ".join(r.titles.get(tr.lang) or r.titles.get("en") or r.code for _, r in coupons[:3])
+        now = self.ctx.clock()
+        summary = await self.loyalty.points_summary(member.id, now=now)
+        coupons = await self.loyalty.coupons_of(member.id, now=now)
+        titles = [html.escape(r.titles.get(tr.lang) or r.titles.get("en") or r.code, quote=False)
+                  for _, r in coupons[:5]]
+        if len(coupons) > len(titles):
+            titles.append("…")
         feedback = await self.store.last_feedback(member.id)
         tier = self.loyalty.programme.tier(member.tier) if member.tier else None
         tier_name = (tier.names.get(tr.lang) or tier.names.get("en") or tier.code) if tier else "-"
+        if conv.state == HUMAN and conv.staff_id is not None:
+            state = tr.t("support.state.human_by", name=html.escape(await self.staff_name(conv.staff_id)))
+        else:
+            state = tr.t(f"support.state.{conv.state}")
+        language = (tr.t(f"support.language.{member.language}") if member.language in LANGUAGE_KEYS
+                    else member.language)
         text = tr.t(
             "support.staff.card",
-            member_no=member.member_no, name=member.first_name or "-", tier=tier_name,
-            points=summary.balance, coupons=len(coupons), coupon_titles=titles or "-",
-            feedback=clip(feedback, 300) if feedback else "-", language=member.language,
+            member_no=member.member_no, name=html.escape(member.first_name or "-", quote=False), tier=tier_name,
+            points=summary.balance,
+            coupons=f"{len(coupons)} — {', '.join(titles)}" if coupons else tr.t("support.staff.no_coupons"),
+            feedback=html.escape(clip(feedback, 300), quote=False) if feedback else "-", language=language,
             since=f"{tr.date(conv.opened_at)} {tr.time(conv.opened_at)}",
-            state=tr.t(f"support.state.{conv.state}"),
+            state=state,
         )
         if recreated:
             text = tr.t("support.staff.recreated") + "\n\n" + text
@@ -356,9 +409,10 @@ class SupportService:
         if transition.reopened:
             await self._reopen_topic(conv)
             self._post(conv.id, "support.staff.reopened")
-            self.relay.put(await self.card(conv, member))
+            self.refresh_card(conv.id)
             return
         self._post(conv.id, "support.staff.asked_again")
+        self.refresh_card(conv.id)
 
     async def _reopen_topic(self, conv: HandoffConversation) -> None:
         sender = self.ctx.sender
@@ -413,8 +467,9 @@ class SupportService:
         if not transition.changed:
             return [Reply(text=turn.t("support.not_open"), keyboard=turn.menu_keyboard())]
         self._post(conv.id, "support.staff.member_ended")
+        self.refresh_card(conv.id)
         await self._close_topic(transition.conversation)
-        replies = [Reply(text=turn.t("support.ended"), keyboard=turn.menu_keyboard())]
+        replies = [Reply(text=turn.t("support.ended"), buttons=self._reopen_button(turn.tr, conv))]
         await self._after_close(transition.conversation, member, turn.now)
         return replies
 
@@ -425,6 +480,9 @@ class SupportService:
         assert callback is not None and member is not None
         if callback.verb == "o":
             return await self.ask(turn)
+        if callback.verb == "r":
+            # "Reopen" under a closing message: the member asks again (a person, not free text, reopens).
+            return [Reply(edit=True, buttons=None), *await self.ask(turn)]
         if callback.verb == "x":
             conv = await self.store.active_of(member.id)
             # A button of another (or an older) conversation ends nothing: members only reach their own.
@@ -450,15 +508,7 @@ class SupportService:
         conv = await self.store.active_of(member.id)
         replies: list[Reply] = []
         if conv is None or conv.state == BOT:
-            if conv is not None or incoming.edited or member.support_blocked:
-                return None
-            transition = await self.store.reopen_if_recent(member.id, now=turn.now,
-                                                           within=self.config.reopen_within)
-            if transition is None:
-                return None
-            conv = transition.conversation
-            await self._announce(transition, member)
-            replies.append(Reply(text=turn.t("support.reopened")))
+            return None  # closed or handed back: the bot answers; only asking brings a person back
         if incoming.edited:
             await self._relay_member_edit(turn, conv)
             return []
@@ -583,11 +633,13 @@ class SupportService:
             transition = await self.store.take(conv.id or 0, staff_id, now=now)
             if not transition.changed:
                 return [Reply(text=tr.t("support.staff.already_yours"))]
+            self.refresh_card(conv.id)
             member = await self.loyalty.member(conv.member_id)
             await self._tell_member(member, "support.taken", name=me)
             return [Reply(text=tr.t("support.staff.took", name=me))]
         if action == "handback":
             await self.store.hand_back(conv.id or 0, staff_id, now=now)
+            self.refresh_card(conv.id)
             member = await self.loyalty.member(conv.member_id)
             await self._tell_member(member, "support.handed_back")
             return [Reply(text=tr.t("support.staff.handed_back", name=me))]
@@ -596,8 +648,10 @@ class SupportService:
                                                 now=now)
             if not transition.changed:
                 return [Reply(text=tr.t("error.handoff_closed"))]
+            self.refresh_card(conv.id)
             member = await self.loyalty.member(conv.member_id)
-            await self._tell_member(member, "support.closed")
+            await self._tell_member(member, "support.closed",
+                                    buttons=self._reopen_button(self.member_tr(member), transition.conversation))
             await self._after_close(transition.conversation, member, now)
             replies = [Reply(text=tr.t("support.staff.closed", name=me))]
             # The topic closes after the notice is out (the relay queue may hold more for it).
@@ -617,6 +671,7 @@ class SupportService:
             transition = await self.store.set_blocked(conv.member_id, blocked, staff_id=staff_id, now=now)
             log.info("staff %s support for member %d", "blocked" if blocked else "unblocked", conv.member_id)
             if transition is not None and transition.changed:
+                self.refresh_card(conv.id)
                 await self._close_topic(transition.conversation)
             key = "support.staff.blocked" if blocked else "support.staff.unblocked"
             return [Reply(text=tr.t(key, name=me))]
@@ -636,6 +691,105 @@ class SupportService:
         except SendError as exc:  # already closed, or deleted: nothing to close
             log.info("close topic: %s", exc.description)
 
+    @staticmethod
+    def _reopen_button(tr: Translator, conv: HandoffConversation) -> list[list[Button]]:
+        return [[Button(tr.t("support.button.reopen"), encode("sp", "r", str(conv.id)))]]
+
+    # --- erasure: nothing about the member stays in the staff group ------------------------------------------
+
+    async def on_loyalty_event(self, event: LoyaltyEvent) -> None:
+        if isinstance(event, MemberErased) and self.config.staff_group_id is not None:
+            task = asyncio.get_running_loop().create_task(self.forget_member(event.member_id, announce=True))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def forget_erased(self) -> int:
+        """Clear the topics of members erased while support was not running (or stopped half-way)."""
+        members = dict.fromkeys(conv.member_id for conv in await self.store.erased_topics())
+        cleared = 0
+        for member_id in members:
+            cleared += await self.forget_member(member_id)
+        return cleared
+
+    async def forget_member(self, member_id: int, *, announce: bool = False) -> int:
+        """Delete (or, where the bot may not, close and anonymise) an erased member's staff topics.
+
+        A topic is forgotten in the store only after Telegram has done its part, so a stop in between
+        leaves it to `forget_erased` at the next start. Returns how many topics were cleared."""
+        if self.config.staff_group_id is None or self.ctx.sender is None:
+            return 0
+        if member_id in self._forgetting:
+            return 0
+        self._forgetting.add(member_id)
+        try:
+            cleared = 0
+            for conv in await self.store.erased_topics(member_id):
+                assert conv.topic_id is not None and conv.id is not None
+                if self._relay is not None:
+                    self._relay.forget(conv.id)
+                topic = int(conv.topic_id)
+                if not await self._delete_topic(topic):
+                    await self._anonymise_topic(conv, topic)
+                if await self.store.forget_topic(conv.id, topic):
+                    cleared += 1
+            if cleared or announce:
+                # The General topic: no name, no member number, nothing that points at the person.
+                self._post(None, "support.staff.member_erased")
+            log.info("support: staff topics of an erased member cleared (%d)", cleared)
+            return cleared
+        finally:
+            self._forgetting.discard(member_id)
+
+    async def _staff_call(self, call: Callable[[], Any]) -> bool:
+        """One Bot API call into the staff group within the group's budget; False when Telegram refused it."""
+        for _ in range(3):
+            await self.relay.acquire()
+            try:
+                await call()
+                return True
+            except RetryAfter as exc:
+                self.relay.budget.hold(exc.seconds)
+            except SendError as exc:
+                log.info("staff group call refused: %s", exc.description)
+                return False
+        return False
+
+    async def _delete_topic(self, topic: int) -> bool:
+        sender, group = self.ctx.sender, self.config.staff_group_id
+        assert sender is not None and group is not None
+        for _ in range(3):
+            await self.relay.acquire()
+            try:
+                await sender.delete_topic(group, topic)
+                return True
+            except ThreadNotFound:
+                return True  # deleted already (by staff, or by us before a stop)
+            except RetryAfter as exc:
+                self.relay.budget.hold(exc.seconds)
+            except SendError as exc:  # e.g. not allowed to delete topics in this group
+                log.info("erased member's topic not deleted (%s); anonymising it", exc.description)
+                return False
+        return False
+
+    async def _anonymise_topic(self, conv: HandoffConversation, topic: int) -> None:
+        """Where a topic cannot be deleted: no name on it, the card says so, the member's words are gone."""
+        sender, group = self.ctx.sender, self.config.staff_group_id
+        assert sender is not None and group is not None and conv.id is not None
+        tr = self.staff_tr()
+        await self._staff_call(lambda: sender.edit_topic(group, topic, tr.t("support.staff.erased_title",
+                                                                             ref=conv.id)))
+        for direction, message_id in await self.store.staff_group_posts(conv.id):
+            if direction == "card":
+                await self._staff_call(lambda m=message_id: sender.edit_text(
+                    group, m, tr.t("support.staff.card_erased"), None, html=True))
+                continue
+            if await self._staff_call(lambda m=message_id: sender.delete_message(group, m)):
+                continue
+            if direction in ("in", "post"):  # the bot's own copies can at least be blanked
+                await self._staff_call(lambda m=message_id: sender.edit_text(
+                    group, m, tr.t("support.staff.erased_message"), None, html=False))
+        await self._staff_call(lambda: sender.close_topic(group, topic))
+
     async def _relay_staff_message(self, turn: Turn, tr: Translator, conv: HandoffConversation) -> list[Reply]:
         incoming = turn.incoming
         staff_id = incoming.user_id
@@ -650,6 +804,7 @@ class SupportService:
                 return [Reply(text=tr.t("support.staff.not_sent_held", holder=holder))]
             conv = transition.conversation
             if transition.changed:
+                self.refresh_card(conv.id)
                 member = await self.loyalty.member(conv.member_id)
                 await self._tell_member(member, "support.taken", name=await self.staff_name(staff_id))
         member = await self.loyalty.member(conv.member_id)
@@ -784,7 +939,9 @@ class SupportService:
 
 # Message keys used above through variables, for extraction.
 _KEYS = (N_("support.state.bot"), N_("support.state.waiting"), N_("support.state.human"),
-         N_("support.state.closed"))
+         N_("support.state.closed"), N_("support.language.en"), N_("support.language.zh_Hans"),
+         N_("support.language.zh_Hant"))
+LANGUAGE_KEYS = ("en", "zh_Hans", "zh_Hant")
 
 
 def register_support(router: Router, ctx: Context, config: SupportConfig | None = None, *,
@@ -796,6 +953,8 @@ def register_support(router: Router, ctx: Context, config: SupportConfig | None 
                              relay_clock=relay_clock, relay_sleep=relay_sleep)
     ctx.services["handoff"] = service
     ctx.services["feedback_sink"] = service.feedback_sink
+    if hasattr(ctx.loyalty, "subscribe"):
+        ctx.loyalty.subscribe(service.on_loyalty_event)
     router.command("support", service.ask)
     router.command("end", service.end)
     router.callback("sp", service.pressed)

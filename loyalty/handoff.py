@@ -3,8 +3,9 @@
 States: ``bot`` (the bot answers), ``waiting`` (the member asked for a person), ``human`` (a staff
 member holds it), ``closed``. Every change goes through `HandoffStore._move`, which checks that the
 transition is allowed and writes a `HandoffEvent` (who, from, to, when) in the same transaction.
-A member has at most one conversation that is not closed; asking again (or writing soon after a
-close) reopens the latest one instead of starting another. First-response and resolution times are
+A member has at most one conversation that is not closed; asking again soon after a close
+reopens the latest one instead of starting another. Only asking reopens: free text after a close is
+the bot's to answer. First-response and resolution times are
 stored on the conversation. Taking a conversation is atomic: the row is locked (PostgreSQL) or the
 write is serialised (SQLite), so of two simultaneous takes exactly one wins and the other is told
 who holds it.
@@ -254,25 +255,6 @@ class HandoffStore:
         conv.waiting_notice_at = None
         conv.out_of_hours_notice_at = None
 
-    async def reopen_if_recent(self, member_id: int, *, now: datetime | None = None,
-                               within: timedelta = timedelta(hours=2)) -> Transition | None:
-        """The member wrote after a close: reopen the conversation if it closed within `within`, else None."""
-        now = as_utc(now or utcnow())
-        async with self.db.transaction() as tx:
-            member = (await tx.execute(select(Member).where(Member.id == member_id).with_for_update()
-                                       .execution_options(populate_existing=True))).scalar_one_or_none()
-            if member is None or member.support_blocked or member.status == "erased":
-                return None
-            latest = (await tx.execute(
-                select(HandoffConversation).where(HandoffConversation.member_id == member_id)
-                .order_by(col(HandoffConversation.id).desc()).limit(1).with_for_update()
-                .execution_options(populate_existing=True))).scalar_one_or_none()
-            if (latest is None or latest.state != CLOSED or latest.closed_at is None
-                    or now - as_utc(latest.closed_at) > within):
-                return None
-            self._reopen(tx, latest, actor_member(member_id), now)
-            return Transition(latest, CLOSED, WAITING)
-
     async def take(self, conversation_id: int, staff_id: int, *, now: datetime | None = None) -> Transition:
         """A staff member takes the conversation over. Raises ConversationHeld(holder=...) if someone else has it."""
         now = as_utc(now or utcnow())
@@ -386,6 +368,44 @@ class HandoffStore:
             return list((await s.execute(
                 select(HandoffMessage).where(HandoffMessage.conversation_id == conversation_id)
                 .order_by(col(HandoffMessage.id)))).scalars())
+
+    async def latest_card(self, conversation_id: int) -> HandoffMessage | None:
+        """The staff-group copy of the conversation's newest summary card (a row with direction ``card``)."""
+        async with self.db.read() as s:
+            return (await s.execute(
+                select(HandoffMessage).where(HandoffMessage.conversation_id == conversation_id,
+                                             HandoffMessage.direction == "card",
+                                             col(HandoffMessage.staff_message_id).is_not(None))
+                .order_by(col(HandoffMessage.id).desc()).limit(1))).scalar_one_or_none()
+
+    async def staff_group_posts(self, conversation_id: int) -> list[tuple[str, int]]:
+        """(direction, staff message id) of everything of the conversation in its topic, oldest first."""
+        async with self.db.read() as s:
+            rows = (await s.execute(
+                select(HandoffMessage.direction, HandoffMessage.staff_message_id)
+                .where(HandoffMessage.conversation_id == conversation_id,
+                       col(HandoffMessage.staff_message_id).is_not(None))
+                .order_by(col(HandoffMessage.id)))).all()
+        return list(dict.fromkeys((str(d), int(m)) for d, m in rows))
+
+    async def erased_topics(self, member_id: int | None = None) -> list[HandoffConversation]:
+        """Conversations of erased members that still name a staff topic (it must be cleared away)."""
+        async with self.db.read() as s:
+            query = (select(HandoffConversation).join(Member, Member.id == HandoffConversation.member_id)
+                     .where(Member.status == "erased", col(HandoffConversation.topic_id).is_not(None))
+                     .order_by(col(HandoffConversation.id)))
+            if member_id is not None:
+                query = query.where(HandoffConversation.member_id == member_id)
+            return list((await s.execute(query)).scalars())
+
+    async def forget_topic(self, conversation_id: int, topic_id: int) -> bool:
+        """The conversation no longer has staff topic `topic_id`; False when that was already recorded."""
+        async with self.db.transaction() as tx:
+            done = await tx.execute(sa.update(HandoffConversation)
+                                    .where(HandoffConversation.id == conversation_id,
+                                           HandoffConversation.topic_id == topic_id)
+                                    .values(topic_id=None))
+            return bool(done.rowcount)
 
     async def unrelayed(self, *, since: datetime) -> list[HandoffMessage]:
         """Member messages stored but never copied to staff (the process stopped first), oldest first."""

@@ -81,7 +81,14 @@ class CouponUsed:
     staff_id: int
 
 
-LoyaltyEvent = TierChanged | CouponUsed
+@dataclass(frozen=True)
+class MemberErased:
+    """A member's personal data was erased (support then clears its staff topic)."""
+
+    member_id: int
+
+
+LoyaltyEvent = TierChanged | CouponUsed | MemberErased
 Listener = Callable[[LoyaltyEvent], Awaitable[None]]
 
 
@@ -1328,6 +1335,8 @@ class Loyalty:
                                        HandoffConversation.id)
             messages = await rows(HandoffMessage, col(HandoffMessage.conversation_id).in_(
                 [c.id for c in conversations] or [-1]), HandoffMessage.id)
+        # Cards and notices the bot posted to staff are the bot's own records, not the member's data.
+        messages = [m for m in messages if m.direction in ("in", "out")]
         return {
             "exported_at": _jsonable(utcnow()),
             "programme": self.programme.programme.name,
@@ -1340,12 +1349,19 @@ class Loyalty:
             "survey_answers": [dump(a) for a in answers],
             "tier_changes": [dump(t) for t in tiers],
             "support_conversations": [dump(c) for c in conversations],
-            "support_messages": [dump(m, ("staff_id",)) for m in messages if m.direction != "note"],
+            "support_messages": [dump(m, ("staff_id",)) for m in messages],
         }
 
     async def erase_member(self, member_id: int, *, actor: str, now: datetime | None = None) -> None:
         """Erase the member's personal data. The ledger stays, anonymised, so the books still add up;
-        the remaining balance is forfeited (recorded as an adjust entry), active coupons are voided."""
+        the remaining balance is forfeited (recorded as an adjust entry), active coupons are voided.
+
+        Every outbox row of the member, whatever its status, loses its text, buttons and chat id (rows
+        not yet sent, `sending` included, are skipped as ``erased``); support messages lose their words
+        and open conversations are closed. The staff topic is left to support, told by `MemberErased`
+        after the commit (and found again at start-up if the process stops first)."""
+        from loyalty.handoff import CLOSED, OPEN_STATES, HandoffStore
+
         now = as_utc(now or utcnow())
         async with self.db.transaction() as tx:
             member = await self._lock_member(tx, member_id)
@@ -1369,15 +1385,24 @@ class Loyalty:
                              .values(status="void"))
             await tx.execute(sa.update(Survey).where(Survey.member_id == member_id, Survey.status == "open")
                              .values(status="expired"))
-            await tx.execute(sa.update(Outbox).where(Outbox.member_id == member_id, Outbox.status == "pending")
-                             .values(status="skipped", skip_reason="erased", text=""))
+            await tx.execute(sa.update(Outbox).where(Outbox.member_id == member_id,
+                                                     col(Outbox.status).in_(("pending", "sending")))
+                             .values(status="skipped", skip_reason="erased", claimed_by=None))
+            await tx.execute(sa.update(Outbox).where(Outbox.member_id == member_id)
+                             .values(text="", buttons=[], chat_id=0))
             conv_ids = select(HandoffConversation.id).where(HandoffConversation.member_id == member_id)
             await tx.execute(sa.update(HandoffMessage).where(col(HandoffMessage.conversation_id).in_(conv_ids))
                              .values(text=None))
-            await tx.execute(sa.update(HandoffConversation).where(HandoffConversation.member_id == member_id,
-                                                                  HandoffConversation.state != "closed")
-                             .values(state="closed", closed_at=now))
+            open_conversations = (await tx.execute(
+                select(HandoffConversation).where(HandoffConversation.member_id == member_id,
+                                                  col(HandoffConversation.state).in_(OPEN_STATES))
+                .with_for_update())).scalars().all()
+            for conv in open_conversations:
+                HandoffStore._move(tx, conv, CLOSED, actor[:64], now)  # noqa: SLF001 - the one place that moves
+                conv.closed_at = now
+                conv.resolution_seconds = max(0, int((now - as_utc(conv.opened_at)).total_seconds()))
             tx.add(AuditLog(actor=actor[:64], action="erase", member_id=member_id, created_at=now))
+        await self._emit(MemberErased(member_id))
 
 
 def _jsonable(value: Any) -> Any:
@@ -1403,6 +1428,7 @@ __all__ = [
     "ExpiringPoints",
     "Loyalty",
     "LoyaltyEvent",
+    "MemberErased",
     "PointsSummary",
     "RedeemResult",
     "RefundResult",

@@ -2,8 +2,8 @@
 
 Members are read in keyset-paginated batches (``WHERE id > :last ORDER BY id LIMIT n``) with the kind's
 conditions in SQL; the last checks that need the member's own calendar (their local date and time)
-are done in Python. Each batch is inserted with ``INSERT ... ON CONFLICT DO NOTHING`` on
-(schedule, member, period), so planning the same period twice (a retry, two replicas, a catch-up
+are done in Python. Each batch is inserted with ``INSERT ... ON CONFLICT DO NOTHING`` on the
+row's idempotency key ``schedule:<schedule>:<member>:<period>``, so planning the same period twice (a retry, two replicas, a catch-up
 after a restart) plans nothing new. On SQLite that is SQLAlchemy's sqlite ``insert()
 .on_conflict_do_nothing()`` as one executemany; on PostgreSQL the batch travels as one array per
 column through ``unnest`` (one statement and round trip per batch, no 32767-parameter limit; columns
@@ -47,7 +47,7 @@ from scheduler.surveys import survey_buttons
 from scheduler.templates import FALLBACK_NAME, CompiledTemplates, TemplateBook
 from scheduler.triggers import parse_daily_time
 from storage import as_utc
-from storage.models import Coupon, LedgerEntry, Member, Outbox, Reward, Schedule, Survey
+from storage.models import Coupon, LedgerEntry, Member, Outbox, Reward, Schedule, Survey, outbox_key
 
 log = logging.getLogger(__name__)
 
@@ -460,8 +460,10 @@ class Planner:
         for target in targets:
             member = target.member
             reason = self.skip_reason(schedule, member, kind)
+            period = target.period[:64]
             row = {"schedule_id": schedule_id, "member_id": member.id, "chat_id": member.chat_id or 0,
-                   "kind": kind, "period": target.period[:64], "text": "", "buttons": [],
+                   "idempotency_key": outbox_key(schedule_id, member.id, period),
+                   "kind": kind, "period": period, "text": "", "buttons": [],
                    "survey_id": None, "status": "skipped" if reason else "pending", "skip_reason": reason,
                    "not_before": target.not_before, "created_at": now, "attempts": 0}
             if reason is None:
@@ -549,7 +551,7 @@ class Planner:
         """Insert rows, skipping those whose (schedule, member, period) exists; returns what was inserted."""
         if self.db.is_postgres:
             return await self._insert_postgres(rows)
-        stmt = (sqlite_insert(Outbox).on_conflict_do_nothing(index_elements=UNIQUE_KEY)
+        stmt = (sqlite_insert(Outbox).on_conflict_do_nothing()
                 .returning(Outbox.member_id, Outbox.status, Outbox.skip_reason))
         async with self.db.connection() as conn:  # Core executemany: the ORM's bulk path is slow with RETURNING
             result = await conn.execute(stmt, rows)
@@ -568,7 +570,8 @@ class Planner:
             return [(r[0], r[1], r[2]) for r in result.all()]
 
 
-_PG_COLUMNS = {"schedule_id": "integer", "member_id": "integer", "chat_id": "bigint", "kind": "text",
+_PG_COLUMNS = {"schedule_id": "integer", "member_id": "integer", "chat_id": "bigint", "idempotency_key": "text",
+               "kind": "text",
                "period": "text", "text": "text", "buttons": "text", "survey_id": "integer", "status": "text",
                "skip_reason": "text", "not_before": "timestamptz", "created_at": "timestamptz"}
 # Columns that are the same for every row of a run travel once, as plain parameters, when they are.
@@ -582,7 +585,7 @@ def _pg_insert(shared: Sequence[str]) -> sa.TextClause:
     return sa.text(
         f"INSERT INTO outbox ({', '.join(_PG_COLUMNS)}, attempts) SELECT {', '.join(values)}, 0 "
         f"FROM unnest({', '.join(f'CAST(:{c} AS {t}[])' for c, t in arrays.items())}) AS u({', '.join(arrays)}) "
-        "ON CONFLICT (schedule_id, member_id, period) DO NOTHING RETURNING member_id, status, skip_reason")
+        "ON CONFLICT DO NOTHING RETURNING member_id, status, skip_reason")
 
 
 _PG_INSERT = _pg_insert(())

@@ -276,12 +276,35 @@ class Schedule(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+def outbox_key(schedule_id: int, member_id: int, period: str) -> str:
+    """The idempotency key of a scheduled outbox row: ``schedule:<schedule_id>:<member_id>:<period>``."""
+    return f"schedule:{schedule_id}:{member_id}:{period}"
+
+
+def _default_outbox_key(context: Any) -> str:
+    # Rows inserted without a key (the ORM, Core executemany) get the scheduled form; a row without a
+    # schedule must bring its own key, so it fails here instead of slipping past the unique constraint.
+    row = context.get_current_parameters()
+    if row.get("schedule_id") is None:
+        raise ValueError("an outbox row without a schedule needs its own idempotency_key")
+    return outbox_key(row["schedule_id"], row["member_id"], row["period"])
+
+
 class Outbox(SQLModel, table=True):
-    """A planned message; (schedule, member, period) is unique so planning twice plans nothing new."""
+    """A planned message; its `idempotency_key` is unique, so planning (or enqueueing) twice adds nothing new.
+
+    Every row carries a key (NOT NULL, unique). Scheduled rows use ``schedule:<schedule_id>:<member_id>:<period>``
+    (`outbox_key`; filled in when a scheduled row is inserted without one). Rows without a schedule (e.g.
+    transactional messages) must set their own key, namespaced by what causes them, e.g.
+    ``<kind>:<member_id>:<event id>``; they may not start with ``schedule:``. Rows that existed before keys
+    did and had no schedule carry ``legacy:<id>``. (schedule, member, period) stays unique as well.
+    """
 
     __tablename__ = "outbox"
 
     id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str | None = Field(default=None, sa_column=sa.Column(
+        sa.String(255), unique=True, nullable=False, default=_default_outbox_key))
     schedule_id: int | None = Field(default=None, foreign_key="schedules.id")
     member_id: int = Field(foreign_key="members.id", index=True)
     chat_id: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
@@ -349,7 +372,8 @@ class HandoffMessage(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     conversation_id: int = Field(foreign_key="handoff_conversations.id", index=True)
-    direction: str = Field(max_length=8)  # in (member->staff) | out (staff->member) | note
+    # in (member->staff) | out (staff->member) | note | card (summary card) | post (other bot posts in the topic)
+    direction: str = Field(max_length=8)
     member_message_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
     staff_message_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
     staff_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))

@@ -135,15 +135,6 @@ async def test_asking_soon_after_a_close_reopens_the_same_conversation_later_sta
     assert (await store.get(conv.id)).state == CLOSED
 
 
-async def test_writing_after_a_close_reopens_only_within_the_window(loyalty, store):
-    member = await _member(loyalty)
-    conv = (await store.request(member.id, now=T0)).conversation
-    await store.close(conv.id, actor=actor_member(member.id), now=T0)
-    assert await store.reopen_if_recent(member.id, now=T0 + timedelta(hours=3), within=timedelta(hours=2)) is None
-    back = await store.reopen_if_recent(member.id, now=T0 + timedelta(hours=1), within=timedelta(hours=2))
-    assert back is not None and back.conversation.id == conv.id and back.to_state == WAITING
-
-
 async def test_blocking_is_recorded_closes_the_talk_and_can_be_undone(loyalty, store):
     member = await _member(loyalty)
     conv = (await store.request(member.id, now=T0)).conversation
@@ -151,7 +142,6 @@ async def test_blocking_is_recorded_closes_the_talk_and_can_be_undone(loyalty, s
     assert closed is not None and closed.to_state == CLOSED
     with pytest.raises(SupportBlocked):
         await store.request(member.id, now=T0 + timedelta(minutes=1))
-    assert await store.reopen_if_recent(member.id, now=T0 + timedelta(minutes=1)) is None
     await store.set_blocked(member.id, False, staff_id=BOB_STAFF, now=T0 + timedelta(minutes=2))
     back = await store.request(member.id, now=T0 + timedelta(minutes=3))
     assert back.to_state == WAITING and back.conversation.id == conv.id
