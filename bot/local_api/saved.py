@@ -149,6 +149,8 @@ class SavedWorld:
         rows: list[tuple[tuple[str, Any], str]] = []
         for name in COUNTERS:
             rows.append((("meta", name), _dumps(getattr(world, name))))
+        if isinstance(demo_config, dict):  # not "info": it holds the console password, kept elsewhere
+            demo_config = {key: value for key, value in demo_config.items() if key != "info"}
         rows.append((("meta", "demo_config"), _dumps(demo_config)))
         rows.append((("meta", "orphan_updates"), _dumps(world.orphan_updates)))
         for user in world.users.values():

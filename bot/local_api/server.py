@@ -84,6 +84,9 @@ Control API (JSON in and out; errors are ``{"error": "..."}`` with status 400/40
 ``GET  /control/updates?bot_id=``         updates not yet confirmed by the bot
 ``GET  /control/demo-config`` / ``POST``  ``{"identities": [...], "staff_group": {...} | null}``
 ``POST /control/demo-config/identities``  append one identity
+``POST /control/demo-config/info``        merge ``{timezone?, console?, user?, password?}`` into what
+                                          the page shows (bubble times in the shop's zone, the
+                                          operator console's address)
 ========================================  =====================================================
 
 Faults: ``method: "*"`` matches every method except getUpdates, getMe and the webhook methods
@@ -582,6 +585,7 @@ class LocalBotApi:
         self._demo_config: dict[str, Any] = {
             "identities": copy.deepcopy(DEFAULT_IDENTITIES),
             "staff_group": None,
+            "info": {},
         }
 
     def reset(self) -> None:
@@ -661,6 +665,7 @@ class LocalBotApi:
             ("GET", "/control/demo-config", self._c_demo_config),
             ("POST", "/control/demo-config", self._c_set_demo_config),
             ("POST", "/control/demo-config/identities", self._c_add_identity),
+            ("POST", "/control/demo-config/info", self._c_set_demo_info),
         ]
         for verb, path, handler in control:
             app.router.add_route(verb, path, self._control_wrapper(handler))
@@ -2183,7 +2188,8 @@ class LocalBotApi:
                     if uid not in chat.members:
                         chat.members.append(uid)
             staff_group = {**staff_group, "id": chat.id, "title": chat.title, "is_forum": chat.is_forum}
-        self._demo_config = {"identities": cleaned, "staff_group": staff_group or None}
+        self._demo_config = {"identities": cleaned, "staff_group": staff_group or None,
+                             "info": self._demo_config.get("info") or {}}
         self._notify({"type": "demo_config"})
         return self._demo_config
 
@@ -2609,6 +2615,12 @@ class LocalBotApi:
 
     async def _c_set_demo_config(self, request: web.Request) -> Any:
         return self.set_demo_config(await self._body(request))
+
+    async def _c_set_demo_info(self, request: web.Request) -> Any:
+        body = await self._body(request)
+        self._demo_config["info"] = {**(self._demo_config.get("info") or {}), **body}
+        self._notify({"type": "demo_config"})
+        return self._demo_config["info"]
 
     async def _c_add_identity(self, request: web.Request) -> Any:
         ident = self._ensure_identity(await self._body(request))
