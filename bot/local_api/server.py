@@ -2638,7 +2638,7 @@ class LocalBotApi:
 
     async def _page_static(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
-        if name not in ("app.js", "style.css"):
+        if name not in ("app.js", "i18n.js", "style.css"):
             raise web.HTTPNotFound()
         return web.FileResponse(PAGE_DIR / name, headers={"Cache-Control": "no-store"})
 
