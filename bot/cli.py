@@ -25,12 +25,13 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode="rich",
+    # Click's plain help: at 80 columns rich's panels cut option names and label flags <bool>.
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 100},
 )
-staff_app = typer.Typer(help="Who may act as staff: agents at the counter and in the staff group, operators, admins.",
-                        no_args_is_help=True)
+staff_app = typer.Typer(help="Who may act as staff: agents, operators, admins.", no_args_is_help=True)
 app.add_typer(staff_app, name="staff")
-apikey_app = typer.Typer(help="Keys for shop systems that post purchases and refunds over HTTP.", no_args_is_help=True)
+apikey_app = typer.Typer(help="Keys for shop systems that post purchases over HTTP.", no_args_is_help=True)
 app.add_typer(apikey_app, name="apikey")
 
 
@@ -47,13 +48,18 @@ def _logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-DbOption = Annotated[str | None, typer.Option("--database-url", help="Overrides LOYALBOT_DATABASE_URL.")]
-FrameworkOption = Annotated[str | None, typer.Option("--framework", help="aiogram (default) or ptb.")]
+DbOption = Annotated[str | None, typer.Option("--database-url", metavar="URL",
+                                              help="Overrides LOYALBOT_DATABASE_URL.")]
+FrameworkOption = Annotated[str | None, typer.Option("--framework", metavar="NAME",
+                                                     help="aiogram (default) or ptb.")]
 
 
 @app.command()
 def migrate(database_url: DbOption = None) -> None:
-    """Create or upgrade the database schema (safe to run again: it changes nothing when up to date)."""
+    """Create or upgrade the database schema.
+
+    Safe to run again: it changes nothing when the schema is up to date.
+    """
     from storage.db import redact_url
     from storage.migrate import head_revision, upgrade
 
@@ -72,7 +78,10 @@ def seed_demo(
     seed: Annotated[int, typer.Option(help="Random seed, for repeatable data.")] = 7,
     database_url: DbOption = None,
 ) -> None:
-    """Load the programme and N synthetic members with two years of purchase history."""
+    """Load synthetic members, for trying out the console.
+
+    The programme and N members with two years of purchase history.
+    """
     from bot.seed import seed_members
 
     settings = settings_or_exit(database_url=database_url)
@@ -81,7 +90,10 @@ def seed_demo(
 
 @app.command()
 def run(framework: FrameworkOption = None) -> None:
-    """Run the bot against Telegram (LOYALBOT_BOT_TOKEN): polling, or a webhook when LOYALBOT_WEBHOOK_URL is set."""
+    """Run the bot against Telegram.
+
+    With LOYALBOT_BOT_TOKEN; polling, or a webhook when LOYALBOT_WEBHOOK_URL is set.
+    """
     from bot.commands import run as run_bot
 
     run_bot(framework=framework)
@@ -90,12 +102,24 @@ def run(framework: FrameworkOption = None) -> None:
 @app.command()
 def demo(
     framework: FrameworkOption = None,
-    port: Annotated[int, typer.Option(help="Port of the demo page and local Bot API server.")] = 8080,
+    port: Annotated[int, typer.Option(metavar="PORT", min=1, max=65535,
+                                      help="The chat page and local Bot API server.")] = 8080,
+    console_port: Annotated[int | None, typer.Option(
+        metavar="PORT", min=-1, max=65535, envvar="LOYALBOT_CONSOLE_PORT", show_default="--port + 1",
+        help="The operator console and shop API; -1 runs without them.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every update (quiet by default).")] = False,
+    show: Annotated[bool, typer.Option("--show", help="Print the running demo's addresses and password, "
+                                       "then exit.")] = False,
 ) -> None:
-    """Everything in one process on SQLite: a local Bot API server, the bot, and a chat page at http://127.0.0.1:8080."""
+    """Try loyalbot in one process: bot, chat page, console.
+
+    A local Bot API server with a chat page at http://127.0.0.1:8080 (as members or staff), the bot,
+    the scheduler and the operator console, all on a SQLite file in this folder, loyalbot-demo.db.
+    Chats and identities are kept there across restarts, and the console password beside it.
+    """
     from bot.commands import demo as run_demo
 
-    run_demo(framework=framework, port=port)
+    run_demo(framework=framework, port=port, console_port=console_port, verbose=verbose, show=show)
 
 
 @staff_app.command("add")
@@ -185,7 +209,10 @@ def api(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     database_url: DbOption = None,
 ) -> None:
-    """Serve the HTTP API for shop systems (purchases, refunds, member look-up) and /healthz."""
+    """Serve the HTTP API for shop systems.
+
+    Purchases, refunds, member look-up, and /healthz.
+    """
     import uvicorn
 
     from console.api import create_app

@@ -8,8 +8,11 @@ and the bot (aiogram or python-telegram-bot, as chosen) polling that server, all
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import secrets
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -107,21 +110,73 @@ async def _no_stop() -> None:
     return None
 
 
+def demo_info_path(database: str | Path) -> Path:
+    """The file beside the demo's database that keeps its console password and last addresses."""
+    path = Path(database)
+    return path.with_name(path.stem + ".console.json")
+
+
+def _demo_password(database: str | Path, settings: Settings) -> str:
+    """LOYALBOT_CONSOLE_PASSWORD if set, else the one kept beside the demo database (made on first use)."""
+    if settings.console_password is not None:
+        return settings.console_password.get_secret_value()
+    try:
+        saved = json.loads(demo_info_path(database).read_text(encoding="utf-8"))
+        if isinstance(saved, dict) and isinstance(saved.get("password"), str) and saved["password"]:
+            return saved["password"]
+    except (OSError, ValueError):
+        pass
+    password = secrets.token_urlsafe(9)
+    _save_demo_info(database, {"password": password})
+    return password
+
+
+def _save_demo_info(database: str | Path, info: dict[str, Any]) -> None:
+    """Write the demo's info file, readable by its owner only: it holds the console password."""
+    path = demo_info_path(database)
+    try:
+        current = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        current = {}
+    data = {**(current if isinstance(current, dict) else {}), **info}
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2)
+    os.replace(tmp, path)
+
+
+def _demo_identities(saved: dict[str, Any]) -> list[dict[str, Any]]:
+    """The shipped identities plus those people created on the page in earlier runs."""
+    shipped = {identity["id"] for identity in DEMO_IDENTITIES}
+    created = [i for i in saved.get("identities") or [] if i.get("id") not in shipped]
+    return [dict(identity) for identity in DEMO_IDENTITIES] + created
+
+
 async def run_demo(database: str, framework: str | None = None, port: int = 8080, *, host: str = "127.0.0.1",
-                   ready: Any = None) -> None:
+                   ready: Any = None, console_port: int | None = None) -> None:
     """The demo, as a coroutine, on the SQLite file at the absolute path `database`.
 
-    Tests run it with port=0 and a `ready(app, url)` callback.
+    The chat page's world (identities, chats, staff topics, ids) is kept in the same file, so a
+    restart carries on where the last run stopped. `console_port`: None means `port + 1` (any free
+    port when `port` is 0), -1 turns the operator console off. Tests run it with port=0 and a
+    `ready(app, url)` callback.
     """
     from bot.local_api import LocalApiControl, LocalBotApi
 
     where = database
-    server = LocalBotApi(serve_page=True)
+    if console_port is None:
+        console_port = port + 1 if port else 0
+    server = LocalBotApi(serve_page=True, state_path=where)
     await server.start(host=host, port=port)
     try:
         async with LocalApiControl(server.url) as control:
             await control.create_bot(DEMO_TOKEN, first_name="Lumen Café Rewards", username="lumen_rewards_bot")
-            config = await control.set_demo_config(DEMO_IDENTITIES, staff_group=dict(DEMO_STAFF_GROUP))
+            saved = await control.demo_config()
+            group = dict(DEMO_STAFF_GROUP)
+            if saved.get("staff_group") and saved["staff_group"].get("id") is not None:
+                group["id"] = saved["staff_group"]["id"]  # the same group, so its topics stay the members'
+            config = await control.set_demo_config(_demo_identities(saved), staff_group=group)
         staff_group = config["staff_group"]["id"]
         settings = _settings(
             framework=framework, database_url=f"sqlite+aiosqlite:///{where}",
@@ -132,23 +187,28 @@ async def run_demo(database: str, framework: str | None = None, port: int = 8080
         programme = settings.load_programme()
         programme = programme.model_copy(update={"earning": programme.earning.model_copy(
             update={"welcome_bonus": DEMO_WELCOME_BONUS})})
-        # The operator console runs beside the chat page; its password is made fresh for each demo run.
-        console_password = secrets.token_urlsafe(9)
+        # The operator console runs beside the chat page; its password stays the same for this demo database.
+        console_password = _demo_password(where, settings)
         app = App(settings, framework=framework, connection=connection_from(settings, polling_timeout=10),
                   programme=programme, services={"console_password": console_password,
-                                                 "console_port": port + 1 if port else 0})
+                                                 "console_port": console_port})
         app.add_service(seed_demo_staff, _no_stop, name="demo staff")
         app.add_service(seed_demo_surveys, _no_stop, name="demo surveys")
         app.attach_optional_rooms()
 
         async def announce(running: App) -> None:
-            console.print(f"[bold green]loyalbot demo[/bold green] ({running.framework}) is running: "
-                          f"open [link]{server.url}[/link] in your browser. Press Ctrl-C to stop.")
             web = running.context.services.get("console") if running.context else None
-            if web is not None:
-                console.print(f"Operator console: [link]{web.url}/console[/link] (user operator, password "
-                              f"{console_password}); shop API docs at {web.url}/api/docs")
-            console.print(f"Data is kept in {where}")
+            info: dict[str, Any] = {"page": server.url, "console": f"{web.url}/console" if web else None,
+                                    "api_docs": f"{web.url}/api/docs" if web else None, "user": "operator",
+                                    "password": console_password, "pid": os.getpid(),
+                                    "framework": running.framework}
+            _save_demo_info(where, info)
+            async with LocalApiControl(server.url) as control:
+                await control.set_demo_info({"timezone": settings.timezone, "console": info["console"],
+                                             "user": "operator", "password": console_password})
+            console.print(f"[bold green]loyalbot demo[/bold green] ({running.framework}) is running: "
+                          f"open [link]{server.url}[/link] in your browser. Press Ctrl-C to stop.", soft_wrap=True)
+            print_demo_info(info, where)
             if ready is not None:
                 await ready(running, server.url)
 
@@ -157,16 +217,92 @@ async def run_demo(database: str, framework: str | None = None, port: int = 8080
         await server.stop()
 
 
-def demo(framework: str | None = None, port: int = 8080) -> None:
-    """Everything in one process on SQLite: a local Bot API server, the bot, and a chat page at http://127.0.0.1:8080."""
-    settings = _settings(framework=framework)
-    _logging(settings)
+def print_demo_info(info: dict[str, Any], database: str | Path) -> None:
+    """The addresses and the console password, as `loyalbot demo` and `loyalbot demo --show` print them."""
+    if info.get("console"):
+        console.print(f"Operator console: [link]{info['console']}[/link] (user operator, password "
+                      f"{info.get('password')}); shop API docs at {info.get('api_docs')}", soft_wrap=True)
+    console.print(f"Data is kept in {database}. To see this again: loyalbot demo --show", soft_wrap=True)
+
+
+def show_demo(database: Path) -> None:
+    """Print where the demo in this folder runs (or last ran) and its console password."""
+    import httpx
+
     try:
-        asyncio.run(run_demo(str(DEMO_DB.resolve()), framework, port))
-    except OSError as exc:  # most often: the port is taken
-        err.print(f"[red]Cannot start the demo on port {port}:[/red] {exc.strerror or exc}. "
-                  "Try another one with --port.")
+        info = json.loads(demo_info_path(database).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        err.print(f"No demo has run in this folder yet ({demo_info_path(database).name} not found). "
+                  "Start one with: loyalbot demo", soft_wrap=True)
         raise SystemExit(1) from None
+    running = False
+    if info.get("page"):
+        try:
+            running = httpx.get(f"{info['page']}/control/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            running = False
+    state = "is running" if running else "is not running (these are the addresses of its last run)"
+    console.print(f"The demo in this folder {state}: chat page [link]{info.get('page')}[/link]", soft_wrap=True)
+    print_demo_info(info, database)
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # As aiohttp and uvicorn bind: SO_REUSEADDR, so only a listening socket counts as taken.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _check_ports(host: str, port: int, console_port: int) -> str | None:
+    """Why the demo cannot listen where it was asked to, in one line, or None."""
+    if port and _port_in_use(host, port):
+        return (f"port {port} (the chat page, --port) is already in use on {host}. "
+                f"Choose a free one, e.g. loyalbot demo --port {port + 2}")
+    if console_port == port and port:
+        return f"--console-port {console_port} is the same as --port. Choose another one"
+    if console_port > 0 and _port_in_use(host, console_port):
+        return (f"port {console_port} (the operator console, --console-port or LOYALBOT_CONSOLE_PORT; "
+                f"--port + 1 unless set) is already in use on {host}. Choose a free one with --console-port, "
+                "or --console-port -1 to run without the console")
+    return None
+
+
+def _demo_logging(settings: Settings, verbose: bool) -> None:
+    # Quiet unless asked: an INFO line per update would push the addresses and password off the screen.
+    level = settings.log_level.upper() if verbose else "WARNING"
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_http_loggers()
+
+
+def demo(framework: str | None = None, port: int = 8080, console_port: int | None = None, *,
+         verbose: bool = False, show: bool = False) -> None:
+    """Everything in one process on SQLite: a local Bot API server, the bot, and a chat page at http://127.0.0.1:8080."""
+    database = DEMO_DB.resolve()
+    if show:
+        show_demo(database)
+        return
+    settings = _settings(framework=framework)
+    _demo_logging(settings, verbose)
+    host = "127.0.0.1"
+    if console_port is None:
+        console_port = port + 1
+    problem = _check_ports(host, port, console_port)
+    if problem:
+        err.print(f"[red]Cannot start the demo:[/red] {problem}.", soft_wrap=True)
+        raise SystemExit(2)
+    try:
+        asyncio.run(run_demo(str(database), framework, port, host=host, console_port=console_port))
+    except OSError as exc:  # taken between the check and the start
+        err.print(f"[red]Cannot start the demo on port {port} or {console_port}:[/red] {exc.strerror or exc}. "
+                  "Try others with --port and --console-port.", soft_wrap=True)
+        raise SystemExit(2) from None
+    except RuntimeError as exc:  # the console could not listen
+        err.print(f"[red]Cannot start the demo:[/red] {exc}. Try another --console-port.", soft_wrap=True)
+        raise SystemExit(2) from None
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         sys.exit(130)
 

@@ -578,3 +578,7 @@ class LocalApiControl:
     async def add_identity(self, identity: dict[str, Any]) -> dict[str, Any]:
         """Append one identity to the demo page's picker."""
         return await self._request("POST", "demo-config/identities", json=identity)
+
+    async def set_demo_info(self, info: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``info`` (timezone, console address, user, password) into what the demo page shows."""
+        return await self._request("POST", "demo-config/info", json=info)

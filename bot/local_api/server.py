@@ -84,6 +84,9 @@ Control API (JSON in and out; errors are ``{"error": "..."}`` with status 400/40
 ``GET  /control/updates?bot_id=``         updates not yet confirmed by the bot
 ``GET  /control/demo-config`` / ``POST``  ``{"identities": [...], "staff_group": {...} | null}``
 ``POST /control/demo-config/identities``  append one identity
+``POST /control/demo-config/info``        merge ``{timezone?, console?, user?, password?}`` into what
+                                          the page shows (bubble times in the shop's zone, the
+                                          operator console's address)
 ========================================  =====================================================
 
 Faults: ``method: "*"`` matches every method except getUpdates, getMe and the webhook methods
@@ -108,6 +111,7 @@ import logging
 import math
 import mimetypes
 import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -118,6 +122,7 @@ import aiohttp
 from aiohttp import web
 
 from .formatting import EntityParseError, is_bot_command_start, parse_text, utf16_len
+from .saved import COUNTERS, SavedWorld
 from .world import (
     CONTENT_KEYS,
     MEDIA_KINDS,
@@ -471,8 +476,13 @@ class LocalBotApi:
         webhook_retry_max: float = 5.0,
         webhook_timeout: float = 10.0,
         call_log_size: int = 10_000,
+        state_path: str | Path | None = None,
     ) -> None:
+        """``state_path``: a SQLite file that keeps users, chats, topics, files and ids across restarts."""
         self.world = World()
+        self._saved = SavedWorld(state_path) if state_path is not None else None
+        # Changes with every start, so a page that outlived a restart knows to reload what it shows.
+        self.instance = secrets.token_hex(6)
         self.limits = Limits()
         self.serve_page = serve_page
         self.webhook_retry_delay = webhook_retry_delay
@@ -502,13 +512,24 @@ class LocalBotApi:
             raise RuntimeError("LocalBotApi is already running")
         self._stopping = False
         self._changed = asyncio.Event()
+        if self._saved is not None:
+            saved_config = self._saved.load(self.world)
+            if saved_config:
+                self._demo_config = saved_config
+            self._saved.follow(lambda: (self.world, self._demo_config))
         app = web.Application(client_max_size=MAX_UPLOAD_BYTES + 1024 * 1024)
         self._add_routes(app)
         # handler_cancellation: a client that gives up on a long poll must not leave a handler behind.
         runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            if self._saved is not None:
+                await self._saved.close(self.world, self._demo_config)
+            raise
         self._runner = runner
         addresses = runner.addresses
         bound_port = int(addresses[0][1]) if addresses else port
@@ -532,6 +553,8 @@ class LocalBotApi:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._saved is not None:
+            await self._saved.close(self.world, self._demo_config)
 
     async def __aenter__(self) -> LocalBotApi:
         await self.start()
@@ -562,16 +585,24 @@ class LocalBotApi:
         self._demo_config: dict[str, Any] = {
             "identities": copy.deepcopy(DEFAULT_IDENTITIES),
             "staff_group": None,
+            "info": {},
         }
 
     def reset(self) -> None:
         """Forget everything, as ``POST /control/reset`` does."""
+        old = self.world
         self._reset_state()
+        if self._saved is not None:
+            for name in COUNTERS:  # a reset forgets the chats, never the ids it handed out
+                setattr(self.world, name, getattr(old, name))
+            self._saved.clear(self.world)
         self._notify({"type": "reset"})
 
     # --------------------------------------------------------------------------- notification
 
     def _wake(self) -> None:
+        if self._saved is not None:
+            self._saved.changed()
         event = self._changed
         self._changed = asyncio.Event()
         event.set()
@@ -634,6 +665,7 @@ class LocalBotApi:
             ("GET", "/control/demo-config", self._c_demo_config),
             ("POST", "/control/demo-config", self._c_set_demo_config),
             ("POST", "/control/demo-config/identities", self._c_add_identity),
+            ("POST", "/control/demo-config/info", self._c_set_demo_info),
         ]
         for verb, path, handler in control:
             app.router.add_route(verb, path, self._control_wrapper(handler))
@@ -2156,7 +2188,8 @@ class LocalBotApi:
                     if uid not in chat.members:
                         chat.members.append(uid)
             staff_group = {**staff_group, "id": chat.id, "title": chat.title, "is_forum": chat.is_forum}
-        self._demo_config = {"identities": cleaned, "staff_group": staff_group or None}
+        self._demo_config = {"identities": cleaned, "staff_group": staff_group or None,
+                             "info": self._demo_config.get("info") or {}}
         self._notify({"type": "demo_config"})
         return self._demo_config
 
@@ -2436,7 +2469,10 @@ class LocalBotApi:
         since = _query_int(request, "since") or 0
         if since < 0:
             # A client that is just starting only wants to know where the feed is.
-            return {"seq": self._event_seq, "events": [], "gap": False}
+            return {"seq": self._event_seq, "events": [], "gap": False, "instance": self.instance}
+        if since > self._event_seq:
+            # The client followed an earlier run of this server: it must reload, not wait for seq to catch up.
+            return {"seq": self._event_seq, "events": [], "gap": True, "instance": self.instance}
         timeout = min(float(request.query.get("timeout", "0")), 60.0)
 
         def newer() -> list[dict[str, Any]]:
@@ -2444,7 +2480,8 @@ class LocalBotApi:
 
         events = await self._wait_until(newer, timeout)
         oldest = self._events[0]["seq"] if self._events else self._event_seq + 1
-        return {"seq": self._event_seq, "events": events or [], "gap": since + 1 < oldest and since > 0}
+        return {"seq": self._event_seq, "events": events or [], "gap": since + 1 < oldest and since > 0,
+                "instance": self.instance}
 
     async def _c_calls(self, request: web.Request) -> Any:
         method = request.query.get("method")
@@ -2579,6 +2616,12 @@ class LocalBotApi:
     async def _c_set_demo_config(self, request: web.Request) -> Any:
         return self.set_demo_config(await self._body(request))
 
+    async def _c_set_demo_info(self, request: web.Request) -> Any:
+        body = await self._body(request)
+        self._demo_config["info"] = {**(self._demo_config.get("info") or {}), **body}
+        self._notify({"type": "demo_config"})
+        return self._demo_config["info"]
+
     async def _c_add_identity(self, request: web.Request) -> Any:
         ident = self._ensure_identity(await self._body(request))
         self._demo_config["identities"] = [
@@ -2595,7 +2638,7 @@ class LocalBotApi:
 
     async def _page_static(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
-        if name not in ("app.js", "style.css"):
+        if name not in ("app.js", "i18n.js", "style.css"):
             raise web.HTTPNotFound()
         return web.FileResponse(PAGE_DIR / name, headers={"Cache-Control": "no-store"})
 

@@ -8,7 +8,6 @@ nothing here needs locks.
 
 from __future__ import annotations
 
-import itertools
 import secrets
 import struct
 import time
@@ -402,10 +401,12 @@ class World:
         self.callbacks: dict[str, dict[str, Any]] = {}
         # Updates injected before any bot has connected wait here for the first bot.
         self.orphan_updates: list[dict[str, Any]] = []
-        self._file_counter = itertools.count(1)
-        self._callback_counter = itertools.count(1)
-        self._user_ids = itertools.count(100_001)
-        self._group_ids = itertools.count(1)
+        # Counters behind the ids this server hands out; a saved world (bot.local_api.saved) restores them,
+        # so an id is never given twice, not even across restarts.
+        self.next_file_number = 1
+        self.next_callback_number = 1
+        self.next_user_id = 100_001
+        self.next_group_number = 1
 
     # ----------------------------------------------------------------------------- bots and users
 
@@ -439,14 +440,16 @@ class World:
     def new_user_id(self) -> int:
         """An unused positive user id."""
         while True:
-            user_id = next(self._user_ids)
+            user_id = self.next_user_id
+            self.next_user_id += 1
             if user_id not in self.users:
                 return user_id
 
     def new_group_id(self) -> int:
         """An unused supergroup id in Telegram's ``-100...`` style."""
         while True:
-            chat_id = -1_000_000_000_000 - next(self._group_ids)
+            chat_id = -1_000_000_000_000 - self.next_group_number
+            self.next_group_number += 1
             if chat_id not in self.chats:
                 return chat_id
 
@@ -654,7 +657,8 @@ class World:
         source_url: str | None = None,
     ) -> FileRec:
         """Store uploaded bytes and give them a Telegram-looking ``file_id``."""
-        number = next(self._file_counter)
+        number = self.next_file_number
+        self.next_file_number += 1
         ext = "dat"
         if kind in ("photo", "sticker"):
             info = image_size(data)
@@ -692,4 +696,6 @@ class World:
 
     def new_callback_id(self) -> str:
         """A fresh callback query id (Telegram uses long decimal strings)."""
-        return str(4_000_000_000_000_000 + next(self._callback_counter) * 7919 + secrets.randbelow(7919))
+        number = self.next_callback_number
+        self.next_callback_number += 1
+        return str(4_000_000_000_000_000 + number * 7919 + secrets.randbelow(7919))

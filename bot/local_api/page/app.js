@@ -12,6 +12,9 @@ const state = {
   seenCounts: {},          // thread -> messages seen, for unread badges
   pendingPresses: new Map(), // callback_query_id -> button element
   replyTo: { private: null, group: null },
+  editing: { private: null, group: null }, // the own message being edited, per view
+  lang: "en",              // page language, from the identity's language_code
+  instance: null,          // the server run the page follows; a new one means reload everything
   refreshing: {},
   again: {},
 };
@@ -36,6 +39,26 @@ async function api(path, options = {}) {
     throw new Error(data.error || `HTTP ${response.status}`);
   }
   return data;
+}
+
+// ------------------------------------------------------------------------------- page language
+
+function t(key, values) {
+  const table = PAGE_TEXTS[state.lang] || PAGE_TEXTS.en;
+  let text = table[key] !== undefined ? table[key] : PAGE_TEXTS.en[key] !== undefined ? PAGE_TEXTS.en[key] : key;
+  for (const [name, value] of Object.entries(values || {})) text = text.split(`{${name}}`).join(String(value));
+  return text;
+}
+
+function applyLanguage(code) {
+  state.lang = pageLanguage(code);
+  document.documentElement.lang = PAGE_LOCALES[state.lang];
+  document.title = `${t("title")} · chat`;
+  for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
+  for (const node of document.querySelectorAll("[data-i18n-placeholder]")) node.placeholder = t(node.dataset.i18nPlaceholder);
+  for (const node of document.querySelectorAll("[data-i18n-aria]")) node.setAttribute("aria-label", t(node.dataset.i18nAria));
+  for (const node of document.querySelectorAll("[data-i18n-title]")) node.title = t(node.dataset.i18nTitle);
+  timeFormat = null;
 }
 
 function sleep(ms) {
@@ -129,11 +152,11 @@ function entityElement(entity, content) {
   const span = document.createElement("span");
   if (entity.type === "spoiler") {
     span.className = "spoiler";
-    span.title = "Spoiler: click to reveal";
+    span.title = t("spoiler");
     span.addEventListener("click", () => span.classList.toggle("revealed"));
   } else if (entity.type === "bot_command") {
     span.className = "cmd";
-    span.title = "Send this command";
+    span.title = t("send_command");
     span.addEventListener("click", () => sendPrivateText(content));
   } else if (entity.type === "mention" || entity.type === "text_mention") {
     span.className = "mention";
@@ -150,9 +173,33 @@ function el(tag, className, text) {
   return node;
 }
 
+// Bubble times are the shop's (LOYALBOT_TIMEZONE, which the bot's own texts use), on a 24-hour clock.
+let timeFormat = null;
+function shopZone() {
+  const info = state.config.info || {};
+  return info.timezone || undefined;
+}
+
 function timeOf(unix) {
-  const date = new Date(unix * 1000);
-  return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  if (!timeFormat) {
+    const options = { hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+    try {
+      timeFormat = new Intl.DateTimeFormat(PAGE_LOCALES[state.lang], { ...options, timeZone: shopZone() });
+    } catch (error) { // an unknown zone: the browser's, still 24-hour
+      timeFormat = new Intl.DateTimeFormat(PAGE_LOCALES[state.lang], options);
+    }
+  }
+  return timeFormat.format(new Date(unix * 1000));
+}
+
+function fullTimeOf(unix) {
+  const options = { dateStyle: "medium", timeStyle: "short", hourCycle: "h23" };
+  try {
+    return new Intl.DateTimeFormat(PAGE_LOCALES[state.lang], { ...options, timeZone: shopZone() }).format(new Date(unix * 1000))
+      + (shopZone() ? ` (${shopZone()})` : "");
+  } catch (error) {
+    return new Date(unix * 1000).toISOString();
+  }
 }
 
 function formatSize(bytes) {
@@ -172,24 +219,24 @@ function snippet(entry) {
   const message = entry.message || entry;
   if (message.text) return message.text;
   if (message.caption) return message.caption;
-  if (message.photo) return "🖼 Photo";
-  if (message.document) return `📄 ${message.document.file_name || "File"}`;
-  if (message.contact) return `👤 ${message.contact.first_name || "Contact"}`;
-  if (message.sticker) return "Sticker";
-  if (message.voice) return "🎤 Voice message";
-  if (message.video) return "🎬 Video";
-  if (message.location) return "📍 Location";
-  return serviceText(message) || "Message";
+  if (message.photo) return `🖼 ${t("photo")}`;
+  if (message.document) return `📄 ${message.document.file_name || t("file")}`;
+  if (message.contact) return `👤 ${message.contact.first_name || t("contact")}`;
+  if (message.sticker) return t("sticker");
+  if (message.voice) return `🎤 ${t("voice")}`;
+  if (message.video) return `🎬 ${t("video")}`;
+  if (message.location) return `📍 ${t("location")}`;
+  return serviceText(message) || t("message");
 }
 
 function serviceText(message) {
-  if (message.forum_topic_created) return `Topic “${message.forum_topic_created.name}” created`;
+  if (message.forum_topic_created) return t("topic_created", { name: message.forum_topic_created.name });
   if (message.forum_topic_edited) {
-    return message.forum_topic_edited.name ? `Topic renamed to “${message.forum_topic_edited.name}”` : "Topic edited";
+    return message.forum_topic_edited.name ? t("topic_renamed", { name: message.forum_topic_edited.name }) : t("topic_edited");
   }
-  if (message.forum_topic_closed) return "Topic closed";
-  if (message.forum_topic_reopened) return "Topic reopened";
-  if (message.new_chat_members) return "New members joined";
+  if (message.forum_topic_closed) return t("topic_closed_service");
+  if (message.forum_topic_reopened) return t("topic_reopened");
+  if (message.new_chat_members) return t("members_joined");
   return "";
 }
 
@@ -197,17 +244,36 @@ function serviceText(message) {
 
 // A chat sticks to its newest message unless the person scrolled up to read: the flag is kept per list and
 // re-applied when images finish loading or the list is resized (e.g. a reply keyboard appears).
+// Only a scroll *up* unsticks: when the list shrinks under a new reply keyboard, the browser fires a scroll
+// event with the newest message out of sight, and judging by distance alone read that as "scrolled away"
+// (so every later answer landed below the fold).
 function isNearBottom(container) {
   return container.scrollHeight - container.scrollTop - container.clientHeight < 80;
 }
 
 function keepAtBottom(container) {
-  if (container && container.dataset.stick !== "false") container.scrollTop = container.scrollHeight;
+  if (container && container.dataset.stick !== "false") {
+    container.scrollTop = container.scrollHeight;
+    container.dataset.lastTop = String(container.scrollTop);
+  }
 }
 
 function followNewest(container) {
-  container.addEventListener("scroll", () => { container.dataset.stick = String(isNearBottom(container)); });
-  if (window.ResizeObserver) new ResizeObserver(() => keepAtBottom(container)).observe(container);
+  container.addEventListener("scroll", () => {
+    const top = container.scrollTop;
+    const last = Number(container.dataset.lastTop || 0);
+    if (isNearBottom(container)) container.dataset.stick = "true";
+    else if (top < last - 1) container.dataset.stick = "false";
+    container.dataset.lastTop = String(top);
+  });
+  if (window.ResizeObserver) {
+    const observer = new ResizeObserver(() => keepAtBottom(container));
+    observer.observe(container);
+    // The list's own height stays put when a bubble grows (an edit, a keyboard): watch the bubbles too.
+    new MutationObserver(() => {
+      for (const row of container.children) observer.observe(row);
+    }).observe(container, { childList: true });
+  }
 }
 
 function onMediaLoaded(event) {
@@ -241,7 +307,7 @@ function renderMessage(entry, options) {
     return row;
   }
   if (options.showSender && !mine) {
-    const sender = el("div", "sender", senderName(entry) + (entry.direction === "bot" ? " · bot" : ""));
+    const sender = el("div", "sender", senderName(entry) + (entry.direction === "bot" ? t("bot_suffix") : ""));
     bubble.append(sender);
   }
   const reply = message.reply_to_message;
@@ -254,8 +320,8 @@ function renderMessage(entry, options) {
   }
   if (message.forward_origin) {
     const origin = message.forward_origin;
-    const who = origin.sender_user ? origin.sender_user.first_name : origin.sender_user_name || "someone";
-    bubble.append(el("div", "sender", `Forwarded from ${who}`));
+    const who = origin.sender_user ? origin.sender_user.first_name : origin.sender_user_name || t("someone");
+    bubble.append(el("div", "sender", t("forwarded", { name: who })));
   }
   appendMedia(bubble, message);
   const text = message.text !== undefined ? message.text : message.caption;
@@ -267,14 +333,29 @@ function renderMessage(entry, options) {
   }
   const meta = el("div", "meta");
   if (options.allowReply) {
-    const replyButton = el("button", "reply-link", "↩ reply");
+    const replyButton = el("button", "reply-link", t("reply"));
     replyButton.type = "button";
     replyButton.dataset.testid = "reply-to-button";
     replyButton.addEventListener("click", () => setReplyTo(options.view, entry));
     meta.append(replyButton);
   }
-  if (entry.edited) meta.append(el("span", "edited", "edited"));
-  meta.append(el("span", "time", timeOf(entry.date)));
+  if (mine && message.text !== undefined) {
+    const editButton = el("button", "reply-link", t("edit"));
+    editButton.type = "button";
+    editButton.dataset.testid = "edit-button";
+    editButton.addEventListener("click", () => startEditing(options.view, entry));
+    meta.append(editButton);
+  }
+  if (entry.edited) {
+    const edited = el("span", "edited", t("edited"));
+    edited.dataset.testid = "edited-mark";
+    meta.append(edited);
+  }
+  const time = el("time", "time", timeOf(entry.date));
+  time.dataset.testid = "message-time";
+  time.dateTime = new Date(entry.date * 1000).toISOString();
+  time.title = fullTimeOf(entry.date);
+  meta.append(time);
   bubble.append(meta);
 
   const markup = entry.reply_markup;
@@ -313,7 +394,9 @@ function appendMedia(bubble, message) {
     link.setAttribute("download", doc.file_name || "file");
     const info = el("div");
     info.append(el("div", "doc-name", doc.file_name || "File"), el("div", "doc-size", formatSize(doc.file_size)));
-    link.append(el("div", "doc-icon", "📄"), info);
+    const icon = el("div", "doc-icon", "📄");
+    icon.setAttribute("aria-hidden", "true");
+    link.append(icon, info);
     bubble.append(link);
   }
   if (message.voice) {
@@ -340,7 +423,9 @@ function appendMedia(bubble, message) {
       el("div", "doc-name", [contact.first_name, contact.last_name].filter(Boolean).join(" ")),
       el("div", "doc-size", contact.phone_number),
     );
-    card.append(el("div", "avatar", "👤"), info);
+    const avatar = el("div", "avatar", "👤");
+    avatar.setAttribute("aria-hidden", "true");
+    card.append(avatar, info);
     bubble.append(card);
   }
   if (message.location) {
@@ -372,11 +457,11 @@ function renderInlineKeyboard(entry, rows, options) {
         } else if (button.copy_text) {
           node.addEventListener("click", () => {
             navigator.clipboard && navigator.clipboard.writeText(button.copy_text.text);
-            showToast("Copied");
+            showToast(t("copied"));
           });
         } else {
           node.disabled = true;
-          node.title = "Not available in the demo";
+          node.title = t("not_available");
         }
       }
       node.dataset.testid = "inline-button";
@@ -390,6 +475,8 @@ function renderInlineKeyboard(entry, rows, options) {
 async function pressInline(entry, data, node, options) {
   if (!state.identity) return;
   node.classList.add("pending");
+  const list = node.closest(".messages");
+  if (list && isNearBottom(list)) list.dataset.stick = "true";
   try {
     const result = await api("press", {
       body: { user_id: state.identity.id, chat_id: entry.chat_id, message_id: entry.message_id, data },
@@ -403,7 +490,7 @@ async function pressInline(entry, data, node, options) {
     }, 10000);
   } catch (error) {
     node.classList.remove("pending");
-    showToast(`Could not press: ${error.message}`);
+    showToast(t("could_not_press", { error: error.message }));
   }
 }
 
@@ -411,9 +498,12 @@ function renderReplyKeyboard(markup) {
   const box = $("reply-keyboard");
   const input = $("message-input");
   if (!markup || !Array.isArray(markup.keyboard) || !markup.keyboard.length) {
-    box.hidden = true;
+    input.placeholder = t("message");
+    if (!box.hidden) {
+      box.hidden = true;
+      keepAtBottom($("messages"));
+    }
     box.replaceChildren();
-    input.placeholder = "Message";
     return;
   }
   const fragment = document.createDocumentFragment();
@@ -428,7 +518,7 @@ function renderReplyKeyboard(markup) {
       if (button.request_contact) {
         node.classList.add("special");
         node.dataset.requestContact = "true";
-        node.title = "Shares your own phone number";
+        node.title = t("shares_phone");
       }
       node.addEventListener("click", () => pressReply(label));
       row.append(node);
@@ -437,11 +527,13 @@ function renderReplyKeyboard(markup) {
   }
   box.replaceChildren(fragment);
   box.hidden = false;
-  input.placeholder = markup.input_field_placeholder || "Message";
+  input.placeholder = markup.input_field_placeholder || t("message");
+  keepAtBottom($("messages"));
 }
 
 async function pressReply(text) {
   if (!state.identity) return;
+  $("messages").dataset.stick = "true"; // like sending: follow the answer
   try {
     await api("reply-press", { body: { user_id: state.identity.id, text, strict: false } });
   } catch (error) {
@@ -454,8 +546,8 @@ async function pressReply(text) {
 function privateEmpty() {
   const box = el("div", "empty");
   box.dataset.testid = "empty-chat";
-  box.append(el("div", "", "No messages yet. Say hello to the bot!"));
-  const start = el("button", "", "Start");
+  box.append(el("div", "", t("no_messages")));
+  const start = el("button", "", t("start"));
   start.type = "button";
   start.dataset.testid = "start-button";
   start.addEventListener("click", () => sendPrivateText("/start"));
@@ -478,6 +570,7 @@ async function refreshPrivate(forceScroll) {
 
 async function sendPrivateText(text) {
   if (!state.identity || !text.trim()) return;
+  if (state.editing.private) return saveEdit("private", text);
   const body = { user_id: state.identity.id, text };
   if (state.replyTo.private) body.reply_to_message_id = state.replyTo.private.message_id;
   setReplyTo("private", null);
@@ -524,31 +617,56 @@ async function refreshGroup(forceScroll) {
   if (chatId === null || !state.identity) return;
   const data = await api(`transcript?chat_id=${chatId}`);
   state.groupData = data;
-  $("group-title").textContent = data.chat.title || "Staff group";
+  $("group-title").textContent = data.chat.title || t("tab_group");
   const topics = data.topics.filter((t) => !t.deleted);
   if (state.thread && !topics.some((t) => t.message_thread_id === state.thread)) state.thread = 0;
   renderTopics(topics, data.messages);
   const inThread = data.messages.filter((m) => (m.thread_id || 0) === state.thread);
   state.seenCounts[state.thread] = inThread.filter((m) => !m.deleted).length;
   const topic = topics.find((t) => t.message_thread_id === state.thread);
-  $("topic-title").textContent = topic ? topic.name : "General";
-  $("group-status").textContent = topic ? (topic.closed ? "topic · closed" : "topic") : data.chat.title || "";
+  $("topic-title").textContent = topic ? topic.name : t("general");
+  $("group-status").textContent = topic ? (topic.closed ? t("topic_closed") : t("topic")) : data.chat.title || "";
   const avatar = $("topic-avatar");
-  avatar.textContent = topic ? topic.name.slice(0, 1).toUpperCase() : "#";
+  avatar.replaceChildren(topicIcon(topic ? topic.name : null));
   avatar.style.background = topic ? TOPIC_COLORS[topic.icon_color] || "#6fb9f0" : "";
   renderMessages($("topic-messages"), inThread, {
     view: "group",
     showSender: true,
     allowReply: true,
     forceScroll,
-    empty: () => el("div", "empty", "No messages in this topic yet."),
+    empty: () => el("div", "empty", t("no_topic_messages")),
   });
+}
+
+// A topic's icon: the initials of the member's name (topics are named "MEMBERNO · Name"), or a neutral
+// speech bubble. Never a digit: a number in a round badge reads as an unread count.
+function topicInitials(name) {
+  const text = String(name || "");
+  const person = text.includes("·") ? text.slice(text.indexOf("·") + 1) : text;
+  const words = person.split(/\s+/).map((w) => (w.match(/\p{L}/u) || [""])[0]).filter(Boolean);
+  return words.slice(0, 2).join("").toUpperCase();
+}
+
+function topicIcon(name) {
+  const initials = name ? topicInitials(name) : "";
+  if (initials) return document.createTextNode(initials);
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("width", "16");
+  svg.setAttribute("height", "16");
+  svg.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS("http://www.w3.org/2000/svg", "path");
+  path.setAttribute("fill", "currentColor");
+  path.setAttribute("d", name === null ? "M4 9h16v2H4zm0 4h16v2H4zM9 3h2v18H9zm4 0h2v18h-2z"
+    : "M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z");
+  svg.append(path);
+  return svg;
 }
 
 function renderTopics(topics, messages) {
   const list = $("topic-list");
   const fragment = document.createDocumentFragment();
-  const items = [{ message_thread_id: 0, name: "General", icon_color: 7322096 }, ...topics];
+  const items = [{ message_thread_id: 0, name: t("general"), icon_color: 7322096 }, ...topics];
   for (const topic of items) {
     const thread = topic.message_thread_id;
     const inThread = messages.filter((m) => (m.thread_id || 0) === thread && !m.deleted);
@@ -558,10 +676,15 @@ function renderTopics(topics, messages) {
     li.dataset.threadId = String(thread);
     li.tabIndex = 0;
     li.setAttribute("role", "button");
-    const icon = el("div", "topic-icon", thread ? topic.name.slice(0, 1).toUpperCase() : "#");
+    const icon = el("div", "topic-icon");
+    icon.dataset.testid = "topic-icon";
+    icon.setAttribute("aria-hidden", "true");
+    icon.append(topicIcon(thread ? topic.name : null));
     icon.style.background = TOPIC_COLORS[topic.icon_color] || "#6fb9f0";
     const body = el("div", "topic-body");
-    body.append(el("div", "topic-name", topic.name), el("div", "topic-last", last ? `${senderName(last)}: ${snippet(last)}` : ""));
+    const name = el("div", "topic-name", topic.name);
+    if (topic.closed) name.append(el("span", "topic-closed", ` 🔒 ${t("closed")}`));
+    body.append(name, el("div", "topic-last", last ? `${senderName(last)}: ${snippet(last)}` : ""));
     li.append(icon, body);
     const seen = state.seenCounts[thread];
     if (seen !== undefined && inThread.length > seen && thread !== state.thread) {
@@ -586,6 +709,7 @@ function renderTopics(topics, messages) {
 async function sendTopicText(text) {
   const chatId = staffGroupId();
   if (chatId === null || !state.identity || !text.trim()) return;
+  if (state.editing.group) return saveEdit("group", text);
   const body = { user_id: state.identity.id, chat_id: chatId, text };
   if (state.thread) body.thread_id = state.thread;
   if (state.replyTo.group) body.reply_to_message_id = state.replyTo.group.message_id;
@@ -602,15 +726,50 @@ async function sendTopicText(text) {
 
 function setReplyTo(view, entry) {
   state.replyTo[view] = entry;
+  if (entry) state.editing[view] = null;
   const bar = $(view === "private" ? "reply-bar" : "topic-reply-bar");
   const text = $(view === "private" ? "reply-bar-text" : "topic-reply-bar-text");
+  const cancel = $(view === "private" ? "reply-cancel" : "topic-reply-cancel");
   if (!entry) {
-    bar.hidden = true;
+    if (!state.editing[view]) bar.hidden = true;
     return;
   }
-  text.textContent = `Replying to ${senderName(entry)}: ${snippet(entry)}`;
+  text.textContent = t("replying_to", { name: senderName(entry), text: snippet(entry) });
+  cancel.setAttribute("aria-label", t("cancel_reply"));
   bar.hidden = false;
   $(view === "private" ? "message-input" : "topic-input").focus();
+}
+
+// Editing one's own message, as Telegram allows: the composer takes its text, Send saves it, and the bot
+// gets an edited_message update.
+function startEditing(view, entry) {
+  state.replyTo[view] = null;
+  state.editing[view] = entry;
+  const bar = $(view === "private" ? "reply-bar" : "topic-reply-bar");
+  const input = $(view === "private" ? "message-input" : "topic-input");
+  $(view === "private" ? "reply-bar-text" : "topic-reply-bar-text").textContent = t("editing", { text: snippet(entry) });
+  $(view === "private" ? "reply-cancel" : "topic-reply-cancel").setAttribute("aria-label", t("cancel_edit"));
+  bar.hidden = false;
+  input.value = (entry.message && entry.message.text) || "";
+  input.dataset.editing = "true";
+  input.focus();
+}
+
+function stopEditing(view) {
+  state.editing[view] = null;
+  delete $(view === "private" ? "message-input" : "topic-input").dataset.editing;
+  if (!state.replyTo[view]) $(view === "private" ? "reply-bar" : "topic-reply-bar").hidden = true;
+}
+
+async function saveEdit(view, text) {
+  const entry = state.editing[view];
+  stopEditing(view);
+  try {
+    await api("edit", { body: { user_id: state.identity.id, chat_id: entry.chat_id, message_id: entry.message_id, text } });
+    await (view === "private" ? refreshPrivate(false) : refreshGroup(false));
+  } catch (error) {
+    showToast(error.message);
+  }
 }
 
 // ------------------------------------------------------------------------------- identities
@@ -620,7 +779,7 @@ function fillPicker() {
   const groups = { member: [], staff: [] };
   for (const identity of state.config.identities) (groups[identity.role] || groups.member).push(identity);
   const fragment = document.createDocumentFragment();
-  for (const [role, label] of [["member", "Members"], ["staff", "Staff"]]) {
+  for (const [role, label] of [["member", t("members")], ["staff", t("staff")]]) {
     if (!groups[role].length) continue;
     const group = el("optgroup");
     group.label = label;
@@ -640,15 +799,34 @@ function fillPicker() {
 async function loadConfig() {
   state.config = await api("demo-config");
   const bot = state.config.bot;
-  $("bot-name").textContent = bot ? bot.first_name : "Bot (not connected yet)";
-  $("private-status").textContent = bot ? `@${bot.username}` : "waiting for the bot to connect";
+  $("bot-name").textContent = bot ? bot.first_name : t("bot_waiting");
+  $("private-status").textContent = bot ? `@${bot.username}` : t("bot_waiting_status");
+  timeFormat = null;
   fillPicker();
+  fillConsoleInfo();
+}
+
+function fillConsoleInfo() {
+  const info = state.config.info || {};
+  const link = $("console-link");
+  if (info.console) {
+    link.href = info.console;
+    link.textContent = info.console;
+    link.hidden = false;
+    $("console-credentials").textContent = t("console_line", { user: info.user || "operator", password: info.password || "" });
+  } else {
+    link.hidden = true;
+    $("console-credentials").textContent = t("console_off");
+  }
 }
 
 async function selectIdentity(id) {
   const identity = state.config.identities.find((i) => i.id === id) || state.config.identities[0];
   if (!identity) return;
   state.identity = identity;
+  applyLanguage(identity.language_code);
+  fillPicker();
+  fillConsoleInfo();
   localStorage.setItem(STORAGE_KEY, String(identity.id));
   $("identity-picker").value = String(identity.id);
   const user = { id: identity.id, first_name: identity.first_name, language_code: identity.language_code };
@@ -656,6 +834,8 @@ async function selectIdentity(id) {
   await api("users", { body: user });
   const isStaff = identity.role === "staff" && staffGroupId() !== null;
   $("tabs").hidden = !isStaff;
+  stopEditing("private");
+  stopEditing("group");
   setReplyTo("private", null);
   setReplyTo("group", null);
   showView(isStaff ? state.view : "private");
@@ -705,7 +885,7 @@ let typingTimers = {};
 function showTyping(kind) {
   const status = $(kind === "private" ? "private-status" : "group-status");
   if (!status.dataset.idle) status.dataset.idle = status.textContent;
-  status.textContent = "typing…";
+  status.textContent = t("typing");
   status.classList.add("typing");
   clearTimeout(typingTimers[kind]);
   typingTimers[kind] = setTimeout(() => {
@@ -755,11 +935,13 @@ async function pollEvents() {
     try {
       const result = await api(`events?since=${state.seq}&timeout=25`);
       $("offline").hidden = true;
-      if (result.gap) {
-        refreshSoon("private");
-        refreshSoon("group");
-      }
       state.seq = result.seq;
+      if (result.gap || result.instance !== state.instance) {
+        // Events were missed, or the demo restarted: reload what the page shows.
+        state.instance = result.instance;
+        handleEvents([{ type: "reset" }]);
+        continue;
+      }
       if (result.events.length) handleEvents(result.events);
     } catch (error) {
       $("offline").hidden = false;
@@ -830,8 +1012,22 @@ function wire() {
     event.target.value = "";
     sendAttachment(file).catch((error) => showToast(error.message));
   });
-  $("reply-cancel").addEventListener("click", () => setReplyTo("private", null));
-  $("topic-reply-cancel").addEventListener("click", () => setReplyTo("group", null));
+  $("reply-cancel").addEventListener("click", () => {
+    if (state.editing.private) $("message-input").value = "";
+    stopEditing("private");
+    setReplyTo("private", null);
+  });
+  $("topic-reply-cancel").addEventListener("click", () => {
+    if (state.editing.group) $("topic-input").value = "";
+    stopEditing("group");
+    setReplyTo("group", null);
+  });
+  $("console-toggle").addEventListener("click", () => {
+    $("console-info").hidden = !$("console-info").hidden;
+  });
+  $("console-close").addEventListener("click", () => {
+    $("console-info").hidden = true;
+  });
   $("alert-ok").addEventListener("click", () => {
     $("alert").hidden = true;
   });
@@ -851,6 +1047,7 @@ async function main() {
     try {
       const feed = await api("events?since=-1");
       state.seq = feed.seq;
+      state.instance = feed.instance;
       await loadConfig();
       break;
     } catch (error) {
