@@ -6,7 +6,7 @@ Telegram's limits; whenever the bot's answer is a refusal (every text it used is
 store and the conversation state are exactly as before; and input that no step may take (control
 characters, over-long text, button data we never made) is always refused.
 
-The number of examples per step is LOYALBOT_PROPERTY_EXAMPLES (default 20); each test prints how
+The number of examples per step is LOYALBOT_PROPERTY_EXAMPLES (default 10); each test prints how
 many it ran (`pytest -s`), and the counts are summed up in the report of this round.
 """
 
@@ -30,7 +30,7 @@ from tests.handlers.chatinput_support import store_chat_fixture
 
 store_chat = store_chat_fixture()
 
-EXAMPLES = int(os.environ.get("LOYALBOT_PROPERTY_EXAMPLES", "20"))
+EXAMPLES = int(os.environ.get("LOYALBOT_PROPERTY_EXAMPLES", "10"))
 APOLOGIES = {Translator(lang).t("error.unexpected") for lang in LANGUAGES}
 IDS = itertools.count(100_000)
 
