@@ -64,7 +64,7 @@ class Incoming:
 
 # What a member may send in one message: Telegram's own limits (a forged or relayed update may exceed them).
 TEXT_MAX = 4096
-CAPTION_MAX = 1024
+CAPTION_MAX = 4096  # 1024 for most, but Telegram Premium members may caption up to 4096
 NAME_MAX = 128  # a profile name as the store keeps it (Telegram allows 64)
 LINE_BREAKS = frozenset("\n\r\t")  # the only control characters a typed text may hold
 
