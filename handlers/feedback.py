@@ -87,5 +87,5 @@ async def _record(turn: Turn, rating: int | None) -> list[Reply]:
 
 def register(router: Router) -> None:
     router.command("feedback", ask)
-    router.step("fb", step)
+    router.step("fb", step, max_chars=MAX_FEEDBACK_CHARS)
     router.callback("fb", pressed)

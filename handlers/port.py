@@ -7,6 +7,7 @@ replies to `deliver`, which speaks only to a `ChatSender`. Nothing here imports 
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -59,6 +60,58 @@ class Incoming:
     @property
     def is_private(self) -> bool:
         return self.chat_type == "private"
+
+
+# What a member may send in one message: Telegram's own limits (a forged or relayed update may exceed them).
+TEXT_MAX = 4096
+CAPTION_MAX = 4096  # 1024 for most, but Telegram Premium members may caption up to 4096
+NAME_MAX = 128  # a profile name as the store keeps it (Telegram allows 64)
+LINE_BREAKS = frozenset("\n\r\t")  # the only control characters a typed text may hold
+
+
+def text_problem(text: str | None, *, limit: int = TEXT_MAX, multiline: bool = True) -> str | None:
+    """Why a text from the chat cannot be taken at all, or None if it can.
+
+    "control": a control character (NUL and the rest of Unicode's Cc, except newline, carriage return
+    and tab where `multiline`) or a lone surrogate, which no keyboard types and no store should hold;
+    "too_long": more than `limit` characters. Format characters (emoji joiners, direction marks) are
+    fine: real clients send them.
+    """
+    if text is None:
+        return None
+    for ch in text:
+        if (ch < " " or "\x7f" <= ch <= "\x9f" or "\ud800" <= ch <= "\udfff") and not (
+                multiline and ch in LINE_BREAKS):
+            return "control"
+    if len(text) > limit:
+        return "too_long"
+    return None
+
+
+def incoming_problem(incoming: Incoming) -> tuple[str, int] | None:
+    """Why an update's text (message, command arguments, caption, shared contact) cannot be taken, with the
+    length limit of the text at fault; None if it can be taken."""
+    checks: list[tuple[str | None, int, bool]] = [(incoming.text, TEXT_MAX, True), (incoming.args, TEXT_MAX, True)]
+    if incoming.media is not None:
+        checks += [(incoming.media.caption, CAPTION_MAX, True), (incoming.media.filename, 255, False)]
+    if incoming.contact is not None:
+        checks += [(incoming.contact.phone, 32, False), (incoming.contact.first_name, NAME_MAX, False)]
+    for text, limit, multiline in checks:
+        if (problem := text_problem(text, limit=limit, multiline=multiline)) is not None:
+            return problem, limit
+    return None
+
+
+def clean_name(name: str | None) -> str | None:
+    """A profile name (first/last/user name) fit to store: without control characters, at most NAME_MAX long.
+
+    Names come from the member's Telegram profile, not from what they typed now, so they are cleaned,
+    never refused: refusing them would lock the member out of the chat.
+    """
+    if name is None:
+        return None
+    kept = "".join(ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cs")).strip()
+    return kept[:NAME_MAX] or None
 
 
 def parse_command(text: str) -> tuple[str | None, str]:
@@ -134,5 +187,5 @@ async def deliver(incoming: Incoming, replies: list[Reply], sender: ChatSender) 
     return sent
 
 
-__all__ = ["Button", "Contact", "Context", "Incoming", "IncomingMedia", "KeyButton", "Media", "Reply",
-           "deliver", "parse_command"]
+__all__ = ["CAPTION_MAX", "TEXT_MAX", "Button", "Contact", "Context", "Incoming", "IncomingMedia", "KeyButton",
+           "Media", "Reply", "clean_name", "deliver", "incoming_problem", "parse_command", "text_problem"]

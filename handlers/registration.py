@@ -8,15 +8,16 @@ joined nothing. A button from an earlier step is answered with a toast and chang
 from __future__ import annotations
 
 import logging
-import re
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from handlers.i18n import LANGUAGES, Translator
+from handlers.birthdays import Unreadable, format_birthday, read_birthday
+from handlers.i18n import LANGUAGES, N_, Translator
 from handlers.port import Button, KeyButton, Reply
 from handlers.turn import Turn
 from loyalty.callbacks import encode
 from loyalty.errors import InvalidBirthday
+from loyalty.programme import BIRTHDAY_YEAR_UNKNOWN
 from loyalty.service import check_birthday
 
 if TYPE_CHECKING:
@@ -26,8 +27,9 @@ log = logging.getLogger(__name__)
 
 LANGUAGE_NAMES = {"en": "English", "zh_Hans": "简体中文", "zh_Hant": "繁體中文"}
 _SKIP_WORDS = {"skip", "跳过", "跳過", "-", "no", "none"}
-_ISO = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
-_DOTTED = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})$")
+# What a member is told when a typed birthday cannot be read (handlers.birthdays.Unreadable.reason).
+UNREADABLE = {"format": N_("birthday.format"), "no_such_day": N_("birthday.no_such_day"),
+              "ambiguous": N_("birthday.ambiguous"), "year_needed": N_("birthday.year_needed")}
 
 
 def language_buttons(current: str) -> list[list[Button]]:
@@ -36,19 +38,26 @@ def language_buttons(current: str) -> list[list[Button]]:
             for code in LANGUAGES]
 
 
-def parse_birthday(text: str) -> date | None:
-    """A date typed as YYYY-MM-DD or DD.MM.YYYY, or None if it is neither (or no such day)."""
-    text = text.strip()
-    if match := _ISO.match(text):
-        year, month, day = (int(g) for g in match.groups())
-    elif match := _DOTTED.match(text):
-        day, month, year = (int(g) for g in match.groups())
-    else:
-        return None
-    try:
-        return date(year, month, day)
-    except ValueError:
-        return None
+def typed_birthday(turn: Turn, text: str) -> tuple[date | None, str | None]:
+    """(the birthday to store, None), or (None, why not in the member's words) for a typed birthday."""
+    year_required = turn.loyalty.programme.programme.birthday_year_required
+    found = read_birthday(text, turn.tr.locale, year_required=year_required)
+    if isinstance(found, Unreadable):
+        return None, turn.t(UNREADABLE[found.reason])
+    value = found.as_date(BIRTHDAY_YEAR_UNKNOWN)
+    if found.year is None:
+        return value, None  # no year to check: any month-day of a leap year is a birthday
+    return (None, problem) if (problem := birthday_problem(turn, value)) is not None else (value, None)
+
+
+def birthday_text(turn: Turn, value: date) -> str:
+    """A stored birthday as the member reads it, in their locale (without the year when none was given)."""
+    return format_birthday(value, turn.tr.locale, year_known=value.year != BIRTHDAY_YEAR_UNKNOWN)
+
+
+def birthday_saved(turn: Turn, value: date) -> str:
+    """The confirmation of what was saved, so a misread date is seen at once."""
+    return turn.t("birthday.saved", date=birthday_text(turn, value))
 
 
 def birthday_problem(turn: Turn, value: date) -> str | None:
@@ -150,13 +159,11 @@ async def step(turn: Turn) -> list[Reply]:
     if current == "reg.bday" and incoming.text is not None:
         if is_skip(turn, incoming.text):
             return await _go(turn, "reg.phone", bday=None)
-        value = parse_birthday(incoming.text)
-        problem = turn.t("birthday.format") if value is None else birthday_problem(turn, value)
-        if problem is not None:
+        value, problem = typed_birthday(turn, incoming.text)
+        if value is None:
             log.info("registration: birthday refused")
             return [Reply(text=problem, buttons=[[Button(turn.t("button.skip"), encode("rg", "bs"))]])]
-        assert value is not None
-        return await _go(turn, "reg.phone", bday=value.isoformat())
+        return [Reply(text=birthday_saved(turn, value))] + await _go(turn, "reg.phone", bday=value.isoformat())
     if current == "reg.phone":
         if incoming.contact is not None:
             if incoming.contact.user_id != incoming.user_id:

@@ -1,7 +1,8 @@
 """/rewards: browse the catalogue page by page, choose a reward, confirm, and get its coupon.
 
 The confirmation carries a request id made when it is shown; Confirm redeems with that id, so a
-double tap (or a retried update) issues one coupon and the second tap shows the same coupon again.
+double tap (or a retried update) issues one coupon, and the second tap adds nothing to the chat: it
+is answered with a small notice only (the coupon arrived with the first tap, and /coupons shows it).
 """
 
 from __future__ import annotations
@@ -107,9 +108,10 @@ async def confirm(turn: Turn, reward_id: int, request: str) -> list[Reply]:
         log.info("redeem refused: %s", refusal.code)
         text = turn.refusal(refusal)
         return [Reply(text=text, toast=text[:200])]
-    photo = coupon_photo(turn, result.coupon, result.reward)
     if result.repeated:
-        return [Reply(toast=turn.t("rewards.already_done")), photo]
+        log.info("redeem repeated: the coupon was already issued")
+        return turn.toast("rewards.already_redeemed")
+    photo = coupon_photo(turn, result.coupon, result.reward)
     title = turn.title(result.reward.titles, result.reward.code)
     return [Reply(text=turn.t("rewards.done", title=title, cost=result.coupon.points_spent), edit=True), photo]
 

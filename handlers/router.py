@@ -16,8 +16,8 @@ import traceback
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from handlers.i18n import LANGUAGES, Translator, pick_language, translations
-from handlers.port import Context, Incoming, Reply
+from handlers.i18n import LANGUAGES, N_, Translator, pick_language, translations
+from handlers.port import Context, Incoming, Reply, clean_name, incoming_problem
 from handlers.turn import CAPTION_LIMIT, MENU, TEXT_LIMIT, TOAST_LIMIT, Handler, Interceptor, Turn, clip
 from loyalty.callbacks import decode
 from loyalty.errors import Refusal
@@ -25,6 +25,8 @@ from storage import as_utc
 
 log = logging.getLogger(__name__)
 ACTIVITY_GRANULARITY = timedelta(minutes=5)
+# What a member is told when a text cannot be taken at all (see handlers.port.text_problem).
+INPUT_REFUSALS = {"control": N_("input.control_characters"), "too_long": N_("input.too_long")}
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Router:
         self._commands: dict[str, _Route] = {}
         self._callbacks: dict[str, _Route] = {}
         self._steps: dict[str, Handler] = {}
+        self._step_limits: dict[str, int] = {}
         self._interceptors: list[Interceptor] = []
         self._groups: list[Interceptor] = []
         self._menu_texts: dict[str, str] | None = None
@@ -59,9 +62,12 @@ class Router:
         """Answer pressed buttons whose callback data decodes to `action` (see loyalty.callbacks.ACTIONS)."""
         self._callbacks[action] = _Route(handler, open=open)
 
-    def step(self, prefix: str, handler: Handler) -> None:
-        """Answer messages while the conversation state's step is `prefix.<something>`."""
+    def step(self, prefix: str, handler: Handler, *, max_chars: int | None = None) -> None:
+        """Answer messages while the conversation state's step is `prefix.<something>`. `max_chars`: the
+        longest text the step takes; a longer one is refused before the step sees it."""
         self._steps[prefix] = handler
+        if max_chars is not None:
+            self._step_limits[prefix] = max_chars
 
     def interceptor(self, handler: Interceptor) -> None:
         """Called first for every private update; returning a list (even empty) consumes the update."""
@@ -82,12 +88,18 @@ class Router:
 
     async def handle(self, incoming: Incoming) -> list[Reply]:
         """The replies to one update. Never raises."""
+        incoming = _with_clean_names(incoming)
         tr = Translator(pick_language(incoming.language_code))
         where = _describe(incoming)
         try:
             turn = await self._turn(incoming)
             tr = turn.tr
-            if not incoming.is_private:
+            problem = incoming_problem(incoming)
+            if problem is None or problem[0] == "too_long":
+                problem = self._over_step_limit(turn) or problem  # the step's own limit, when it is lower
+            if problem is not None:
+                replies = await self._refuse_input(turn, *problem)
+            elif not incoming.is_private:
                 replies = await self._group(turn)
             else:
                 replies = await self._private(turn)
@@ -118,6 +130,24 @@ class Router:
             zone = self.ctx.loyalty.programme.programme.timezone
         tr = Translator(lang, timezone=zone, format_locale=self.ctx.config.format_locales.get(lang))
         return Turn(incoming=incoming, ctx=self.ctx, now=now, tr=tr, member=member, state=state)
+
+    def _over_step_limit(self, turn: Turn) -> tuple[str, int] | None:
+        """("too_long", limit) when a typed text is longer than the current step takes."""
+        text, state = turn.incoming.text, turn.state
+        limit = self._step_limits.get(state.step.split(".", 1)[0]) if state is not None else None
+        if text is not None and limit is not None and len(text.strip()) > limit:
+            return "too_long", limit
+        return None
+
+    async def _refuse_input(self, turn: Turn, problem: str, limit: int) -> list[Reply]:
+        """A text no step may take (control characters, over-long): said so, before anything is touched.
+
+        Checked at the edge, before interceptors and steps, so no conversation has to think of it and
+        nothing (a relayed copy, the conversation state, a stored text) is written from it."""
+        log.info("input refused on %s: %s", _describe(turn.incoming), problem)
+        if not turn.incoming.is_private and await turn.staff_role() is None:
+            return []  # a group's chatter is not ours to answer
+        return [Reply(text=turn.t(INPUT_REFUSALS[problem], limit=limit))]
 
     async def _group(self, turn: Turn) -> list[Reply]:
         for handler in self._groups:
@@ -207,6 +237,13 @@ class Router:
         return self._menu_texts.get(text.strip().casefold())
 
 
+
+
+def _with_clean_names(incoming: Incoming) -> Incoming:
+    """The update with its profile names fit to store (see handlers.port.clean_name)."""
+    names = {"first_name": incoming.first_name, "last_name": incoming.last_name, "username": incoming.username}
+    cleaned = {key: clean_name(value) for key, value in names.items()}
+    return replace(incoming, **cleaned) if cleaned != names else incoming
 
 
 def _describe(incoming: Incoming) -> str:

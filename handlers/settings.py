@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from handlers.i18n import N_, Translator
 from handlers.port import Button, Reply
-from handlers.registration import birthday_problem, is_skip, language_buttons, parse_birthday
+from handlers.registration import birthday_saved, birthday_text, is_skip, language_buttons, typed_birthday
 from handlers.turn import Turn
 from loyalty.callbacks import encode
 from loyalty.errors import InvalidSetting
@@ -51,7 +51,7 @@ def _wants(turn: Turn, kind: str) -> bool:
 def settings_view(turn: Turn, *, edit: bool = False, note: str | None = None) -> list[Reply]:
     member = turn.member
     assert member is not None
-    birthday = turn.tr.date(member.birthday) if member.birthday else turn.t("settings.not_set")
+    birthday = birthday_text(turn, member.birthday) if member.birthday else turn.t("settings.not_set")
     lines = [note, ""] if note else []
     lines += [turn.t("settings.title"), turn.t("settings.messages")]
     lines += [("✅ " if _wants(turn, kind) else "⬜ ") + turn.t(KIND_LABELS[kind]) for kind in NOTIFY_KINDS]
@@ -83,14 +83,14 @@ async def switch_language(turn: Turn, lang: str) -> list[Reply]:
     return [Reply(text=turn.t("language.changed"), keyboard=turn.menu_keyboard())]
 
 
-async def _update(turn: Turn, note_key: str, **changes: object) -> list[Reply]:
+async def _update(turn: Turn, note_key: str, *, note: str | None = None, **changes: object) -> list[Reply]:
     assert turn.member is not None
     try:
         turn.member = await turn.loyalty.update_member(turn.member.id, now=turn.now, **changes)
     except InvalidSetting as refusal:
         log.info("setting refused: %s", refusal.params.get("setting"))
         return turn.refusal_reply(refusal)
-    return settings_view(turn, edit=turn.incoming.callback_id is not None, note=turn.t(note_key))
+    return settings_view(turn, edit=turn.incoming.callback_id is not None, note=note or turn.t(note_key))
 
 
 async def pressed(turn: Turn) -> list[Reply]:
@@ -156,13 +156,12 @@ async def step(turn: Turn) -> list[Reply]:
     if text and is_skip(turn, text):
         await turn.clear_state()
         return settings_view(turn)
-    value = parse_birthday(text) if text else None
-    problem = turn.t("birthday.format") if value is None else birthday_problem(turn, value)
-    if problem is not None:
+    value, problem = typed_birthday(turn, text)
+    if value is None:
         log.info("birthday refused in settings")
         return [Reply(text=problem)]
     await turn.clear_state()
-    return await _update(turn, "settings.saved", birthday=value)
+    return await _update(turn, "settings.saved", note=birthday_saved(turn, value), birthday=value)
 
 
 def register(router: Router) -> None:

@@ -3,7 +3,9 @@
 A button's data looks like ``1:rw:c:12:req8`` -- version, action, verb, then the verb's arguments.
 Telegram limits callback data to 64 bytes and hands back whatever a client sends, so `decode` trusts
 nothing: anything malformed, of another version, too long, of an unknown action or verb, or with
-arguments of the wrong shape decodes to None. Integers come back as ints.
+arguments of the wrong shape decodes to None. Integers come back as ints, and only within what
+their use can hold: ids fit the store's 32-bit integer columns, pages and scores their small ranges,
+so a forged number can never reach a query as something the column cannot take.
 
 To add a button family, add its action to `ACTIONS` (verb -> argument kinds); both sides then agree.
 """
@@ -15,25 +17,41 @@ from dataclasses import dataclass
 
 VERSION = "1"
 MAX_BYTES = 64  # Telegram's limit for callback_data
+ID_MAX = 2**31 - 1  # the largest value of the store's (32-bit) integer id columns
 
-INT = "int"  # a non-negative whole number, at most 12 digits
+
+@dataclass(frozen=True)
+class Whole:
+    """A whole number from `low` to `high`, written without sign or leading zeros; decodes to an int."""
+
+    low: int
+    high: int
+    text: bool = False  # True: decodes to its digits as a str (for buttons whose handlers read a str)
+
+
+INT = Whole(0, ID_MAX)  # a row id (32-bit)
+ID_TEXT = Whole(0, ID_MAX, text=True)  # a row id, handed over as its digits
+PAGE = Whole(0, 9_999)  # a page of a list
+SCORE = Whole(0, 100)  # a rating or survey score: bounded here, its scale (1-5, 0-10) checked where it is used
 TOKEN = "token"  # letters, digits, '_' and '-', 1-32 characters
 
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-_INT_RE = re.compile(r"^[0-9]{1,12}$")
+_WHOLE_RE = re.compile(r"^(0|[1-9][0-9]{0,9})$")  # 0 .. 9,999,999,999: enough digits for any bound above
+
+Kind = str | Whole | tuple[str, ...]
 
 # action -> verb -> the kinds of the arguments after the verb (a tuple of str means one of those words).
-ACTIONS: dict[str, dict[str, tuple[str | tuple[str, ...], ...]]] = {
+ACTIONS: dict[str, dict[str, tuple[Kind, ...]]] = {
     # language choice (registration and /language)
     "lg": {"en": (), "zh_Hans": (), "zh_Hant": ()},
     # registration steps: terms yes/no/again, marketing yes/no, skip birthday
     "rg": {"ty": (), "tn": (), "tr": (), "my": (), "mn": (), "bs": ()},
     # rewards: page, show one, confirm(reward, request id), cancel
-    "rw": {"p": (INT,), "s": (INT,), "c": (INT, TOKEN), "x": ()},
+    "rw": {"p": (PAGE,), "s": (INT,), "c": (INT, TOKEN), "x": ()},
     # coupons: active list, used/expired list, one coupon's QR
     "cp": {"a": (), "o": (), "q": (INT,)},
     # feedback: rating, skip rating
-    "fb": {"r": (INT,), "s": ()},
+    "fb": {"r": (SCORE,), "s": ()},
     # settings: toggle kind, quiet hours (preset or menu), time zone (index, menu, type), birthday, language, show
     "st": {"n": (("care", "reminders", "surveys", "offers"),), "q": (TOKEN,), "z": (TOKEN,), "b": (), "l": (),
            "v": ()},
@@ -46,9 +64,10 @@ ACTIONS: dict[str, dict[str, tuple[str | tuple[str, ...], ...]]] = {
     # staff at the counter: show one member of a list of matches (member id); a staff member joins as a member
     "sm": {"s": (INT,), "j": ()},
     # surveys: answer(survey id, score), skip the comment(survey id)
-    "sv": {"a": (INT, INT), "s": (INT,)},
-    # support handoff (handlers/support.py): verb + up to two ids/tokens
-    "sp": {verb: (TOKEN,) for verb in ("t", "c", "r", "b", "h", "x")} | {"m": (), "o": ()},
+    "sv": {"a": (INT, SCORE), "s": (INT,)},
+    # support handoff (handlers/support.py): take/hand back/close/end a conversation (its id), other verbs a token
+    "sp": {verb: (ID_TEXT,) for verb in ("t", "c", "h", "x")} | {verb: (TOKEN,) for verb in ("r", "b")}
+          | {"m": (), "o": ()},
 }
 
 
@@ -64,11 +83,13 @@ class Callback:
         return str(self.args[0]) if self.args else ""
 
 
-def _valid_arg(kind: str | tuple[str, ...], raw: str) -> str | int | None:
+def _valid_arg(kind: Kind, raw: str) -> str | int | None:
     if isinstance(kind, tuple):
         return raw if raw in kind else None
-    if kind == INT:
-        return int(raw) if _INT_RE.match(raw) else None
+    if isinstance(kind, Whole):
+        if not _WHOLE_RE.match(raw) or not kind.low <= int(raw) <= kind.high:
+            return None
+        return raw if kind.text else int(raw)
     if kind == TOKEN:
         return raw if _TOKEN_RE.match(raw) else None
     return None
@@ -111,4 +132,5 @@ def survey_answer(survey_id: int, score: int) -> str:
     return encode("sv", "a", survey_id, score)
 
 
-__all__ = ["ACTIONS", "INT", "MAX_BYTES", "TOKEN", "VERSION", "Callback", "decode", "encode", "survey_answer"]
+__all__ = ["ACTIONS", "ID_MAX", "ID_TEXT", "INT", "MAX_BYTES", "PAGE", "SCORE", "TOKEN", "VERSION", "Callback", "Whole",
+           "decode", "encode", "survey_answer"]

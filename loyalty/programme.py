@@ -19,6 +19,11 @@ LANGUAGES = ("en", "zh_Hans", "zh_Hant")
 FORMAT_LOCALES = {"en": "en_GB", "zh_Hans": "zh_Hans_CN", "zh_Hant": "zh_Hant_TW"}
 
 
+# The year stored for a birthday given without one (the column is a date): a leap year, so 29 February
+# can be kept, and one no living member was born in; the chat shows such a birthday without a year.
+BIRTHDAY_YEAR_UNKNOWN = 1904
+
+
 class ProgrammeError(ValueError):
     """The programme file cannot be used; the message says where and why."""
 
@@ -36,6 +41,9 @@ class Settings(_Strict):
     # ISO 3166 country of the shop: the default region of phone numbers typed at the counter without
     # a +country code. Unset: the country of `timezone` (Europe/Amsterdam -> NL; none for UTC).
     country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    # Whether a member must give the year of their birthday; if not, a birthday typed without one
+    # (6月15日, 15 June) is kept with the year BIRTHDAY_YEAR_UNKNOWN and shown without a year.
+    birthday_year_required: bool = True
 
     @field_validator("timezone")
     @classmethod

@@ -71,7 +71,7 @@ async def test_declining_the_terms_explains_and_offers_to_try_again(chat):
 @pytest.mark.parametrize(("typed", "answer"), [
     ("2031-01-01", "in the future"),
     ("1899-12-31", "before 1900"),
-    ("31.02.1990", "can't read that date"),
+    ("31.02.1990", "isn't in the calendar"),
     ("next tuesday", "can't read that date"),
     ("2024-01-01", "doesn't look right"),  # two years old
 ])
