@@ -796,10 +796,12 @@ class Loyalty:
             return entry
 
     async def grant_bonus(self, member_id: int, points: int, *, reference: str, note: str,
-                          now: datetime | None = None, expires_at: datetime | None = None) -> LedgerEntry | None:
+                          now: datetime | None = None, expires_at: datetime | None = None, tell: bool = True
+                          ) -> LedgerEntry | None:
         """Give bonus points once per reference (e.g. a birthday gift). A repeat gives nothing.
 
-        They expire as the programme says unless `expires_at` is given (the demo's points that are about to)."""
+        They expire as the programme says unless `expires_at` is given (the demo's points that are about to);
+        the member is told (a notice) unless `tell` is False."""
         now = as_utc(now or utcnow())
         if points <= 0:
             raise errors.InvalidAdjustment()
@@ -813,8 +815,9 @@ class Loyalty:
                                         expires_at=as_utc(expires_at) if expires_at else self.programme.lot_expiry(now),
                                         note=note[:500])
             tx.add(member)
-            await tx.flush()
-            await self._notice(tx, member_id, "points", f"points:ledger:{entry.id}", now)
+            if tell:
+                await tx.flush()
+                await self._notice(tx, member_id, "points", f"points:ledger:{entry.id}", now)
             return entry
 
     async def expire_points(self, *, now: datetime | None = None, batch: int = 500) -> int:
