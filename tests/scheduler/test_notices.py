@@ -155,3 +155,17 @@ async def test_a_crash_while_planning_loses_nothing_and_plans_nothing_twice(shop
     assert await rows(shop.db) == [] and {n.status for n in await notices(shop.db)} == {"new"}
     assert await Notifier(shop, delay=DELAY).plan_new(now=now) == 2
     assert len(told(await rows(shop.db), "points")) == 1 and len(told(await rows(shop.db), "welcome")) == 1
+
+
+async def test_a_tier_down_at_the_evaluation_says_what_it_takes_to_come_back(shop: Loyalty):
+    then = utcnow() - timedelta(days=400)
+    notifier = Notifier(shop, delay=0)
+    amei = await add_member(shop, now=then, first_name="阿美", language="zh_Hant")
+    await shop.award_purchase(amei.id, external_id="long-ago", amount="320", now=then)  # Silver, then
+    changes = await shop.evaluate_tiers(now=utcnow())  # the spend left the 12-month window
+    assert [(c.from_tier, c.to_tier, c.upgrade) for c in changes] == [("silver", "green", False)]
+    await notifier.plan_new(now=utcnow())
+    up, down = told(await rows(shop.db), "tier")
+    assert up.text.startswith("恭喜您，阿美！您已升級為<b>銀卡</b>會員。")
+    assert down.text == ("阿美，您的會員等級現為<b>綠卡</b>：每次消費可獲得 1 倍積分。\n"
+                         "12 個月內消費滿 €300.00 即可重回銀卡。")
