@@ -194,6 +194,9 @@ async def run_demo(database: str, framework: str | None = None, port: int = 8080
                                                  "console_port": console_port})
         app.add_service(seed_demo_staff, _no_stop, name="demo staff")
         app.add_service(seed_demo_surveys, _no_stop, name="demo surveys")
+        from bot.seed import seed_demo_history
+
+        app.add_service(seed_demo_history, _no_stop, name="demo history")  # for the README's operator walk
         app.attach_optional_rooms()
 
         async def announce(running: App) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from rich.console import Console
@@ -23,6 +24,7 @@ from bot.settings import Settings
 from loyalty import Loyalty
 from loyalty.codes import SEEDED_MEMBER_BASE, member_no_from
 from loyalty.programme import Programme
+from loyalty.service import LoyaltyEvent, MemberJoined
 from storage import Db, utcnow
 from storage.migrate import upgrade_async
 from storage.models import LedgerEntry, Member, Purchase
@@ -43,7 +45,7 @@ PURCHASE_COLS = ["id", "external_id", "member_id", "amount", "currency", "occurr
                  "refunded_amount", "points_refunded", "refund_shortfall", "source", "created_at"]
 LEDGER_COLS = ["member_id", "kind", "delta", "expires_at", "remaining", "reference", "purchase_id", "note",
                "created_at"]
-NOTIFY = {"care": True, "reminders": True, "surveys": True, "offers": True}
+NOTIFY = {"care": True, "reminders": True, "surveys": True, "offers": True, "activity": True}
 
 
 def _member_rows(programme: Programme, rng: random.Random, first_id: int, first_purchase_id: int, count: int,
@@ -170,3 +172,38 @@ async def seed_members(settings: Settings, count: int, *, seed: int = 7, console
         return totals
     finally:
         await db.dispose()
+
+
+# --- the demo's members: history that makes the README's operator walk show something -------------------
+
+DEMO_EXPIRING_POINTS = 80
+DEMO_EXPIRING_DAYS = 12  # inside the README's `--offset-days 30` reminder window
+DEMO_EXPIRING_NOTE = "points from visits before you joined (demo)"
+
+
+async def give_demo_history(loyalty: Loyalty, member_id: int, *, now: datetime) -> None:
+    """What a member who joins the demo finds: points about to expire, and a birthday if they gave none.
+
+    The README's operator walk then has something to show in the member's own chat: `schedule run-now
+    expiring` (points expiring within 30 days) reminds them of these points, and `schedule preview
+    birthdays` finds a member whose birthday is today. The points come without a message of their own.
+    """
+    member = await loyalty.member(member_id)
+    await loyalty.grant_bonus(member_id, DEMO_EXPIRING_POINTS, reference="demo-earlier-visits",
+                              note=DEMO_EXPIRING_NOTE, now=now, expires_at=now + timedelta(days=DEMO_EXPIRING_DAYS),
+                              tell=False)
+    if member.birthday is None:
+        today = now.astimezone(ZoneInfo(member.timezone)).date()
+        born = date(1992 if (today.month, today.day) == (2, 29) else 1990, today.month, today.day)
+        await loyalty.update_member(member_id, birthday=born, now=now)
+
+
+async def seed_demo_history(app: Any) -> None:
+    """A demo service: from the start on, each member who joins gets `give_demo_history`."""
+    loyalty: Loyalty = app.loyalty
+
+    async def joined(event: LoyaltyEvent) -> None:
+        if isinstance(event, MemberJoined):
+            await give_demo_history(loyalty, event.member_id, now=app.clock())
+
+    loyalty.subscribe(joined)

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     console_port: int | None = Field(default=8081, ge=-1, le=65535)  # -1 turns the HTTP side off
     send_rate: float = Field(default=30.0, gt=0, le=1000)
     paid_broadcast: bool = False
+    # Seconds a points or tier message waits so that a burst of purchases is told in one message.
+    notice_delay: float = Field(default=30.0, ge=0, le=3600)
     log_level: str = "INFO"
 
     @field_validator("database_url")

@@ -26,6 +26,7 @@ KIND_LABELS = {
     "reminders": N_("settings.kind_reminders"),
     "surveys": N_("settings.kind_surveys"),
     "offers": N_("settings.kind_offers"),
+    "activity": N_("settings.kind_activity"),  # points credited, tier changes, coupons used (scheduler/notices.py)
 }
 
 

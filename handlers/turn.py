@@ -159,9 +159,13 @@ def clip(text: str, limit: int) -> str:
 
 
 def qr_png(payload: str) -> bytes:
-    """A QR code of `payload` as PNG bytes, large enough to scan from a phone screen."""
+    """A QR code of `payload` as PNG bytes, large enough to scan from a phone screen.
+
+    Always a regular QR code: for short payloads segno would pick a Micro QR, which zbar, most phone
+    camera apps and till scanners cannot read. The border is the standard's quiet zone of 4 modules.
+    """
     buffer = io.BytesIO()
-    segno.make(payload, error="m").save(buffer, kind="png", scale=8, border=3)
+    segno.make(payload, error="m", micro=False).save(buffer, kind="png", scale=8, border=4)
     return buffer.getvalue()
 
 

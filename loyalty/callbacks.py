@@ -53,7 +53,7 @@ ACTIONS: dict[str, dict[str, tuple[Kind, ...]]] = {
     # feedback: rating, skip rating
     "fb": {"r": (SCORE,), "s": ()},
     # settings: toggle kind, quiet hours (preset or menu), time zone (index, menu, type), birthday, language, show
-    "st": {"n": (("care", "reminders", "surveys", "offers"),), "q": (TOKEN,), "z": (TOKEN,), "b": (), "l": (),
+    "st": {"n": (("care", "reminders", "surveys", "offers", "activity"),), "q": (TOKEN,), "z": (TOKEN,), "b": (), "l": (),
            "v": ()},
     # privacy: export, ask to erase, erase confirmed (one-time token from the confirmation), cancel
     "pv": {"x": (), "e": (), "y": (TOKEN,), "n": ()},

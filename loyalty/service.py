@@ -38,6 +38,7 @@ from storage.models import (
     HandoffMessage,
     LedgerEntry,
     Member,
+    Notice,
     Outbox,
     Purchase,
     Refund,
@@ -57,7 +58,7 @@ log = logging.getLogger(__name__)
 MAX_AMOUNT = Decimal("1000000")
 MAX_FEEDBACK_CHARS = 4000
 MAX_COMMENT_CHARS = 2000
-NOTIFY_KINDS = ("care", "reminders", "surveys", "offers")
+NOTIFY_KINDS = ("care", "reminders", "surveys", "offers", "activity")
 STAFF_ROLES = ("agent", "operator", "admin")
 SURVEY_SCALES = {"csat": (1, 5), "nps": (0, 10)}
 
@@ -88,7 +89,14 @@ class MemberErased:
     member_id: int
 
 
-LoyaltyEvent = TierChanged | CouponUsed | MemberErased
+@dataclass(frozen=True)
+class MemberJoined:
+    """A member finished joining (the demo then gives them something to see)."""
+
+    member_id: int
+
+
+LoyaltyEvent = TierChanged | CouponUsed | MemberErased | MemberJoined
 Listener = Callable[[LoyaltyEvent], Awaitable[None]]
 
 
@@ -261,6 +269,9 @@ WITH purchase AS (
     UPDATE members SET balance = balance + $6, last_purchase_at = GREATEST(last_purchase_at, $5),
                        last_activity_at = GREATEST(last_activity_at, $9)
     WHERE id = $2 AND EXISTS (SELECT 1 FROM purchase)
+), notice AS (
+    INSERT INTO notices (member_id, kind, key, status, created_at)
+    SELECT $2, 'points', 'points:purchase:' || purchase.id, 'new', $9 FROM purchase WHERE $6 > 0
 )
 SELECT id FROM purchase
 """
@@ -273,8 +284,12 @@ _PG_AWARD_AND_SPEND = _PG_AWARD.replace("SELECT id FROM purchase", """SELECT id,
 
 # $1 member, $2 from tier, $3 to tier, $4 reason, $5 now.
 _PG_RAISE_TIER = """
-WITH raised AS (UPDATE members SET tier = $3, tier_since = $5 WHERE id = $1)
-INSERT INTO tier_changes (member_id, from_tier, to_tier, reason, created_at) VALUES ($1, $2, $3, $4, $5)
+WITH raised AS (UPDATE members SET tier = $3, tier_since = $5 WHERE id = $1), change AS (
+    INSERT INTO tier_changes (member_id, from_tier, to_tier, reason, created_at) VALUES ($1, $2, $3, $4, $5)
+    RETURNING id
+)
+INSERT INTO notices (member_id, kind, key, status, created_at) SELECT $1, 'tier', 'tier:' || change.id, 'new', $5
+FROM change
 """
 
 _PG_PURCHASE_BY_EXTERNAL_ID = """
@@ -306,6 +321,12 @@ class Loyalty:
                 await listener(event)
             except Exception:  # a listener's failure must not undo a committed service call
                 log.exception("loyalty event listener failed for %s", type(event).__name__)
+
+    @staticmethod
+    async def _notice(tx: AsyncSession | AsyncConnection, member_id: int, kind: str, key: str, now: datetime) -> None:
+        """Record, in the event's own transaction, that the member is to be told (scheduler/notices.py tells)."""
+        await tx.execute(sa.insert(Notice.__table__).values(member_id=member_id, kind=kind, key=key[:128],
+                                                            status="new", created_at=now))
 
     # --- programme -> store -------------------------------------------------------------------------
 
@@ -418,9 +439,11 @@ class Loyalty:
                                     expires_at=self.programme.lot_expiry(now), reference="welcome",
                                     note="welcome bonus")
                 tx.add(member)
+                await self._notice(tx, member.id or 0, "welcome", f"welcome:{member.id}", now)
             tx.add(AuditLog(actor=f"member:{member.id}", action="register", member_id=member.id,
                             details={"marketing_consent": marketing_consent}, created_at=now))
-            return member
+        await self._emit(MemberJoined(member_id=member.id or 0))
+        return member
 
     async def member_by_telegram(self, telegram_id: int) -> Member | None:
         async with self.db.read() as s:
@@ -628,6 +651,7 @@ class Loyalty:
                         member_id=member_id, kind="earn", delta=points, remaining=points,
                         expires_at=self.programme.lot_expiry(occurred), reference=external_id,
                         purchase_id=purchase.id, created_at=now))
+                    await self._notice(tx, member_id, "points", f"points:purchase:{purchase.id}", now)
                 await tx.execute(sa.update(members).where(members.c.id == member_id).values(
                     balance=members.c.balance + points,
                     last_purchase_at=max(as_utc(row.last_purchase_at or occurred), occurred),
@@ -639,9 +663,10 @@ class Loyalty:
                         reason = f"qualifying spend {spend} reached {target.code} ({target.threshold})"
                         await tx.execute(sa.update(members).where(members.c.id == member_id)
                                          .values(tier=target.code, tier_since=now))
-                        await tx.execute(sa.insert(TierChange.__table__).values(
+                        change_id = (await tx.execute(sa.insert(TierChange.__table__).values(
                             member_id=member_id, from_tier=row.tier, to_tier=target.code, reason=reason[:200],
-                            created_at=now))
+                            created_at=now).returning(TierChange.__table__.c.id))).scalar_one()
+                        await self._notice(tx, member_id, "tier", f"tier:{change_id}", now)
                         tier_event = TierChanged(member_id=member_id, from_tier=row.tier, to_tier=target.code,
                                                  reason=reason, upgrade=True)
                 return AwardResult(purchase=purchase, points=points, repeated=False, tier_change=tier_event)
@@ -779,6 +804,8 @@ class Loyalty:
                 entry = await self._add_lot(tx, member, kind="adjust", points=points, now=now,
                                             expires_at=self.programme.lot_expiry(now), note=reason[:500],
                                             reference=actor[:128])
+                await tx.flush()
+                await self._notice(tx, member_id, "points", f"points:ledger:{entry.id}", now)
             else:
                 await self._expire_member_lots(tx, member, now)
                 if member.balance < -points:
@@ -794,8 +821,12 @@ class Loyalty:
             return entry
 
     async def grant_bonus(self, member_id: int, points: int, *, reference: str, note: str,
-                          now: datetime | None = None) -> LedgerEntry | None:
-        """Give bonus points once per reference (e.g. a birthday gift). A repeat gives nothing."""
+                          now: datetime | None = None, expires_at: datetime | None = None, tell: bool = True
+                          ) -> LedgerEntry | None:
+        """Give bonus points once per reference (e.g. a birthday gift). A repeat gives nothing.
+
+        They expire as the programme says unless `expires_at` is given (the demo's points that are about to);
+        the member is told (a notice) unless `tell` is False."""
         now = as_utc(now or utcnow())
         if points <= 0:
             raise errors.InvalidAdjustment()
@@ -806,8 +837,12 @@ class Loyalty:
             if done.first() is not None:
                 return None
             entry = await self._add_lot(tx, member, kind="bonus", points=points, now=now, reference=reference,
-                                        expires_at=self.programme.lot_expiry(now), note=note[:500])
+                                        expires_at=as_utc(expires_at) if expires_at else self.programme.lot_expiry(now),
+                                        note=note[:500])
             tx.add(member)
+            if tell:
+                await tx.flush()
+                await self._notice(tx, member_id, "points", f"points:ledger:{entry.id}", now)
             return entry
 
     async def expire_points(self, *, now: datetime | None = None, batch: int = 500) -> int:
@@ -919,6 +954,10 @@ class Loyalty:
                             tx, member, target.code, now,
                             f"scheduled evaluation: qualifying spend {spend} {verb} {target.code}"))
                         tx.add(member)
+                        await tx.flush()
+                        change_id = (await tx.execute(select(sa.func.max(TierChange.id)).where(
+                            TierChange.member_id == member_id))).scalar_one()
+                        await self._notice(tx, member_id, "tier", f"tier:{change_id}", now)
         for change in changes:
             await self._emit(change)
         return changes
@@ -1081,6 +1120,7 @@ class Loyalty:
             tx.add(coupon)
             tx.add(AuditLog(actor=f"staff:{staff_id}", action="use_coupon", member_id=coupon.member_id,
                             details={"coupon": coupon.code}, created_at=now))
+            await self._notice(tx, coupon.member_id, "coupon_used", f"coupon_used:{coupon.id}", now)
             reward = await tx.get(Reward, coupon.reward_id)
             member = await tx.get(Member, coupon.member_id)
             assert reward is not None and member is not None

@@ -10,7 +10,9 @@ is refused with exit code 2 before anything is saved.
 from __future__ import annotations
 
 import asyncio
+import html.parser
 import json
+import os
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +22,7 @@ import sqlalchemy as sa
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from loyalty.programme import ProgrammeError, load_programme
 from loyalty.service import Loyalty
@@ -69,6 +72,11 @@ def _run(database_url: str, programme: str | None, work: Callable[[Loyalty], Awa
     except (Refused, TemplateProblem, TriggerProblem, SegmentProblem) as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
+
+
+def shop_timezone(loyalty: Loyalty) -> str:
+    """The shop's time zone, as the bot has it: LOYALBOT_TIMEZONE, else the programme's."""
+    return os.environ.get("LOYALBOT_TIMEZONE", "").strip() or loyalty.programme.programme.timezone
 
 
 async def _get(loyalty: Loyalty, name: str) -> Schedule:
@@ -132,6 +140,43 @@ async def _validate(loyalty: Loyalty, schedule: Schedule, now: datetime) -> None
         raise Refused(f"the segment {json.dumps(schedule.segment)} matches nobody; nothing was saved")
 
 
+# Telegram's HTML tags as terminal styles (bold through rich), so previews read like the chat, not like markup.
+_TAG_STYLES = {"b": "bold", "strong": "bold", "i": "italic", "em": "italic", "u": "underline", "ins": "underline",
+               "s": "strike", "strike": "strike", "del": "strike", "code": "bold cyan", "pre": "cyan",
+               "tg-spoiler": "reverse", "blockquote": "italic"}
+
+
+class _TelegramHtml(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text = Text()
+        self._styles: list[str | None] = []
+        self._links: list[str | None] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._styles.append(_TAG_STYLES.get(tag))
+        if tag == "a":
+            self._links.append(dict(attrs).get("href"))
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._styles:
+            self._styles.pop()
+        if tag == "a" and self._links and (href := self._links.pop()):
+            self.text.append(f" ({href})")
+
+    def handle_data(self, data: str) -> None:
+        styles = " ".join(s for s in self._styles if s)
+        self.text.append(data, style=styles or None)
+
+
+def terminal_text(message: str) -> Text:
+    """A message in Telegram's HTML as terminal text: tags become styles, entities characters."""
+    parser = _TelegramHtml()
+    parser.feed(message)
+    parser.close()
+    return parser.text
+
+
 def _print_stats(stats: PlanStats, *, title: str) -> None:
     table = Table("language", "would get it" if stats.dry_run else "planned", "skipped", title=title)
     for lang in sorted(set(stats.languages) | set(stats.skipped_by_language)):
@@ -146,7 +191,7 @@ def _print_stats(stats: PlanStats, *, title: str) -> None:
         console.print(f"held until the end of quiet hours: {stats.delayed_for_quiet_hours}")
     for lang, text in stats.samples:
         console.rule(f"sample ({lang})")
-        console.print(text, markup=False, highlight=False)
+        console.print(terminal_text(text), highlight=False)
 
 
 @schedule_app.command("list")
@@ -203,7 +248,8 @@ def schedule_add(
     kind: Annotated[str, typer.Option(help=f"One of: {', '.join(KINDS)}.")],
     cron: Annotated[str | None, typer.Option(help="Crontab line, e.g. '0 10 * * *'.")] = None,
     daily_time: Annotated[str | None, typer.Option(help="HH:MM every day.")] = None,
-    timezone: Annotated[str, typer.Option(help="Time zone of --cron/--daily-time.")] = "UTC",
+    timezone: Annotated[str | None, typer.Option(
+        help="Time zone of --cron/--daily-time (default: the shop's, LOYALBOT_TIMEZONE).")] = None,
     member_local_time: Annotated[bool, typer.Option(help="Send at --daily-time in each member's own zone.")] = False,
     offset_days: Annotated[int, typer.Option(help="Days before the date (birthday, expiry reminders).")] = 0,
     segment: Annotated[str | None, typer.Option(help='JSON, e.g. {"tiers": ["gold"], "languages": ["en"]}.')] = None,
@@ -227,7 +273,8 @@ def schedule_add(
         if kind not in KINDS:
             raise Refused(f"unknown kind {kind!r}; use {', '.join(KINDS)}")
         params = {**DEFAULT_PARAMS.get(kind, {}), **_parse_params(param, kind)}
-        row = Schedule(name=name.strip()[:100], kind=kind, cron=cron, daily_time=daily_time, timezone=timezone,
+        zone = timezone or shop_timezone(loyalty)
+        row = Schedule(name=name.strip()[:100], kind=kind, cron=cron, daily_time=daily_time, timezone=zone,
                        member_local_time=member_local_time, offset_days=offset_days,
                        segment=_parse_segment(segment) or {}, frequency_cap_days=frequency_cap_days,
                        params=params, one_off_at=as_utc(at) if at else None, enabled=not paused,
@@ -335,7 +382,13 @@ def schedule_run_now(name: str, database_url: DbUrl = DEFAULT_URL, programme: Pr
         row = await _get(loyalty, name)
         if RULES[row.kind].event_driven:
             raise Refused(f"{row.kind} messages are sent when something happens; they cannot be run now")
-        return await Planner(loyalty).run(row, now=utcnow())
+        now = utcnow()
+        stats = await Planner(loyalty).run(row, now=now)
+        # A run now is a run: `schedule list` shows it, and the bot's catch-up does not plan it again.
+        # (last_run_at only; updated_at is the edit stamp a running bot follows.)
+        async with loyalty.db.transaction() as tx:
+            await tx.execute(sa.update(Schedule).where(Schedule.id == row.id).values(last_run_at=now))
+        return stats
 
     _print_stats(_run(database_url, programme, work), title=f"run of {name}")
 

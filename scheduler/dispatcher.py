@@ -428,7 +428,7 @@ class Dispatcher:
         log.warning("outbox row %s: no answer within %gs; not resent (delivery unknown)", row_id, self.send_timeout)
         self.stats.unknown += 1
         async with self.db.transaction() as tx:
-            await tx.execute(sa.update(Outbox).where(Outbox.id == row_id)
+            await tx.execute(sa.update(Outbox).where(Outbox.id == row_id, Outbox.status == "sending")
                              .values(status="failed", last_error=f"{UNKNOWN_DELIVERY} (timeout)")
                              .execution_options(synchronize_session=False))
 
@@ -444,8 +444,9 @@ class Dispatcher:
         if not self._sent_buffer:
             return
         batch, self._sent_buffer = self._sent_buffer, []
+        # A row erased while it was on its way stays skipped (erasure scrubbed it; nothing to record).
         async with self.db.connection() as conn:
-            await conn.execute(sa.update(Outbox).where(Outbox.id == sa.bindparam("rid"))
+            await conn.execute(sa.update(Outbox).where(Outbox.id == sa.bindparam("rid"), Outbox.status != "skipped")
                                .values(status="sent", sent_at=sa.bindparam("at"),
                                        telegram_message_id=sa.bindparam("mid"), last_error=None), batch)
 
@@ -479,7 +480,8 @@ class Dispatcher:
         if values["status"] == "pending":
             values.update(claimed_by=None, claimed_at=None, sent_at=None)
         async with self.db.transaction() as tx:
-            await tx.execute(sa.update(Outbox).where(Outbox.id == row.id).values(**values)
+            # Only a row still being sent: one erased meanwhile must not come back as pending (to chat 0).
+            await tx.execute(sa.update(Outbox).where(Outbox.id == row.id, Outbox.status == "sending").values(**values)
                              .execution_options(synchronize_session=False))
             if isinstance(exc, Blocked):
                 await tx.execute(sa.update(Member).where(Member.id == row.member_id, Member.status == "active")

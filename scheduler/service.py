@@ -12,6 +12,9 @@
 * Tier changes and used coupons (`Loyalty.subscribe`) plan tier_change and CSAT messages;
   `schedule_csat(...)` is what the support room calls when a conversation is closed.
 * The `Dispatcher` drains the outbox at `send_rate` (30/s; up to 1000/s with paid broadcasts).
+* The `Notifier` turns the services' notices (points credited, tier changed, coupon used, welcome
+  bonus) into outbox rows every `notice_poll` seconds, folding a burst of points into one message
+  planned `notice_delay` seconds ahead (scheduler/notices.py).
 
 `attach(app)` adds the service to the bot's assembly (bot/app.py) without the scheduler importing bot.
 """
@@ -32,6 +35,7 @@ from loyalty.outbound import ChatSender
 from loyalty.service import CouponUsed, Loyalty, LoyaltyEvent, TierChanged
 from scheduler.dispatcher import Dispatcher
 from scheduler.kinds import RULES
+from scheduler.notices import DEFAULT_DELAY, Notifier
 from scheduler.planner import Planner, PlanStats, param
 from scheduler.surveys import DEFAULT_CSAT_DELAY
 from scheduler.templates import TemplateBook, default_templates
@@ -61,12 +65,16 @@ class SchedulerService:
         dispatch: bool = True,
         clock: Callable[[], datetime] = utcnow,
         dispatcher_options: dict[str, Any] | None = None,
+        notice_delay: float = DEFAULT_DELAY,
+        notice_poll: float = 1.0,
     ) -> None:
         self.db = db
         self.loyalty = loyalty
         self.clock = clock
         self.poll_seconds = poll_seconds
         self.planner = Planner(loyalty, templates=TemplateBook())
+        self.notifier = Notifier(loyalty, templates=self.planner.templates, delay=notice_delay)
+        self.notice_poll = notice_poll
         self._sender = sender
         self._sender_factory = sender_factory
         # Telegram allows about 30 messages a second; paid broadcasts raise that to 1000.
@@ -91,6 +99,7 @@ class SchedulerService:
         self.scheduler.start()
         await self.reload(catch_up=True)
         self._tasks.append(asyncio.create_task(self._watch(), name="scheduler-watch"))
+        self._tasks.append(asyncio.create_task(self._tell(), name="scheduler-notices"))
         if self.dispatch:
             sender = self._sender or (self._sender_factory() if self._sender_factory else None)
             if sender is None:
@@ -108,7 +117,7 @@ class SchedulerService:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
         for task in self._tasks:
-            if task.get_name() == "scheduler-watch":
+            if task.get_name() in ("scheduler-watch", "scheduler-notices"):
                 task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -133,6 +142,15 @@ class SchedulerService:
                     await self.reload(catch_up=True)
             except Exception:  # the watcher must survive a database hiccup
                 log.exception("schedule watcher failed; retrying")
+
+    async def _tell(self) -> None:
+        """Plan new notices into the outbox, now and every `notice_poll` seconds."""
+        while True:
+            try:
+                await self.notifier.plan_new(now=self.clock())
+            except Exception:  # a database hiccup: try again at the next poll
+                log.exception("planning notices failed; retrying")
+            await asyncio.sleep(self.notice_poll)
 
     async def reload(self, *, catch_up: bool = False) -> None:
         """Rebuild the APScheduler jobs from the table; with catch_up, plan each missed run once now."""
@@ -271,7 +289,8 @@ def attach(app: Any) -> None:
     async def start(app_: Any) -> None:
         settings = app_.settings
         service = SchedulerService(app_.db, app_.loyalty, app_.sender, send_rate=settings.send_rate,
-                                   paid_broadcast=settings.paid_broadcast, clock=app_.clock)
+                                   paid_broadcast=settings.paid_broadcast, clock=app_.clock,
+                                   notice_delay=getattr(settings, "notice_delay", DEFAULT_DELAY))
         if getattr(app_, "context", None) is not None:
             app_.context.services["scheduler"] = service
         holder["service"] = service

@@ -434,3 +434,31 @@ class ConversationState(SQLModel, table=True):
 # --- the counter: staff find a member by phone (0007) --------------------------------------------------
 
 sa.Index("ix_members_phone", Member.__table__.c.phone)
+
+# --- transactional notifications (notify; migration 0005) ------------------------------------------------
+
+
+class Notice(SQLModel, table=True):
+    """Something that happened to a member that they are told about: points credited, a tier change, a coupon
+    used at the counter, the welcome bonus.
+
+    Written in the transaction of the event itself, so no event is lost; `key` names the event (e.g.
+    ``points:purchase:42``, ``tier:7``, ``coupon_used:3``, ``welcome:12``) and is unique, so none is told
+    twice. The scheduler turns new notices into outbox rows (status ``new`` -> ``planned``, in the
+    transaction that writes the row); bursts of one member's points fold into one pending message.
+    """
+
+    __tablename__ = "notices"
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="members.id", index=True)
+    # points | tier | coupon_used | welcome
+    kind: str = Field(max_length=16)
+    key: str = Field(sa_column=sa.Column(sa.String(128), unique=True, nullable=False))
+    # new | planned
+    status: str = Field(default="new", max_length=16)
+    outbox_id: int | None = Field(default=None, foreign_key="outbox.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    planned_at: datetime | None = None
+
+    __table_args__ = (sa.Index("ix_notices_status_id", "status", "id"),)

@@ -66,7 +66,8 @@ class Chat:
         await person.join()
         if points:
             member = await person.record()
-            await self.loyalty.grant_bonus(member.id, points, reference=f"test-{person.id}", note="test")
+            # Set-up, not an event under test: the member is not sent a points message for it.
+            await self.loyalty.grant_bonus(member.id, points, reference=f"test-{person.id}", note="test", tell=False)
         return person
 
     async def staff(self, name: str = "Sam", *, role: str = "agent", language_code: str = "en") -> Person:
