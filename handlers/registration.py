@@ -188,9 +188,11 @@ async def finish(turn: Turn, *, phone: str | None) -> list[Reply]:
     )
     await turn.clear_state()
     turn.member = member
-    return [Reply(text=turn.t("start.joined", name=turn.ctx.config.bot_name, member_no=member.member_no,
-                              tier=turn.tier_name(member.tier)),
-                  keyboard=turn.menu_keyboard())]
+    text = turn.t("start.joined", name=turn.ctx.config.bot_name, member_no=member.member_no,
+                  tier=turn.tier_name(member.tier))
+    if member.balance > 0:  # the programme's welcome bonus, credited as the member joined
+        text += "\n\n" + turn.t("start.welcome_bonus", points=turn.tr.number(member.balance))
+    return [Reply(text=text, keyboard=turn.menu_keyboard())]
 
 
 async def join_prompt(turn: Turn) -> list[Reply]:

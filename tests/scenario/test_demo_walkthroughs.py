@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from babel.dates import format_date
 
 from bot.app import App
-from bot.commands import DEMO_IDENTITIES, run_demo
+from bot.commands import DEMO_IDENTITIES, DEMO_WELCOME_BONUS, run_demo
 from bot.local_api import LocalApiControl
 from bot.seed import DEMO_EXPIRING_DAYS, DEMO_EXPIRING_POINTS
 from handlers.i18n import Translator
@@ -121,6 +121,9 @@ async def test_operator_schedules_from_another_process_reach_a_chinese_member_th
         await mei.join()  # skips the birthday question, as most people in a demo do
         member = await mei.record()
         assert member.language == "zh_Hans"
+        # The welcome says the welcome bonus is on the card (texts arrive as plain text plus entities).
+        bonus = re.sub(r"<[^>]+>", "", mei.t("start.welcome_bonus", points=str(DEMO_WELCOME_BONUS)))
+        assert any(bonus in str(m.get("text") or "") for m in await mei.transcript())
         before = max((m["message_id"] for m in await mei.transcript()), default=0)
 
         folder, database = Path.cwd(), Path(app.settings.database_url.split("///", 1)[1])
