@@ -162,6 +162,24 @@ def apikey_create(name: Annotated[str, typer.Argument(help="Which shop system th
     console.print(f"API key for {name} (store it now, it is not shown again):\n{asyncio.run(go())}")
 
 
+@apikey_app.command("list")
+def apikey_list(database_url: DbOption = None) -> None:
+    """Show every key: name, prefix (what `apikey revoke` takes), created, last used, revoked."""
+    from console.api import list_api_keys
+
+    async def go() -> list:
+        async with _services(database_url) as loyalty:
+            return await list_api_keys(loyalty.db)
+
+    rows = asyncio.run(go())
+    table = Table("Name", "Prefix", "Created", "Last used", "Revoked")
+    for key in rows:
+        table.add_row(key.name, key.prefix, f"{key.created_at:%Y-%m-%d %H:%M}",
+                      f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never",
+                      f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "")
+    console.print(table if rows else "No API keys yet: make one with `loyalbot apikey create NAME`.")
+
+
 @apikey_app.command("revoke")
 def apikey_revoke(prefix: Annotated[str, typer.Argument(help="The key's first 10 characters.")],
                   database_url: DbOption = None) -> None:
@@ -185,21 +203,13 @@ def api(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     database_url: DbOption = None,
 ) -> None:
-    """Serve the HTTP API for shop systems (purchases, refunds, member look-up) and /healthz."""
-    import uvicorn
-
-    from console.api import create_app
-    from loyalty import Loyalty
-    from storage import Db
-    from storage.migrate import upgrade
+    """Serve the HTTP API for shop systems (purchases, refunds, member look-up), /healthz, /metrics and the
+    operator console (/console, user operator, LOYALBOT_CONSOLE_PASSWORD)."""
+    from console.service import serve_api
 
     settings = settings_or_exit(database_url=database_url)
     _logging(settings)
-    upgrade(settings.database_url)
-    db = Db(settings.database_url)
-    loyalty = Loyalty(db, settings.load_programme())
-    asyncio.run(loyalty.sync_programme())
-    uvicorn.run(create_app(db, loyalty), host=host, port=port, log_level="info")
+    asyncio.run(serve_api(settings, host, port))
 
 
 class _services:

@@ -380,6 +380,7 @@ class ApiKey(SQLModel, table=True):
     key_hash: str = Field(sa_column=sa.Column(sa.String(128), unique=True, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
     revoked_at: datetime | None = None
+    last_used_at: datetime | None = None  # http: recorded on use, at most once a minute per key
 
 
 class AuditLog(SQLModel, table=True):
@@ -405,3 +406,21 @@ class ConversationState(SQLModel, table=True):
     step: str = Field(max_length=64)
     data: dict = _json({})
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+# --- http: throttling counters (migration 0004) -----------------------------------------------------
+
+
+class ThrottleCounter(SQLModel, table=True):
+    """Attempts in the current fixed window of one (scope, key), shared by every replica on this store.
+
+    `key` is a hash of what is counted (a client address, an API key's prefix), never the thing itself.
+    """
+
+    __tablename__ = "throttle_counters"
+
+    scope: str = Field(sa_column=sa.Column(sa.String(32), primary_key=True))
+    key: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    window_start: float = Field(sa_column=sa.Column(sa.Float, nullable=False))  # seconds since the epoch
+    count: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
+    expires_at: float = Field(sa_column=sa.Column(sa.Float, nullable=False, index=True))
