@@ -32,21 +32,22 @@ def rss_mb(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
-@pytest.fixture
-def api_process(store_url, tmp_path):
-    """`loyalbot api` on this test's store, with a console password; yields (base_url, process)."""
+def start_api(store_url: str, cwd: Path, **settings: str):
+    """Start `loyalbot api` on `store_url` with a console password and these LOYALBOT_* settings."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOYALBOT_")} | {
         "PYTHONPATH": str(ROOT), "LOYALBOT_DATABASE_URL": store_url, "LOYALBOT_CONSOLE_PASSWORD": "s3cret-pass",
-        "LOYALBOT_API_MAX_BODY_BYTES": "16384"}
-    process = subprocess.Popen([sys.executable, "-m", "bot.cli", "api", "--port", str(port)], env=env, cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        "LOYALBOT_API_MAX_BODY_BYTES": "16384"} | {f"LOYALBOT_{k.upper()}": v for k, v in settings.items()}
+    output = (cwd / f"api-{port}.log").open("w")  # a file, not a pipe: a full pipe would stall the server
+    process = subprocess.Popen([sys.executable, "-m", "bot.cli", "api", "--port", str(port)], env=env, cwd=cwd,
+                               stdout=output, stderr=subprocess.STDOUT, text=True)
+    process.log_path = Path(output.name)  # type: ignore[attr-defined]
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:  # poll until it listens (or died)
             if process.poll() is not None:
-                raise AssertionError(f"loyalbot api exited: {process.stdout.read()}")
+                raise AssertionError(f"loyalbot api exited: {process.log_path.read_text()}")
             try:
                 if httpx.get(f"{base}/healthz", timeout=2).status_code in (200, 503):
                     break
@@ -55,13 +56,28 @@ def api_process(store_url, tmp_path):
             if time.monotonic() > deadline:
                 raise AssertionError("loyalbot api did not start")
             time.sleep(0.2)
+        return base, process
+    except BaseException:
+        stop_api(process)
+        raise
+
+
+def stop_api(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture
+def api_process(store_url, tmp_path):
+    """`loyalbot api` on this test's store; yields (base_url, process)."""
+    base, process = start_api(store_url, tmp_path)
+    try:
         yield base, process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_api(process)
 
 
 async def test_loyalbot_api_serves_the_store_and_the_console(api_process, db, loyalty):
