@@ -150,3 +150,30 @@ async def test_a_100_mb_request_is_refused_before_the_memory_rises(api_process, 
     assert after - before < 20  # main rose ~350 MB for one such request
     async with httpx.AsyncClient(base_url=base) as client:  # and it still serves
         assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_the_console_inside_the_bot_shares_its_loop_throttle_and_settings(db, loyalty):
+    """What `loyalbot run` starts: the same app, on the bot's own Db, its throttle shared with the handlers."""
+    from types import SimpleNamespace
+
+    from bot.settings import load_settings
+    from console.service import ConsoleService
+    from storage.throttle import SqlThrottle
+
+    settings = load_settings(database_url=db.url, console_password="s3cret-pass", lookup_limit=2)
+    bot = SimpleNamespace(settings=settings, db=db, loyalty=loyalty, seed_services={},
+                          context=SimpleNamespace(services={}))
+    service = ConsoleService("127.0.0.1", 0)
+    await service.start(bot)
+    try:
+        assert isinstance(bot.context.services["throttle"], SqlThrottle)  # what the counter handlers read
+        ann = await loyalty.register_member(telegram_id=1, terms_accepted=True)
+        key = await create_api_key(db, "till")
+        async with httpx.AsyncClient(base_url=service.url, headers={"Authorization": f"Bearer {key}"}) as client:
+            body = {"member_no": ann.member_no, "external_id": "till-1", "amount": "40.00"}
+            assert (await client.post("/api/v1/purchases", json=body)).status_code == 201
+            looks = [(await client.get(f"/api/v1/members/{ann.member_no}")).status_code for _ in range(3)]
+            assert (await client.get("/console", auth=("operator", "s3cret-pass"))).status_code == 200
+    finally:
+        await service.stop()
+    assert looks == [200, 200, 429]  # LOYALBOT_LOOKUP_LIMIT applies
