@@ -15,6 +15,7 @@ from aiohttp import web
 
 from bot.webhook import SECRET_HEADER, WEBHOOK_GUARD, webhook_app
 from console.api import HttpLimits, create_api_key, create_app
+from storage import Db
 from storage.throttle import FailureLimit, MemoryThrottle, RedisThrottle, SqlThrottle, make_throttle
 
 REDIS_ENV = "LOYALBOT_TEST_REDIS_URL"
@@ -52,9 +53,15 @@ async def test_a_throttle_allows_the_limit_then_says_how_long_to_wait(counters):
 
 
 async def test_the_sql_throttle_counts_exactly_under_concurrency_and_stores_no_address(db):
-    throttles = [SqlThrottle(db) for _ in range(4)]
-    waits = await asyncio.gather(*(throttles[i % 4].hit("api_key", "198.51.100.9", limit=10, per=300)
-                                   for i in range(40)))
+    # Two "replicas" with small pools (the PostgreSQL server is shared): 40 hits, at most 8 at a time each.
+    replicas = [Db(db.url, pool_size=4) for _ in range(2)]
+    try:
+        throttles = [SqlThrottle(replicas[i % 2]) for i in range(4)]
+        waits = await asyncio.gather(*(throttles[i % 4].hit("api_key", "198.51.100.9", limit=10, per=300)
+                                       for i in range(40)))
+    finally:
+        for replica in replicas:
+            await replica.dispose()
     assert sum(1 for w in waits if w == 0.0) == 10
     async with db.read() as s:
         rows = (await s.execute(sa.text("SELECT scope, key, count FROM throttle_counters"))).all()
