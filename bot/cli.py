@@ -164,7 +164,10 @@ def apikey_create(name: Annotated[str, typer.Argument(help="Which shop system th
 
 @apikey_app.command("list")
 def apikey_list(database_url: DbOption = None) -> None:
-    """Show every key: name, prefix (what `apikey revoke` takes), created, last used, revoked."""
+    """Show every key: name, prefix, created, last used, revoked.
+
+    The prefix is what `apikey revoke` takes.
+    """
     from console.api import list_api_keys
 
     async def go() -> list:
@@ -203,8 +206,11 @@ def api(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     database_url: DbOption = None,
 ) -> None:
-    """Serve the HTTP API for shop systems (purchases, refunds, member look-up), /healthz, /metrics and the
-    operator console (/console, user operator, LOYALBOT_CONSOLE_PASSWORD)."""
+    """Serve the HTTP API for shop systems.
+
+    Purchases, refunds, member look-up, /healthz, /metrics, and the operator console at /console (user
+    operator, LOYALBOT_CONSOLE_PASSWORD).
+    """
     from console.service import serve_api
 
     settings = settings_or_exit(database_url=database_url)
