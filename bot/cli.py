@@ -186,6 +186,27 @@ def apikey_create(name: Annotated[str, typer.Argument(help="Which shop system th
     console.print(f"API key for {name} (store it now, it is not shown again):\n{asyncio.run(go())}")
 
 
+@apikey_app.command("list")
+def apikey_list(database_url: DbOption = None) -> None:
+    """Show every key: name, prefix, created, last used, revoked.
+
+    The prefix is what `apikey revoke` takes.
+    """
+    from console.api import list_api_keys
+
+    async def go() -> list:
+        async with _services(database_url) as loyalty:
+            return await list_api_keys(loyalty.db)
+
+    rows = asyncio.run(go())
+    table = Table("Name", "Prefix", "Created", "Last used", "Revoked")
+    for key in rows:
+        table.add_row(key.name, key.prefix, f"{key.created_at:%Y-%m-%d %H:%M}",
+                      f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never",
+                      f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "")
+    console.print(table if rows else "No API keys yet: make one with `loyalbot apikey create NAME`.")
+
+
 @apikey_app.command("revoke")
 def apikey_revoke(prefix: Annotated[str, typer.Argument(help="The key's first 10 characters.")],
                   database_url: DbOption = None) -> None:
@@ -211,22 +232,14 @@ def api(
 ) -> None:
     """Serve the HTTP API for shop systems.
 
-    Purchases, refunds, member look-up, and /healthz.
+    Purchases, refunds, member look-up, /healthz, /metrics, and the operator console at /console (user
+    operator, LOYALBOT_CONSOLE_PASSWORD).
     """
-    import uvicorn
-
-    from console.api import create_app
-    from loyalty import Loyalty
-    from storage import Db
-    from storage.migrate import upgrade
+    from console.service import serve_api
 
     settings = settings_or_exit(database_url=database_url)
     _logging(settings)
-    upgrade(settings.database_url)
-    db = Db(settings.database_url)
-    loyalty = Loyalty(db, settings.load_programme())
-    asyncio.run(loyalty.sync_programme())
-    uvicorn.run(create_app(db, loyalty), host=host, port=port, log_level="info")
+    asyncio.run(serve_api(settings, host, port))
 
 
 class _services:

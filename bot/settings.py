@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     # Seconds a points or tier message waits so that a burst of purchases is told in one message.
     notice_delay: float = Field(default=30.0, ge=0, le=3600)
     log_level: str = "INFO"
+    # http: limits of the HTTP side (console/api.py HttpLimits)
+    api_max_body_bytes: int = Field(default=16 * 1024, ge=1024, le=64 * 1024 * 1024)
+    http_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    auth_failure_limit: int = Field(default=10, ge=1, le=10_000)
+    auth_failure_window: float = Field(default=300.0, gt=0, le=86_400)
+    lookup_limit: int = Field(default=60, ge=1, le=1_000_000)
+    lookup_window: float = Field(default=60.0, gt=0, le=86_400)
 
     @field_validator("database_url")
     @classmethod

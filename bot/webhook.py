@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from storage.throttle import FailureLimit, MemoryThrottle
+
 log = logging.getLogger("loyalbot.webhook")
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -25,6 +27,8 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 Feed = Callable[[dict[str, Any]], Awaitable[None]]
+# The shared limit of wrong secrets: app[WEBHOOK_GUARD] = FailureLimit(make_throttle(db, redis_url), "webhook_secret")
+WEBHOOK_GUARD = web.AppKey("webhook_guard", FailureLimit)
 
 
 class WebhookConfigError(ValueError):
@@ -56,14 +60,24 @@ def webhook_app(path: str, secret: str, feed: Feed) -> web.Application:
     """An aiohttp application answering Telegram's POSTs at `path`."""
     expected = secret.encode()
 
+    own_guard = FailureLimit(MemoryThrottle(), "webhook_secret")
+
     async def receive(request: web.Request) -> web.Response:
         given = request.headers.get(SECRET_HEADER)
-        if given is None:
-            log.warning("webhook call without the secret header from %s: refused", request.remote)
-            return web.Response(status=401, text="missing secret token")
-        if not hmac.compare_digest(given.encode(), expected):
-            log.warning("webhook call with a wrong secret from %s: refused", request.remote)
-            return web.Response(status=403, text="wrong secret token")
+        # Wrong secrets are limited per address; set app[WEBHOOK_GUARD] to share the limit across replicas.
+        guard = request.app.get(WEBHOOK_GUARD) or own_guard
+        if wait := await guard.locked(request.remote or "unknown"):
+            log.warning("webhook call from %s: refused, too many wrong secrets", request.remote)
+            return web.Response(status=429, text="too many wrong secrets", headers={"Retry-After": str(int(wait) + 1)})
+        if given is None or not hmac.compare_digest(given.encode(), expected):
+            wait = await guard.failed(request.remote or "unknown")
+            log.warning("webhook call %s from %s: refused", "without the secret header" if given is None
+                        else "with a wrong secret", request.remote)
+            if wait:
+                return web.Response(status=429, text="too many wrong secrets",
+                                    headers={"Retry-After": str(int(wait) + 1)})
+            return web.Response(status=401, text="missing secret token") if given is None else web.Response(
+                status=403, text="wrong secret token")
         try:
             update = json.loads(await request.read())
         except (UnicodeDecodeError, json.JSONDecodeError):
@@ -104,5 +118,5 @@ class WebhookServer:
             self._runner = None
 
 
-__all__ = ["SECRET_HEADER", "WebhookConfigError", "WebhookServer", "check_webhook_settings", "parse_listen",
+__all__ = ["SECRET_HEADER", "WEBHOOK_GUARD", "WebhookConfigError", "WebhookServer", "check_webhook_settings", "parse_listen",
            "webhook_app"]

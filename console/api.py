@@ -1,41 +1,115 @@
 """The HTTP side: the shop systems' API (purchases, refunds, member look-up), the operator's dashboard
-(/console, HTTP Basic with LOYALBOT_CONSOLE_PASSWORD), /healthz and /metrics.
+(/console, HTTP Basic as user `operator` with LOYALBOT_CONSOLE_PASSWORD), /healthz and /metrics.
 
 Shop systems authenticate with an API key (`Authorization: Bearer lb_...` or `X-Api-Key`); only a
 SHA-256 hash of each key is stored. Purchases and refunds are idempotent on their external ids: a
 retry returns the first result with `"repeated": true`. A refusal is a 4xx with a JSON body
 `{"error": code, "detail": text}`; nothing is changed by a refused call.
-"""
 
+Limits come before parsing: `HttpGuard` (an ASGI middleware) refuses a body over the size limit with
+413 (counting bytes as they arrive, so chunked bodies without Content-Length are held to it too) and
+checks the API key before the body is read. Wrong passwords and keys, and member look-ups, are
+throttled per client address (and look-ups per key) with 429 and Retry-After.
+"""
 
 import hashlib
 import logging
+import re
 import secrets
-from datetime import datetime
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
 import jinja2
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
+import sqlalchemy as sa
+from fastapi import Depends, FastAPI, Request, Security
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
-from fastapi.security import HTTPBasic, HTTPBasicCredentials
-from pydantic import BaseModel, Field
+from fastapi.security import APIKeyHeader, HTTPBasic, HTTPBasicCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, PlainValidator, WithJsonSchema
 from sqlmodel import select
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from console.dashboard import build_dashboard, prometheus_text
 from loyalty import Loyalty
 from loyalty.errors import Refusal
-from storage import Db, utcnow
+from loyalty.service import MAX_AMOUNT
+from storage import Db, as_utc, utcnow
 from storage.models import ApiKey
+from storage.throttle import FailureLimit, MemoryThrottle, Throttle
 
 log = logging.getLogger(__name__)
 KEY_PREFIX = "lb_"
+OPERATOR = "operator"  # the console's Basic-auth user name
+STATIC = Path(__file__).with_name("static")
+LAST_USED_EVERY = timedelta(minutes=1)  # how stale `last_used_at` may get: one write a minute per key at most
+
+ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 406: "not_acceptable", 413: "too_large", 415: "unsupported_media_type",
+               422: "invalid_request", 429: "too_many_requests", 500: "server_error", 503: "unavailable"}
+
+SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                 b"img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; "
+                                 b"frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+NO_STORE = (b"cache-control", b"no-store")
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """How much the HTTP side accepts before it refuses (settings LOYALBOT_API_MAX_BODY_BYTES etc.)."""
+
+    api_max_body: int = 16 * 1024        # /api/v1/*: a purchase or refund is a few hundred bytes
+    http_max_body: int = 1024 * 1024     # everything else (the console has no uploads)
+    auth_failures: int = 10              # wrong passwords / keys per client address ...
+    auth_window: float = 300.0           # ... in this many seconds, then 429 until the window ends
+    lookups: int = 60                    # member look-ups per API key and per client address ...
+    lookup_window: float = 60.0          # ... in this many seconds
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "HttpLimits":
+        return cls(api_max_body=settings.api_max_body_bytes, http_max_body=settings.http_max_body_bytes,
+                   auth_failures=settings.auth_failure_limit, auth_window=settings.auth_failure_window,
+                   lookups=settings.lookup_limit, lookup_window=settings.lookup_window)
+
+
+class ApiError(HTTPException):
+    """A refusal at the edge, answered `{"error": code, "detail": text}` with `status`."""
+
+    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status, detail=detail, headers=headers)
+        self.code = code
+
+
+class BodyTooLarge(ApiError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, "too_large", f"the request body is larger than the limit of {limit} bytes")
+
+
+def too_many(wait: float, what: str) -> ApiError:
+    seconds = max(1, int(wait + 0.999))
+    return ApiError(429, "too_many_requests", f"too many {what}: try again in {seconds} s",
+                    headers={"Retry-After": str(seconds)})
 
 
 def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def client_address(scope: Scope) -> str:
+    client = scope.get("client")
+    return client[0] if client else "unknown"
 
 
 async def create_api_key(db: Db, name: str) -> str:
@@ -57,42 +131,279 @@ async def revoke_api_key(db: Db, prefix: str) -> int:
         return count
 
 
+async def list_api_keys(db: Db) -> list[ApiKey]:
+    """Every key, oldest first: name, prefix (what `apikey revoke` takes), created, last used, revoked."""
+    async with db.read() as s:
+        return list((await s.execute(select(ApiKey).order_by(ApiKey.id))).scalars())
+
+
+# --- what the API accepts: checked at the edge, before any service runs ----------------------------
+
+# ASCII digits, at most one ".", at most two decimals, above zero: "12.50", "7", "0.05".
+AMOUNT_PATTERN = r"^(?:[0-9]*[1-9][0-9]*(?:\.[0-9]{1,2})?|[0-9]+\.(?:[1-9][0-9]?|0[1-9]))$"
+_AMOUNT = re.compile(AMOUNT_PATTERN)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+MEMBER_NO_PATTERN = r"^(?:[Ll][Bb][Mm]:)?[0-9]{9}$"
+
+
+def _amount(value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError('must be a string of digits such as "12.50" (or a whole number)')
+    text = str(value)
+    if len(text) > 13 or not _AMOUNT.fullmatch(text):
+        raise ValueError('must be above zero, written with ASCII digits and at most one "." and two decimals, '
+                         'e.g. "12.50" (no exponent, "_", sign or other digits)')
+    amount = Decimal(text)
+    if amount > MAX_AMOUNT:
+        raise ValueError(f"must not be above {MAX_AMOUNT}")
+    return amount
+
+
+Amount = Annotated[Decimal, PlainValidator(_amount), WithJsonSchema({
+    "anyOf": [
+        {"type": "string", "pattern": AMOUNT_PATTERN, "maxLength": 13, "examples": ["12.50"]},
+        {"type": "integer", "exclusiveMinimum": 0, "maximum": int(MAX_AMOUNT)},
+    ],
+    "description": f'Above zero and at most {MAX_AMOUNT}, at most two decimals: "12.50".',
+})]
+
+
+def _printable(value: str) -> str:
+    bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cs")), None)
+    if bad is not None:
+        raise ValueError(f"must not contain control characters (found U+{ord(bad):04X})")
+    return value
+
+
+def _sane_time(value: datetime) -> datetime:
+    # Check the year first: converting year 1 or 9999 to UTC can overflow.
+    if not 2000 <= value.year <= 2100 or as_utc(value) < EARLIEST:
+        raise ValueError("must be after 2000-01-01 and not in the future")
+    if as_utc(value) > utcnow() + timedelta(days=1):
+        raise ValueError("must not be in the future")
+    return as_utc(value)
+
+
+Text = Annotated[str, AfterValidator(_printable)]
+Moment = Annotated[AwareDatetime, AfterValidator(_sane_time)]
+
+
 class PurchaseIn(BaseModel):
-    member_no: str = Field(min_length=1, max_length=20)
-    external_id: str = Field(min_length=1, max_length=128)
-    amount: Decimal
-    currency: str | None = Field(default=None, min_length=3, max_length=3)
-    occurred_at: datetime | None = None
+    member_no: Annotated[str, Field(pattern=MEMBER_NO_PATTERN, description="The member's 9-digit number.")]
+    external_id: Annotated[Text, Field(min_length=1, max_length=128,
+                                       description="The shop's id of the purchase: repeating it awards nothing.")]
+    amount: Amount
+    currency: Annotated[str | None, Field(pattern=r"^[A-Za-z]{3}$")] = None
+    occurred_at: Annotated[Moment | None, Field(description="When it was bought, with a UTC offset.")] = None
 
 
 class RefundIn(BaseModel):
-    purchase_external_id: str = Field(min_length=1, max_length=128)
-    refund_id: str = Field(min_length=1, max_length=128)
-    amount: Decimal
+    purchase_external_id: Annotated[Text, Field(min_length=1, max_length=128)]
+    refund_id: Annotated[Text, Field(min_length=1, max_length=128,
+                                     description="The shop's id of the refund: repeating it takes nothing.")]
+    amount: Amount
 
 
-def create_app(db: Db, loyalty: Loyalty, *, console_password: str | None = None) -> FastAPI:
-    """The FastAPI application: the shop systems' API, the operator's dashboard, /healthz and /metrics."""
-    app = FastAPI(title="loyalbot API", version="1", docs_url="/api/docs", openapi_url="/api/openapi.json")
+class PurchaseOut(BaseModel):
+    purchase_id: str
+    points: int
+    repeated: bool
+    tier: str | None = Field(description="The member's new tier when this purchase changed it.")
+
+
+class RefundOut(BaseModel):
+    refund_id: str
+    points_taken: int
+    shortfall: int = Field(description="Points that could not be taken back because the balance was too low.")
+    repeated: bool
+
+
+class MemberOut(BaseModel):
+    member_no: str
+    first_name: str | None
+    tier: str
+    points: int
+    language: str
+
+
+class ErrorBody(BaseModel):
+    """Every refusal's body."""
+
+    error: str = Field(description="A stable code, e.g. unknown_member, invalid_request, too_many_requests.")
+    detail: str = Field(description="What is wrong, for a person.")
+
+
+class Health(BaseModel):
+    status: str
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    what = {400: "The body is not JSON.", 401: "No API key, or an unknown or revoked one.",
+            404: "No such member or purchase.", 409: "The id was already used for something different.",
+            410: "The member's data was erased.", 413: "The body is larger than the limit.",
+            422: "A field is missing or invalid; `detail` names it.",
+            429: "Too many attempts: see Retry-After.", 503: "The database cannot be reached."}
+    return {s: {"model": ErrorBody, "description": what[s]} for s in statuses}
+
+
+# --- the middleware that comes before parsing -------------------------------------------------------
+
+
+class HttpGuard:
+    """Security headers on every answer; size limits and the API key checked before the body is read."""
+
+    def __init__(self, app: ASGIApp, *, limits: HttpLimits, authenticate: Any) -> None:
+        self.app, self.limits, self.authenticate = app, limits, authenticate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        is_api = path.startswith("/api/v1/")
+        private = is_api or path.startswith("/console")
+        limit = self.limits.api_max_body if is_api else self.limits.http_max_body
+        started = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = [h for h in message.get("headers", []) if h[0].lower() not in dict(SECURITY_HEADERS)]
+                headers += SECURITY_HEADERS + ([NO_STORE] if private else [])
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            declared = Headers(scope=scope).get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                log.info("HTTP %s from %s: refused a %s-byte body (limit %s)", path[:40], client_address(scope),
+                         declared, limit)
+                raise BodyTooLarge(limit)
+            if is_api:
+                scope.setdefault("state", {})["shop"] = await self.authenticate(scope)
+        except ApiError as exc:
+            await error_response(exc)(scope, receive, guarded_send)
+            return
+
+        received = 0
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    log.info("HTTP %s from %s: refused a body over %s bytes", path[:40], client_address(scope), limit)
+                    raise BodyTooLarge(limit)
+            return message
+
+        try:
+            await self.app(scope, counted_receive, guarded_send)
+        except BodyTooLarge as exc:
+            if started:
+                raise
+            await error_response(exc)(scope, receive, guarded_send)
+
+
+def error_response(exc: HTTPException) -> JSONResponse:
+    code = getattr(exc, "code", None) or ERROR_CODES.get(exc.status_code, "refused")
+    return JSONResponse({"error": code, "detail": str(exc.detail)}, status_code=exc.status_code,
+                        headers=exc.headers)
+
+
+def _docs_page(title: str) -> str:
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<link rel="icon" href="/api/static/swagger-ui/favicon-32x32.png">
+<link rel="stylesheet" href="/api/static/swagger-ui/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/api/static/swagger-ui/swagger-ui-bundle.js"></script>
+<script src="/api/static/docs.js"></script></body></html>"""
+
+
+def create_app(db: Db, loyalty: Loyalty, *, console_password: str | None = None, throttle: Throttle | None = None,
+               limits: HttpLimits | None = None) -> FastAPI:
+    """The FastAPI application: the shop systems' API, the operator's dashboard, /healthz and /metrics.
+
+    `throttle` should be the one the replicas share (storage.throttle.make_throttle); by default a
+    MemoryThrottle of this app's own.
+    """
+    limits = limits or HttpLimits()
+    throttle = throttle or MemoryThrottle()
+    app = FastAPI(title="loyalbot API", version="1", docs_url=None, redoc_url=None,
+                  openapi_url="/api/openapi.json",
+                  description="Shop systems post purchases and refunds and look members up. Every refusal "
+                              'answers `{"error": code, "detail": text}`.')
     pages = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
                                autoescape=True)
     basic = HTTPBasic(auto_error=False)
+    signins = FailureLimit(throttle, "console_signin", limits.auth_failures, limits.auth_window)
+    key_failures = FailureLimit(throttle, "api_key", limits.auth_failures, limits.auth_window)
 
-    async def operator(credentials: Annotated[HTTPBasicCredentials | None, Depends(basic)]) -> None:
+    async def authenticate(scope: Scope) -> str:
+        """The name of the shop whose key the request carries; ApiError 401/429 otherwise."""
+        client = client_address(scope)
+        if wait := await key_failures.locked(client):
+            log.warning("API: refused a call from %s: too many wrong keys", client)
+            raise too_many(wait, "wrong API keys")
+        headers = Headers(scope=scope)
+        key = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ").strip()
+        found = None
+        if key:
+            async with db.read() as s:
+                found = (await s.execute(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))).scalar_one_or_none()
+        if found is None or found.revoked_at is not None:
+            wait = await key_failures.failed(client)
+            log.warning("API: refused a call from %s: %s", client,
+                        "no API key" if not key else "unknown or revoked API key")
+            if wait:
+                raise too_many(wait, "wrong API keys")
+            raise ApiError(401, "unauthorized", "an API key is required (Authorization: Bearer ...)" if not key
+                           else "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+        now = utcnow()
+        if found.last_used_at is None or now - as_utc(found.last_used_at) > LAST_USED_EVERY:
+            async with db.connection() as conn:
+                await conn.execute(sa.update(ApiKey.__table__).where(ApiKey.__table__.c.id == found.id)  # type: ignore[attr-defined]
+                                   .values(last_used_at=now))
+        return f"{found.id}:{found.name}"
+
+    app.add_middleware(HttpGuard, limits=limits, authenticate=authenticate)
+    app.mount("/api/static", StaticFiles(directory=STATIC), name="static")
+
+    async def operator(request: Request,
+                       credentials: Annotated[HTTPBasicCredentials | None, Depends(basic)]) -> None:
         if not console_password:
-            raise HTTPException(503, detail="the console is off: set LOYALBOT_CONSOLE_PASSWORD to turn it on")
-        given = credentials.password.encode() if credentials else b""
-        if credentials is None or not secrets.compare_digest(given, console_password.encode()):
-            log.warning("console: refused a sign-in")
-            raise HTTPException(401, detail="sign in as operator", headers={"WWW-Authenticate": "Basic"})
+            raise ApiError(503, "console_off", "the console is off: set LOYALBOT_CONSOLE_PASSWORD to turn it on")
+        client = client_address(request.scope)
+        if wait := await signins.locked(client):
+            log.warning("console: refused a sign-in from %s: too many wrong passwords", client)
+            raise too_many(wait, "wrong passwords")
+        if credentials is not None:
+            user_ok = secrets.compare_digest(credentials.username.encode("utf-8", "replace"), OPERATOR.encode())
+            password_ok = secrets.compare_digest(credentials.password.encode("utf-8", "replace"),
+                                                 console_password.encode())
+            if user_ok and password_ok:
+                return
+            wait = await signins.failed(client)
+            log.warning("console: refused a sign-in from %s", client)
+            if wait:
+                raise too_many(wait, "wrong passwords")
+        raise ApiError(401, "unauthorized", "sign in as operator", headers={"WWW-Authenticate": "Basic"})
 
-    @app.get("/console", response_class=HTMLResponse, dependencies=[Depends(operator)])
+    @app.get("/console", response_class=HTMLResponse, dependencies=[Depends(operator)], include_in_schema=False)
     async def dashboard(days: int = 30) -> HTMLResponse:
         board = await build_dashboard(loyalty, period_days=max(1, min(days, 3650)))
         html = pages.get_template("dashboard.html").render(board=board, programme=loyalty.programme.programme.name)
         return HTMLResponse(html)
 
-    @app.get("/metrics", response_class=PlainTextResponse)
+    @app.get("/api/docs", response_class=HTMLResponse, include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(_docs_page(app.title))
+
+    @app.get("/metrics", response_class=PlainTextResponse,
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                              "description": "Prometheus text format."}})
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(prometheus_text(await build_dashboard(loyalty)),
                                  media_type="text/plain; version=0.0.4")
@@ -102,40 +413,48 @@ def create_app(db: Db, loyalty: Loyalty, *, console_password: str | None = None)
         log.info("API refused: %s", exc.code)
         return JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.http_status)
 
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        return error_response(exc)
+
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors())
-        log.info("API request rejected: %s", problems[:200])
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or e['loc'][0]}: {str(e['msg']).removeprefix('Value error, ')}"
+            for e in exc.errors())
+        log.info("API request rejected: %s", problems[:200].encode("ascii", "backslashreplace").decode())
         return JSONResponse({"error": "invalid_request", "detail": problems}, status_code=422)
 
-    async def shop(authorization: Annotated[str | None, Header()] = None,
-                   x_api_key: Annotated[str | None, Header()] = None) -> str:
-        key = x_api_key or (authorization or "").removeprefix("Bearer ").strip()
-        if not key:
-            raise HTTPException(401, detail="an API key is required (Authorization: Bearer ...)")
-        async with db.read() as s:
-            found = (await s.execute(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))).scalar_one_or_none()
-        if found is None or found.revoked_at is not None:
-            log.warning("API call with an unknown or revoked key")
-            raise HTTPException(401, detail="unknown or revoked API key")
-        return found.name
+    bearer = HTTPBearer(auto_error=False, scheme_name="bearer", description="Authorization: Bearer lb_...")
+    api_key = APIKeyHeader(name="X-Api-Key", auto_error=False, scheme_name="apiKey",
+                           description="The same key, in X-Api-Key.")
+
+    async def shop(request: Request, _bearer: Any = Security(bearer), _key: Any = Security(api_key)) -> str:
+        """The shop whose key HttpGuard accepted (the security dependencies only document the schemes)."""
+        name = request.scope.get("state", {}).get("shop")
+        if name is None:  # HttpGuard not in front (cannot happen in create_app's app): refuse, never guess
+            raise ApiError(401, "unauthorized", "an API key is required (Authorization: Bearer ...)")
+        return str(name)
 
     Shop = Annotated[str, Depends(shop)]
 
-    @app.get("/healthz")
+    @app.get("/healthz", response_model=Health, responses=_errors(503))
     async def healthz() -> dict[str, Any]:
         try:
             await db.ping()
         except Exception as exc:  # report, don't crash: a probe wants a status code
-            raise HTTPException(503, detail=f"database unreachable: {type(exc).__name__}") from None
+            raise ApiError(503, "unavailable", f"database unreachable: {type(exc).__name__}") from None
         return {"status": "ok"}
 
-    @app.post("/api/v1/purchases")
+    @app.post("/api/v1/purchases", status_code=201, response_model=PurchaseOut,
+              responses={200: {"model": PurchaseOut, "description": "A repeat: the first result, nothing awarded."},
+                         **_errors(400, 401, 404, 409, 410, 413, 422, 429)})
     async def post_purchase(body: PurchaseIn, shop_name: Shop) -> JSONResponse:
+        """Award points for a purchase; repeating `external_id` returns the first result."""
         member = await loyalty.member_by_number(body.member_no)
         result = await loyalty.award_purchase(member.id, external_id=body.external_id, amount=body.amount,
                                               currency=body.currency, occurred_at=body.occurred_at,
-                                              source=f"api:{shop_name}"[:32])
+                                              source=f"api:{shop_name.partition(':')[2]}"[:32])
         return JSONResponse(status_code=200 if result.repeated else 201, content={
             "purchase_id": result.purchase.external_id,
             "points": result.points,
@@ -143,8 +462,11 @@ def create_app(db: Db, loyalty: Loyalty, *, console_password: str | None = None)
             "tier": result.tier_change.to_tier if result.tier_change else None,
         })
 
-    @app.post("/api/v1/refunds")
+    @app.post("/api/v1/refunds", status_code=201, response_model=RefundOut,
+              responses={200: {"model": RefundOut, "description": "A repeat: the first result, nothing taken."},
+                         **_errors(400, 401, 404, 409, 410, 413, 422, 429)})
     async def post_refund(body: RefundIn, shop_name: Shop) -> JSONResponse:
+        """Take back the points of a refunded part of a purchase; repeating `refund_id` takes nothing."""
         result = await loyalty.refund_purchase(body.purchase_external_id, refund_id=body.refund_id,
                                                amount=body.amount)
         return JSONResponse(status_code=200 if result.repeated else 201, content={
@@ -152,8 +474,16 @@ def create_app(db: Db, loyalty: Loyalty, *, console_password: str | None = None)
             "shortfall": result.shortfall, "repeated": result.repeated,
         })
 
-    @app.get("/api/v1/members/{member_no}")
-    async def get_member(member_no: str, shop_name: Shop) -> dict[str, Any]:
+    @app.get("/api/v1/members/{member_no}", response_model=MemberOut, responses=_errors(401, 404, 422, 429))
+    async def get_member(request: Request, shop_name: Shop,
+                         member_no: Annotated[str, PathParam(pattern=MEMBER_NO_PATTERN)]) -> dict[str, Any]:
+        """A member's tier and points, by member number (throttled per key and per client address)."""
+        client = client_address(request.scope)
+        for scope_name, who in (("lookup_key", shop_name.partition(":")[0]), ("lookup_addr", client)):
+            if wait := await throttle.hit(scope_name, who, limit=limits.lookups, per=limits.lookup_window):
+                log.warning("API: member look-ups over the limit for key %s from %s", shop_name.partition(":")[0],
+                            client)
+                raise too_many(wait, "member look-ups")
         member = await loyalty.member_by_number(member_no)
         return {"member_no": member.member_no, "first_name": member.first_name, "tier": member.tier,
                 "points": member.balance, "language": member.language}

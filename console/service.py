@@ -1,4 +1,9 @@
-"""Serve the console app (shop API, operator dashboard, /healthz, /metrics) inside the bot's process."""
+"""Serve the console app (shop API, operator dashboard, /healthz, /metrics): inside the bot's process
+(`loyalbot run`, `loyalbot demo`) or on its own (`loyalbot api`), from one factory, `http_app`.
+
+The store's pool is always made in the event loop that serves requests: `serve_api` opens the Db and
+runs uvicorn's Server inside one asyncio.run, and the embedded service uses the bot's own Db.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,57 @@ from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
-from console.api import create_app
+from console.api import HttpLimits, create_app
+from loyalty import Loyalty
+from storage import Db
+from storage.db import redact_url
+from storage.throttle import Throttle, make_throttle
 
 log = logging.getLogger(__name__)
+
+
+def http_app(settings: Any, db: Db, loyalty: Loyalty, *, throttle: Throttle,
+             console_password: str | None = None) -> FastAPI:
+    """The one HTTP application, configured from the settings (password, limits)."""
+    password = console_password or (
+        settings.console_password.get_secret_value() if settings.console_password else None)
+    return create_app(db, loyalty, console_password=password or None, throttle=throttle,
+                      limits=HttpLimits.from_settings(settings))
+
+
+def _config(web: FastAPI, host: str, port: int) -> uvicorn.Config:
+    # No access log: its lines would carry member numbers (in look-up paths); refusals log themselves.
+    return uvicorn.Config(web, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
+                          server_header=False)
+
+
+async def close_throttle(throttle: Throttle) -> None:
+    close = getattr(throttle, "close", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            await close()
+
+
+async def serve_api(settings: Any, host: str, port: int) -> None:
+    """`loyalbot api`: migrate, open the store and serve until SIGINT/SIGTERM, all in this event loop."""
+    from storage.migrate import upgrade_async
+
+    await upgrade_async(settings.database_url)
+    db = Db(settings.database_url)
+    throttle = make_throttle(db, settings.redis_url)
+    try:
+        loyalty = Loyalty(db, settings.load_programme())
+        await loyalty.sync_programme()
+        web = http_app(settings, db, loyalty, throttle=throttle)
+        server = uvicorn.Server(_config(web, host, port))
+        log.info("HTTP API on http://%s:%s (store %s, throttle %s)%s", host, port, redact_url(settings.database_url),
+                 type(throttle).__name__, "" if settings.console_password else "; console off: no password")
+        await server.serve()
+    finally:
+        await close_throttle(throttle)
+        await db.dispose()
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -30,17 +82,21 @@ class ConsoleService:
         self.host, self.port = host, port
         self.server: _EmbeddedServer | None = None
         self.task: asyncio.Task[None] | None = None
+        self._own_throttle: Throttle | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     async def start(self, app: Any) -> None:
-        password = app.seed_services.get("console_password") or (
-            app.settings.console_password.get_secret_value() if app.settings.console_password else None)
-        web = create_app(app.db, app.loyalty, console_password=password)
-        config = uvicorn.Config(web, host=self.host, port=self.port, log_level="warning", lifespan="off")
-        self.server = _EmbeddedServer(config)
+        services = app.context.services
+        throttle = services.get("throttle")
+        if throttle is None:  # share ours with the handlers (counter look-ups) through the context
+            throttle = self._own_throttle = make_throttle(app.db, app.settings.redis_url)
+            services["throttle"] = throttle
+        password = app.seed_services.get("console_password")
+        web = http_app(app.settings, app.db, app.loyalty, throttle=throttle, console_password=password)
+        self.server = _EmbeddedServer(_config(web, self.host, self.port))
         self.task = asyncio.create_task(self.server.serve(), name="console")
         while not self.server.started:
             if self.task.done():  # e.g. the port is taken: say so instead of hanging
@@ -48,14 +104,18 @@ class ConsoleService:
                 raise RuntimeError(f"the console could not listen on {self.host}:{self.port}")
             await asyncio.sleep(0.02)
         self.port = self.server.servers[0].sockets[0].getsockname()[1]
-        app.context.services["console"] = self
-        log.info("console and HTTP API on %s%s", self.url, "" if password else " (dashboard off: no password)")
+        services["console"] = self
+        log.info("console and HTTP API on %s%s", self.url,
+                 "" if (password or app.settings.console_password) else " (dashboard off: no password)")
 
     async def stop(self) -> None:
         if self.server is not None and self.task is not None:
             self.server.should_exit = True
             await self.task
         self.server = self.task = None
+        if self._own_throttle is not None:
+            await close_throttle(self._own_throttle)
+            self._own_throttle = None
 
 
 def attach(app: Any) -> None:

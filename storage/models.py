@@ -404,6 +404,7 @@ class ApiKey(SQLModel, table=True):
     key_hash: str = Field(sa_column=sa.Column(sa.String(128), unique=True, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
     revoked_at: datetime | None = None
+    last_used_at: datetime | None = None  # http: recorded on use, at most once a minute per key
 
 
 class AuditLog(SQLModel, table=True):
@@ -462,3 +463,20 @@ class Notice(SQLModel, table=True):
     planned_at: datetime | None = None
 
     __table_args__ = (sa.Index("ix_notices_status_id", "status", "id"),)
+
+# --- http: throttling counters (migration 0004) -----------------------------------------------------
+
+
+class ThrottleCounter(SQLModel, table=True):
+    """Attempts in the current fixed window of one (scope, key), shared by every replica on this store.
+
+    `key` is a hash of what is counted (a client address, an API key's prefix), never the thing itself.
+    """
+
+    __tablename__ = "throttle_counters"
+
+    scope: str = Field(sa_column=sa.Column(sa.String(32), primary_key=True))
+    key: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    window_start: float = Field(sa_column=sa.Column(sa.Float, nullable=False))  # seconds since the epoch
+    count: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
+    expires_at: float = Field(sa_column=sa.Column(sa.Float, nullable=False, index=True))

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from console.api import create_api_key, create_app, revoke_api_key
-from tests.foundation.helpers import snapshot
+from tests.console.helpers import business_snapshot as snapshot
 
 
 @pytest.fixture
