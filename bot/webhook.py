@@ -2,8 +2,11 @@
 
 Telegram sends each update as a JSON POST carrying `X-Telegram-Bot-Api-Secret-Token` with the secret
 given to setWebhook. A request without it is answered 401, with a wrong one 403, and logged (with
-the peer address, never the body); anything that is not an update is answered 400. The runtime's
-`feed` only queues the update, so Telegram gets its 200 at once and does not resend.
+the peer address, never the body); a body larger than any update Telegram sends is answered 413
+before it is read; anything that is not an update is answered 400. The runtime's `feed` records the
+update in the durable inbox and returns: only then does Telegram get its 200. When it cannot be
+recorded the answer is 503, and Telegram sends the update again later. A redelivered update_id is
+recognised by the inbox and changes nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +28,11 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 Feed = Callable[[dict[str, Any]], Awaitable[None]]
+
+# The largest update body accepted. A Telegram update is one message (text up to 4096 characters,
+# caption 1024, their entities, an inline keyboard, the message it replies to) serialised as JSON:
+# tens of kilobytes at most. 1 MiB leaves ample room and keeps a flood of large bodies cheap to refuse.
+MAX_UPDATE_BYTES = 1024 * 1024
 
 
 class WebhookConfigError(ValueError):
@@ -52,7 +60,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def webhook_app(path: str, secret: str, feed: Feed) -> web.Application:
+def webhook_app(path: str, secret: str, feed: Feed, *, max_bytes: int = MAX_UPDATE_BYTES) -> web.Application:
     """An aiohttp application answering Telegram's POSTs at `path`."""
     expected = secret.encode()
 
@@ -64,8 +72,19 @@ def webhook_app(path: str, secret: str, feed: Feed) -> web.Application:
         if not hmac.compare_digest(given.encode(), expected):
             log.warning("webhook call with a wrong secret from %s: refused", request.remote)
             return web.Response(status=403, text="wrong secret token")
+        if request.content_length is not None and request.content_length > max_bytes:
+            log.warning("webhook body of %d bytes refused (limit %d)", request.content_length, max_bytes)
+            return web.Response(status=413, text=f"body larger than {max_bytes} bytes")
         try:
-            update = json.loads(await request.read())
+            body = await request.content.read(max_bytes + 1)  # a chunked body has no length to check first
+        except (OSError, ValueError) as exc:
+            log.warning("webhook body unreadable: %s", type(exc).__name__)
+            return web.Response(status=400, text="body could not be read")
+        if len(body) > max_bytes:
+            log.warning("webhook body over %d bytes refused", max_bytes)
+            return web.Response(status=413, text=f"body larger than {max_bytes} bytes")
+        try:
+            update = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError):
             log.warning("webhook body is not JSON: refused")
             return web.Response(status=400, text="body must be a JSON update")
@@ -74,11 +93,12 @@ def webhook_app(path: str, secret: str, feed: Feed) -> web.Application:
             return web.Response(status=400, text="body must be an update with an update_id")
         try:
             await feed(update)
-        except Exception as exc:  # the runtime logs its own failures; Telegram must not resend it forever
-            log.error("webhook update %s could not be queued: %s", update["update_id"], type(exc).__name__)
+        except Exception as exc:  # not recorded: Telegram must send it again, so no 200
+            log.error("webhook update %s could not be recorded: %s", update["update_id"], type(exc).__name__)
+            return web.Response(status=503, text="update not recorded; send it again later")
         return web.Response(text="ok")
 
-    app = web.Application(client_max_size=4 * 1024 * 1024)
+    app = web.Application(client_max_size=max_bytes)
     app.router.add_post(path, receive)
     return app
 
@@ -104,5 +124,5 @@ class WebhookServer:
             self._runner = None
 
 
-__all__ = ["SECRET_HEADER", "WebhookConfigError", "WebhookServer", "check_webhook_settings", "parse_listen",
+__all__ = ["MAX_UPDATE_BYTES", "SECRET_HEADER", "WebhookConfigError", "WebhookServer", "check_webhook_settings", "parse_listen",
            "webhook_app"]
