@@ -75,8 +75,10 @@ def webhook_app(path: str, secret: str, feed: Feed, *, max_bytes: int = MAX_UPDA
         if request.content_length is not None and request.content_length > max_bytes:
             log.warning("webhook body of %d bytes refused (limit %d)", request.content_length, max_bytes)
             return web.Response(status=413, text=f"body larger than {max_bytes} bytes")
+        body = bytearray()  # a chunked body has no length to check first: read no more than the limit + 1
         try:
-            body = await request.content.read(max_bytes + 1)  # a chunked body has no length to check first
+            while len(body) <= max_bytes and (chunk := await request.content.read(max_bytes + 1 - len(body))):
+                body += chunk
         except (OSError, ValueError) as exc:
             log.warning("webhook body unreadable: %s", type(exc).__name__)
             return web.Response(status=400, text="body could not be read")
@@ -84,7 +86,7 @@ def webhook_app(path: str, secret: str, feed: Feed, *, max_bytes: int = MAX_UPDA
             log.warning("webhook body over %d bytes refused", max_bytes)
             return web.Response(status=413, text=f"body larger than {max_bytes} bytes")
         try:
-            update = json.loads(body)
+            update = json.loads(bytes(body))
         except (UnicodeDecodeError, json.JSONDecodeError):
             log.warning("webhook body is not JSON: refused")
             return web.Response(status=400, text="body must be a JSON update")

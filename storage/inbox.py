@@ -177,6 +177,8 @@ class SqlInbox:
                     status="failed", payload=None, done_at=now, claimed_by=None, lease_until=None))
         claimed = [Claimed(r.update_id, r.lane, r.fingerprint, dict(r.payload or {}), r.attempts)
                    for r in rows if r.update_id not in given_up]
+        if given_up and not claimed:
+            return await self.claim(limit=limit, skip=skip)  # the lanes behind them may go on now
         return sorted(claimed, key=lambda c: c.update_id)
 
     async def extend(self, update_ids: Iterable[int]) -> None:
