@@ -13,6 +13,7 @@ import contextlib
 import importlib
 import logging
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,7 +29,9 @@ from loyalty.programme import Programme
 from loyalty.service import Loyalty
 from storage import Db, utcnow
 from storage.db import redact_url
+from storage.inbox import Inbox, SqlInbox
 from storage.migrate import upgrade_async
+from storage.throttle import FailureLimit, Throttle, make_throttle
 
 log = logging.getLogger("loyalbot.app")
 
@@ -50,17 +53,30 @@ class Service:
 
 
 def make_runtime(framework: str, connection: Connection, router: RouterLike | None = None, *,
-                 concurrency: int = 64) -> Runtime:
-    """The runtime for `framework` ("aiogram" or "ptb")."""
+                 concurrency: int = 64, inbox: Inbox | None = None) -> Runtime:
+    """The runtime for `framework` ("aiogram" or "ptb"); without `inbox`, updates wait in memory only."""
     if framework == "aiogram":
         from bot.aiogram_runtime import AiogramRuntime
 
-        return AiogramRuntime(connection, router, concurrency=concurrency)
+        return AiogramRuntime(connection, router, concurrency=concurrency, inbox=inbox)
     if framework == "ptb":
         from bot.ptb_runtime import PtbRuntime
 
-        return PtbRuntime(connection, router, concurrency=concurrency)
+        return PtbRuntime(connection, router, concurrency=concurrency, inbox=inbox)
     raise SettingsError(f"LOYALBOT_FRAMEWORK: must be one of {', '.join(FRAMEWORKS)}, not {framework!r}")
+
+
+def bot_id_of(token: str) -> int:
+    """The bot's Telegram id: the digits before the colon of its token (not a secret)."""
+    head = token.split(":", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
+def worker_name(settings: Settings) -> str:
+    """This process's name in the inbox: LOYALBOT_INSTANCE, or the host's name. It must stay the same
+    across restarts (so a restarted process takes back at once what it held when it died) and differ
+    between replicas."""
+    return settings.instance or socket.gethostname() or "loyalbot"
 
 
 def connection_from(settings: Settings, *, polling_timeout: int = 10) -> Connection:
@@ -129,6 +145,8 @@ class App:
         self.context: Context | None = None
         self.runtime: Runtime | None = None
         self.router: Any = None
+        self.inbox: SqlInbox | None = None
+        self._throttle: Throttle | None = None
         self._stop_requested = asyncio.Event()
 
     def add_service(self, start: Callable[[App], Awaitable[None]], stop: Callable[[], Awaitable[None]], *,
@@ -181,7 +199,18 @@ class App:
             support_timezone=settings.timezone)
         self.context = Context(loyalty=self.loyalty, states=self.states, config=config, clock=self.clock,
                                services=dict(self.seed_services))
-        self.runtime = make_runtime(self.framework, self.connection, concurrency=self.concurrency)
+        # One throttle for the process, shared with every replica (Redis, else the store): counter
+        # look-ups, the console's sign-ins and API keys, and wrong webhook secrets all count in it.
+        if "throttle" not in self.context.services:
+            self._throttle = make_throttle(self.db, settings.redis_url)
+            self.context.services["throttle"] = self._throttle
+        throttle = self.context.services["throttle"]
+        # Updates are recorded in the store before Telegram is told they arrived (see storage/inbox.py).
+        self.inbox = SqlInbox(self.db, bot_id=bot_id_of(self.connection.token), worker=worker_name(settings))
+        self.runtime = make_runtime(self.framework, self.connection, concurrency=self.concurrency,
+                                    inbox=self.inbox)
+        self.runtime.webhook_guard = FailureLimit(throttle, "webhook_secret", settings.auth_failure_limit,
+                                                  settings.auth_failure_window)
         await self.runtime.open()
         self.context.sender = self.runtime.sender
         from handlers.router import build_router
@@ -219,6 +248,11 @@ class App:
         if isinstance(self.states, RedisStateStore):
             await self.states.close()
         self.states = None
+        if self._throttle is not None:
+            close = getattr(self._throttle, "close", None)
+            self._throttle = None
+            if close is not None:
+                await close()
         if self.db is not None:
             db, self.db = self.db, None
             await db.dispose()
@@ -247,5 +281,5 @@ class App:
             await self.stop()
 
 
-__all__ = ["App", "FRAMEWORKS", "OPTIONAL_ROOMS", "Service", "command_lists", "connection_from", "make_runtime",
-           "register_commands"]
+__all__ = ["App", "FRAMEWORKS", "OPTIONAL_ROOMS", "Service", "bot_id_of", "command_lists", "connection_from",
+           "make_runtime", "register_commands", "worker_name"]

@@ -1,14 +1,17 @@
 """What both Telegram runtimes share: the ordered-per-member work lanes and the error boundary.
 
-A runtime (aiogram or python-telegram-bot) only turns its framework's update into an `Incoming`
-and calls `Pipeline.submit`. The pipeline runs each member's updates in arrival order, different
-members concurrently, calls the router, and delivers the replies through the runtime's sender. One
-bad update is logged (without personal data) and never stops the bot.
+A runtime (aiogram or python-telegram-bot) receives raw updates (long polling through `Poller`, or
+the webhook) and hands them to `Pipeline.receive`, which records them in the durable inbox before
+they are confirmed to Telegram. The pipeline then handles them from the inbox: each member's updates
+in arrival order, different members concurrently; the runtime's `parse` turns its framework's update
+into an `Incoming`, the router answers it, the replies go out through the runtime's sender, and the
+update is marked done. One bad update is logged (without personal data) and never stops the bot.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -16,10 +19,13 @@ import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
+from dataclasses import replace as dc_replace
 from typing import Any, Protocol
 
 from handlers.port import Contact, Incoming, IncomingMedia, Reply, deliver, parse_command
 from loyalty.outbound import ChatSender
+from storage.inbox import Claimed, Inbox, MemoryInbox, Received
+from storage.throttle import FailureLimit
 
 log = logging.getLogger("loyalbot.runtime")
 
@@ -156,6 +162,17 @@ def incoming_from_callback(query: Any) -> Incoming | None:
     )
 
 
+def incoming_from_update(update: Any) -> Incoming | None:
+    """An aiogram or PTB Update as an `Incoming`: its message, edited message or pressed button."""
+    if getattr(update, "message", None) is not None:
+        return incoming_from_message(update.message)
+    if getattr(update, "edited_message", None) is not None:
+        return incoming_from_message(update.edited_message, edited=True)
+    if getattr(update, "callback_query", None) is not None:
+        return incoming_from_callback(update.callback_query)
+    return None
+
+
 class RouterLike(Protocol):
     """What a runtime needs of `handlers.router.Router`."""
 
@@ -218,20 +235,170 @@ class Lanes:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-class Pipeline:
-    """Incoming -> router -> deliver, per member in order, with an error boundary around each update."""
+def lane_of(update: dict[str, Any]) -> str:
+    """Whose updates must keep their order: the user's (a member, or a colleague in the staff group)."""
+    for kind in ("message", "edited_message", "callback_query"):
+        body = update.get(kind)
+        if isinstance(body, dict):
+            sender = body.get("from") or {}
+            if isinstance(sender, dict) and isinstance(sender.get("id"), int):
+                return f"u:{sender['id']}"
+            chat = body.get("chat") or {}
+            if isinstance(chat, dict) and isinstance(chat.get("id"), int):
+                return f"c:{chat['id']}"
+    return "other"
 
-    def __init__(self, sender: ChatSender, router: RouterLike | None = None, *, concurrency: int = 64) -> None:
+
+def fingerprint(update: dict[str, Any]) -> str:
+    """What makes an update itself, hashed: the same for a redelivery whichever framework serialised it."""
+    parts: list[Any] = []
+    for kind in ("message", "edited_message", "callback_query"):
+        body = update.get(kind)
+        if isinstance(body, dict):
+            chat = body.get("chat") or {}
+            parts = [kind, body.get("id"), chat.get("id") if isinstance(chat, dict) else None,
+                     body.get("message_id"), body.get("date"), body.get("edit_date")]
+            break
+    else:
+        parts = ["other", sorted(update)]
+    return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
+
+
+def received(updates: list[dict[str, Any]]) -> list[Received]:
+    """Raw updates (webhook bodies, getUpdates results) as inbox records; ones without an id are dropped."""
+    out = []
+    for update in updates:
+        update_id = update.get("update_id")
+        if isinstance(update_id, int) and not isinstance(update_id, bool):
+            out.append(Received(update_id, lane_of(update), fingerprint(update), update))
+    return out
+
+
+Parse = Callable[[dict[str, Any]], "Incoming | None"]
+
+
+class Pipeline:
+    """Updates in: recorded in the inbox, then handled from it (router -> deliver) per member in order.
+
+    `receive` returns once the updates are durably recorded: only then may the runtime confirm them to
+    Telegram. A worker claims recorded updates (the oldest of each member first, also what a crash
+    left unfinished), runs each through the router inside an error boundary, delivers the replies and
+    marks the update done. A crash between sending a reply and marking the update done repeats that
+    reply on restart: at most one per update in flight (`concurrency`).
+    """
+
+    def __init__(self, sender: ChatSender, router: RouterLike | None = None, *, concurrency: int = 64,
+                 inbox: Inbox | None = None) -> None:
         self.sender = sender
         self.router = router
+        self.inbox: Inbox = inbox or MemoryInbox()
+        self.parse: Parse | None = None  # set by the runtime: raw update -> Incoming (None: nothing to do)
+        self.concurrency = concurrency
         self.lanes = Lanes(concurrency=concurrency)
         self.handled = 0
         self.failed = 0
         self.listeners: list[Callable[[Incoming], None]] = []  # e.g. a bench counting handled updates
+        self.heartbeat = 10.0  # seconds between lease renewals of updates in hand
+        self.prune_every = 3600.0
+        self._inflight: set[int] = set()
+        self._wake = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._rounds = 0
+        self._empty_round = -1
+        self._round_done = asyncio.Event()
+
+    # --- receiving --------------------------------------------------------------------------------------
+
+    async def receive(self, updates: list[dict[str, Any]]) -> int:
+        """Record raw updates durably; returns how many were new. Raises when they could not be recorded."""
+        records = received(updates)
+        if not records:
+            return 0
+        new = await self.inbox.record(records)
+        if len(new) < len(records):
+            log.info("%d redelivered update(s) ignored", len(records) - len(new))
+        if new:
+            self._wake.set()
+        return len(new)
 
     def submit(self, incoming: Incoming) -> None:
-        """Queue an update behind the same user's earlier ones; returns at once."""
+        """Handle an `Incoming` that has no Telegram update behind it (tests); not durable."""
         self.lanes.submit(incoming.user_id, lambda: self.process(incoming))
+
+    # --- the worker -------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start handling what is in the inbox: first whatever a crash left unfinished."""
+        if self._worker is not None:
+            return
+        self._stopping = False
+        recovered = await self.inbox.recover()
+        if recovered:
+            log.info("%d update(s) left unfinished by the last run are handled first", recovered)
+        self._wake.set()
+        self._worker = asyncio.get_running_loop().create_task(self._work(), name="inbox-worker")
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_beat = loop.time() + self.heartbeat
+        next_prune = loop.time() + 60.0
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                room = self.concurrency * 2 - len(self._inflight)
+                claimed = await self.inbox.claim(limit=room, skip=self._inflight) if room > 0 else []
+                self._rounds += 1
+                if not claimed and not self._inflight:
+                    self._empty_round = self._rounds
+                self._round_done.set()
+                for row in claimed:
+                    self._inflight.add(row.update_id)
+                    self.lanes.submit(row.lane, lambda row=row: self._handle(row))
+                if loop.time() >= next_beat:
+                    next_beat = loop.time() + self.heartbeat
+                    await self.inbox.extend(set(self._inflight))
+                if loop.time() >= next_prune:
+                    next_prune = loop.time() + self.prune_every
+                    pruned = await self.inbox.prune()
+                    if pruned:
+                        log.info("inbox pruned: %d handled update(s)", pruned)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the store is away: keep the loop, try again shortly
+                log.warning("inbox worker: %s", type(exc).__name__)
+                await asyncio.sleep(1.0)
+                continue
+            # Woken by new updates or a finished one; otherwise look again now and then for updates that
+            # another process received or left behind (an expired lease).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+
+    async def _handle(self, row: Claimed) -> None:
+        try:
+            incoming = self._incoming(row)
+            if incoming is not None:
+                await self.process(incoming)
+            try:
+                await self.inbox.done(row.update_id)
+            except Exception as exc:  # stays claimed; the lease runs out and it is handled again
+                log.error("update %s handled but not marked done: %s", row.update_id, type(exc).__name__)
+        finally:
+            self._inflight.discard(row.update_id)
+            self._wake.set()
+
+    def _incoming(self, row: Claimed) -> Incoming | None:
+        if self.parse is None:
+            return None
+        try:
+            incoming = self.parse(row.payload)
+        except Exception as exc:  # an update the framework cannot read: nothing to answer
+            log.warning("update %s unreadable: %s", row.update_id, type(exc).__name__)
+            return None
+        if incoming is not None:
+            incoming = dc_replace(incoming, update_id=row.update_id,
+                                  update_key=f"{row.update_id}:{row.fingerprint[:12]}")
+        return incoming
 
     async def process(self, incoming: Incoming) -> None:
         """Handle one update now; never raises (failures are logged without personal data)."""
@@ -252,10 +419,94 @@ class Pipeline:
         for listener in self.listeners:
             listener(incoming)
 
-    async def drain(self, within: float = 10.0) -> None:
-        if not await self.lanes.drain(within):
-            log.warning("stopping with %d update(s) unhandled", self.lanes.pending)
+    @property
+    def busy(self) -> bool:
+        """Whether updates are being handled (or queued to be) in this process."""
+        return bool(self._inflight) or self.lanes.pending > 0
+
+    async def drain(self, within: float = 10.0) -> bool:
+        """Wait until every update recorded so far is handled (the worker goes on); True when none is left."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        if self._worker is None:
+            return await self.lanes.drain(within)
+        while loop.time() < deadline and not self._worker.done():
+            self._round_done.clear()
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._round_done.wait(), timeout=max(0.01, deadline - loop.time()))
+            if self._empty_round == self._rounds and not self.busy:
+                return True  # a claim found nothing left and nothing is in hand
+            if self.busy:
+                await asyncio.sleep(0.02)  # let the lanes get on before looking again
+        return False
+
+    async def close(self, within: float = 10.0) -> None:
+        """A clean stop: finish what was received (within `within` seconds), then stop the worker.
+        Whatever is still unfinished stays in the inbox for the next start."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        await self.drain(within)
+        if self._worker is not None:
+            self._stopping = True
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
+        if not await self.lanes.drain(max(0.1, deadline - loop.time())):
+            log.warning("stopping with %d update(s) unhandled; they stay in the inbox", self.lanes.pending)
             await self.lanes.cancel()
+        self._inflight.clear()
+
+
+class Poller:
+    """Long polling that confirms an update to Telegram only once it is recorded in the inbox.
+
+    getUpdates with `offset` tells Telegram that every update below it is received; the offset moves
+    past a batch only after `pipeline.receive` has stored it. Nothing is confirmed on a failure to
+    store: the same batch comes again.
+    """
+
+    def __init__(self, fetch: Fetch, pipeline: Pipeline, *, timeout: int) -> None:
+        self.fetch = fetch
+        self.pipeline = pipeline
+        self.timeout = timeout
+        self.offset: int | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="poller")
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                updates = await self.fetch(self.offset, self.timeout)
+                if updates:
+                    await self.pipeline.receive(updates)
+                    self.offset = max(int(u["update_id"]) for u in updates) + 1
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                log.warning("polling failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(min(0.5 * 2 ** min(failures - 1, 6), 30.0))
+
+    async def stop(self) -> None:
+        """Stop polling and confirm what was recorded, so the next process does not get it again."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self.offset is not None:
+            try:
+                # Confirms everything below the offset; what this call returns is not confirmed by it.
+                await self.fetch(self.offset, 0)
+            except Exception as exc:
+                log.warning("could not confirm received updates: %s", type(exc).__name__)
+
+
+Fetch = Callable[[int | None, int], Awaitable[list[dict[str, Any]]]]
 
 
 class Runtime(Protocol):
@@ -264,6 +515,7 @@ class Runtime(Protocol):
     name: str
     sender: ChatSender
     pipeline: Pipeline
+    webhook_guard: FailureLimit | None  # the limit of wrong webhook secrets, shared across replicas
 
     async def open(self) -> None:
         """Connect the bot (getMe) so the sender can be used; no updates are received yet."""
@@ -275,5 +527,6 @@ class Runtime(Protocol):
         """Stop receiving, finish the updates already received, close the connection."""
 
 
-__all__ = ["ALLOWED_UPDATES", "Connection", "Lanes", "incoming_from_callback", "incoming_from_message", "Pipeline", "RouterLike", "Runtime", "quiet_http_loggers", "update_kind",
-           "user_tag"]
+__all__ = ["ALLOWED_UPDATES", "Connection", "Fetch", "Lanes", "Pipeline", "Poller", "RouterLike", "Runtime",
+           "fingerprint", "incoming_from_callback", "incoming_from_message", "incoming_from_update", "lane_of",
+           "quiet_http_loggers", "received", "update_kind", "user_tag"]

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     webhook_listen: str = "127.0.0.1:8443"
     staff_group_id: int | None = None
     redis_url: str | None = None
+    instance: str | None = Field(default=None, max_length=64)  # this replica's name in the update inbox
     console_password: SecretStr | None = None
     console_host: str = "127.0.0.1"
     console_port: int | None = Field(default=8081, ge=-1, le=65535)  # -1 turns the HTTP side off

@@ -1,9 +1,11 @@
-"""The webhook endpoint both runtimes use: checks Telegram's secret header, then hands the update over.
+"""The webhook endpoint both runtimes use: checks Telegram's secret header, records the update, answers 200.
 
 Telegram sends each update as a JSON POST carrying `X-Telegram-Bot-Api-Secret-Token` with the secret
 given to setWebhook. A request without it is answered 401, with a wrong one 403, and logged (with
-the peer address, never the body); anything that is not an update is answered 400. The runtime's
-`feed` only queues the update, so Telegram gets its 200 at once and does not resend.
+the peer address, never the body); too many wrong secrets from one address are answered 429. A body
+over the limit is answered 413 before it is parsed; anything that is not an update is answered 400.
+The runtime's `feed` records the update in the inbox before Telegram gets its 200; an update that
+cannot be recorded is answered 503, so Telegram sends it again.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 Feed = Callable[[dict[str, Any]], Awaitable[None]]
 # The shared limit of wrong secrets: app[WEBHOOK_GUARD] = FailureLimit(make_throttle(db, redis_url), "webhook_secret")
 WEBHOOK_GUARD = web.AppKey("webhook_guard", FailureLimit)
+
+# The largest update body accepted. A Telegram update is one message (text up to 4096 characters,
+# caption 1024, their entities, an inline keyboard, the message it replies to) serialised as JSON:
+# tens of kilobytes at most. 1 MiB leaves ample room and keeps a flood of large bodies cheap to refuse.
+MAX_UPDATE_BYTES = 1024 * 1024
 
 
 class WebhookConfigError(ValueError):
@@ -56,7 +63,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def webhook_app(path: str, secret: str, feed: Feed) -> web.Application:
+def webhook_app(path: str, secret: str, feed: Feed, *, max_bytes: int = MAX_UPDATE_BYTES) -> web.Application:
     """An aiohttp application answering Telegram's POSTs at `path`."""
     expected = secret.encode()
 
@@ -78,8 +85,21 @@ def webhook_app(path: str, secret: str, feed: Feed) -> web.Application:
                                     headers={"Retry-After": str(int(wait) + 1)})
             return web.Response(status=401, text="missing secret token") if given is None else web.Response(
                 status=403, text="wrong secret token")
+        if request.content_length is not None and request.content_length > max_bytes:
+            log.warning("webhook body of %d bytes refused (limit %d)", request.content_length, max_bytes)
+            return web.Response(status=413, text=f"body larger than {max_bytes} bytes")
+        body = bytearray()  # a chunked body has no length to check first: read no more than the limit + 1
         try:
-            update = json.loads(await request.read())
+            while len(body) <= max_bytes and (chunk := await request.content.read(max_bytes + 1 - len(body))):
+                body += chunk
+        except (OSError, ValueError) as exc:
+            log.warning("webhook body unreadable: %s", type(exc).__name__)
+            return web.Response(status=400, text="body could not be read")
+        if len(body) > max_bytes:
+            log.warning("webhook body over %d bytes refused", max_bytes)
+            return web.Response(status=413, text=f"body larger than {max_bytes} bytes")
+        try:
+            update = json.loads(bytes(body))
         except (UnicodeDecodeError, json.JSONDecodeError):
             log.warning("webhook body is not JSON: refused")
             return web.Response(status=400, text="body must be a JSON update")
@@ -88,11 +108,12 @@ def webhook_app(path: str, secret: str, feed: Feed) -> web.Application:
             return web.Response(status=400, text="body must be an update with an update_id")
         try:
             await feed(update)
-        except Exception as exc:  # the runtime logs its own failures; Telegram must not resend it forever
-            log.error("webhook update %s could not be queued: %s", update["update_id"], type(exc).__name__)
+        except Exception as exc:  # not recorded: Telegram must send it again, so no 200
+            log.error("webhook update %s could not be recorded: %s", update["update_id"], type(exc).__name__)
+            return web.Response(status=503, text="update not recorded; send it again later")
         return web.Response(text="ok")
 
-    app = web.Application(client_max_size=4 * 1024 * 1024)
+    app = web.Application(client_max_size=max_bytes)
     app.router.add_post(path, receive)
     return app
 
@@ -100,8 +121,10 @@ def webhook_app(path: str, secret: str, feed: Feed) -> web.Application:
 class WebhookServer:
     """Serves `webhook_app` on host:port until stopped."""
 
-    def __init__(self, path: str, secret: str, feed: Feed, listen: str) -> None:
+    def __init__(self, path: str, secret: str, feed: Feed, listen: str, *, guard: FailureLimit | None = None) -> None:
         self.app = webhook_app(path, secret, feed)
+        if guard is not None:  # wrong secrets counted where every replica sees them
+            self.app[WEBHOOK_GUARD] = guard
         self.host, self.port = parse_listen(listen)
         self._runner: web.AppRunner | None = None
 
@@ -118,5 +141,5 @@ class WebhookServer:
             self._runner = None
 
 
-__all__ = ["SECRET_HEADER", "WEBHOOK_GUARD", "WebhookConfigError", "WebhookServer", "check_webhook_settings", "parse_listen",
+__all__ = ["MAX_UPDATE_BYTES", "SECRET_HEADER", "WEBHOOK_GUARD", "WebhookConfigError", "WebhookServer", "check_webhook_settings", "parse_listen",
            "webhook_app"]

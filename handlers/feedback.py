@@ -70,7 +70,7 @@ async def _record(turn: Turn, rating: int | None) -> list[Reply]:
     member = turn.member
     assert member is not None and turn.state is not None
     feedback = await turn.loyalty.record_feedback(member.id, turn.state.data.get("text"), rating=rating,
-                                                  now=turn.now)
+                                                  now=turn.now, update_key=turn.incoming.update_key)
     await turn.clear_state()
     sink = turn.ctx.services.get("feedback_sink")
     if sink is not None:

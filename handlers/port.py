@@ -48,6 +48,10 @@ class Incoming:
     message_id: int | None = None
     reply_to_message_id: int | None = None
     edited: bool = False
+    # The Telegram update this came from (set by the runtime's inbox): `update_key` is unique per update,
+    # so a write made while handling it can be recognised when the update is handled again after a crash.
+    update_id: int | None = None
+    update_key: str | None = None
     # payloads
     command: str | None = None  # lower-case, without "/" or "@botname"
     args: str = ""

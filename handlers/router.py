@@ -122,6 +122,11 @@ class Router:
         if member is not None and member.status == "erased":
             member = None
         state = await self.ctx.states.get(incoming.chat_id, incoming.user_id) if incoming.is_private else None
+        if state is not None and incoming.update_key is not None and state.applied == incoming.update_key:
+            # This update was handled before a crash cut it short: start from the state it first saw.
+            state = state.before
+        if state is not None and not state.step:
+            state = None  # a cleared state, kept only as a mark for a replay
         if member is not None:
             lang, zone = member.language, member.timezone
         else:
@@ -129,7 +134,7 @@ class Router:
             lang = chosen if chosen in LANGUAGES else pick_language(incoming.language_code)
             zone = self.ctx.loyalty.programme.programme.timezone
         tr = Translator(lang, timezone=zone, format_locale=self.ctx.config.format_locales.get(lang))
-        return Turn(incoming=incoming, ctx=self.ctx, now=now, tr=tr, member=member, state=state)
+        return Turn(incoming=incoming, ctx=self.ctx, now=now, tr=tr, member=member, state=state, origin=state)
 
     def _over_step_limit(self, turn: Turn) -> tuple[str, int] | None:
         """("too_long", limit) when a typed text is longer than the current step takes."""

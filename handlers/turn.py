@@ -64,6 +64,7 @@ class Turn:
     member: Member | None
     state: State | None
     callback: Callback | None = None  # the decoded button, when a button was pressed
+    origin: State | None = None  # the state before this update changed it (kept with each change, for a replay)
     _staff_role: Any = field(default=False, repr=False)  # False: not looked up yet
 
     # --- shortcuts ----------------------------------------------------------------------------------
@@ -95,12 +96,18 @@ class Turn:
         return self.state.step if self.state else None
 
     async def set_state(self, step: str, data: dict[str, Any] | None = None) -> None:
-        await self.ctx.states.set(*self.key, step, data)
+        if self.incoming.update_key is None:
+            await self.ctx.states.set(*self.key, step, data)
+        else:
+            await self.ctx.states.set(*self.key, step, data, update=self.incoming.update_key, before=self.origin)
         self.state = State(step=step, data=dict(data or {}))
 
     async def clear_state(self) -> None:
         if self.state is not None:
-            await self.ctx.states.clear(*self.key)
+            if self.incoming.update_key is None:
+                await self.ctx.states.clear(*self.key)
+            else:
+                await self.ctx.states.clear(*self.key, update=self.incoming.update_key, before=self.origin)
             self.state = None
 
     async def staff_role(self) -> str | None:

@@ -28,6 +28,7 @@ from loyalty.codes import new_coupon_code, new_member_no, normalise_coupon_code,
 from loyalty.phones import normalise_phone, stored_forms
 from loyalty.programme import LANGUAGES, Programme
 from storage import Db, as_utc, utcnow
+from storage.inbox import effect_of, remember_effect
 from storage.models import (
     AuditLog,
     ConversationState,
@@ -1256,8 +1257,9 @@ class Loyalty:
     # --- feedback and surveys -----------------------------------------------------------------------
 
     async def record_feedback(self, member_id: int, text: str | None, *, rating: int | None = None,
-                              now: datetime | None = None) -> Feedback:
-        """Store a member's feedback; its id is the reference number they are given."""
+                              now: datetime | None = None, update_key: str | None = None) -> Feedback:
+        """Store a member's feedback; its id is the reference number they are given.
+        With `update_key` (the Telegram update it came in), the same update stores it once."""
         now = as_utc(now or utcnow())
         text = (text or "").strip()
         if rating is not None and (isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5):
@@ -1266,8 +1268,16 @@ class Loyalty:
             raise errors.InvalidFeedback(limit=MAX_FEEDBACK_CHARS)
         async with self.db.transaction() as tx:
             await self._lock_member(tx, member_id)
+            effect_key = f"feedback:{update_key}" if update_key else None
+            if effect_key is not None and (done := await effect_of(tx, effect_key)) is not None:
+                earlier = await tx.get(Feedback, int(done.get("feedback", 0)))
+                if earlier is not None:
+                    return earlier
             feedback = Feedback(member_id=member_id, text=text, rating=rating, created_at=now)
             tx.add(feedback)
+            if effect_key is not None:
+                await tx.flush()
+                await remember_effect(tx, effect_key, {"feedback": feedback.id}, now=now)
             return feedback
 
     async def open_survey(self, member_id: int, kind: str, *, trigger: str, trigger_ref: str | None = None,

@@ -480,3 +480,47 @@ class ThrottleCounter(SQLModel, table=True):
     window_start: float = Field(sa_column=sa.Column(sa.Float, nullable=False))  # seconds since the epoch
     count: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
     expires_at: float = Field(sa_column=sa.Column(sa.Float, nullable=False, index=True))
+
+# --- Durable inbox of Telegram updates (issue 9: updates survive a crash) ------------------------------
+
+
+class InboxUpdate(SQLModel, table=True):
+    """A Telegram update as received: recorded before Telegram is told it arrived, then handled from here.
+
+    Keyed by (bot, update_id), so a redelivered update is recognised. `lane` keeps one member's updates
+    in order, also across processes: only the oldest unfinished update of a lane may be claimed. The
+    payload (which holds what the member wrote) is dropped when the update is done; the key row stays
+    a while longer to recognise redeliveries, then is pruned.
+    """
+
+    __tablename__ = "inbox_updates"
+
+    bot_id: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True, autoincrement=False))
+    update_id: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True, autoincrement=False))
+    lane: str = Field(max_length=64)
+    # A hash of what makes the update itself (chat, message, date or callback id): tells a redelivery
+    # (same update) from a reused update_id (Telegram restarts numbering after a week of silence).
+    fingerprint: str = Field(max_length=32)
+    payload: dict | None = Field(default=None, sa_column=sa.Column(JSON, nullable=True))
+    # pending | done | failed (gave up after too many attempts)
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    claimed_by: str | None = Field(default=None, max_length=64)
+    lease_until: datetime | None = None
+    received_at: datetime = Field(default_factory=utcnow)
+    done_at: datetime | None = None
+
+    __table_args__ = (
+        sa.Index("ix_inbox_updates_lane", "bot_id", "lane", "status", "update_id"),
+        sa.Index("ix_inbox_updates_due", "status", "update_id"),
+    )
+
+
+class UpdateEffect(SQLModel, table=True):
+    """What one update's write produced (e.g. the feedback row), so handling it again writes nothing new."""
+
+    __tablename__ = "update_effects"
+
+    key: str = Field(sa_column=sa.Column(sa.String(96), primary_key=True, autoincrement=False))
+    result: dict = _json({})
+    created_at: datetime = Field(default_factory=utcnow, index=True)
