@@ -37,6 +37,7 @@ from storage.models import (
     Feedback,
     HandoffConversation,
     HandoffMessage,
+    InboxUpdate,
     LedgerEntry,
     Member,
     Notice,
@@ -1423,6 +1424,13 @@ class Loyalty:
                 member.balance = 0
             if member.telegram_id is not None:
                 await tx.execute(sa.delete(ConversationState).where(ConversationState.user_id == member.telegram_id))
+                # The updates they sent, as recorded on arrival: the lane names their Telegram id, and a
+                # handled one keeps no payload (the one being handled now loses its payload when done).
+                lane = f"erased:{member_id}"
+                await tx.execute(sa.update(InboxUpdate).where(InboxUpdate.lane == f"u:{member.telegram_id}")
+                                 .values(lane=lane))
+                await tx.execute(sa.update(InboxUpdate).where(InboxUpdate.lane == lane,
+                                                              InboxUpdate.status != "pending").values(payload=None))
             for attr in ("telegram_id", "chat_id", "first_name", "last_name", "birthday", "phone", "quiet_start",
                          "quiet_end", "last_activity_at"):
                 setattr(member, attr, None)

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from loyalty.handoff import CLOSED, HandoffStore
-from storage.models import ConversationState, LedgerEntry, Outbox, Purchase, Schedule
+from storage.models import ConversationState, InboxUpdate, LedgerEntry, Outbox, Purchase, Schedule
 from tests.foundation import helpers
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -58,13 +58,20 @@ async def _member_with_a_history(loyalty, db):
         tx.add(Outbox(schedule_id=None, idempotency_key=f"coupon_used:{ann.id}:1", member_id=ann.id,
                       chat_id=TELEGRAM_ID, kind="coupon_used", period="1", text=f"Enjoy, {FIRST}", status="sent",
                       not_before=NOW, created_at=NOW))
+        # Updates they sent, as the inbox recorded them on arrival: one handled, one set aside as failed.
+        sender = {"id": TELEGRAM_ID, "first_name": FIRST, "username": USERNAME}
+        for update_id, status in ((501, "done"), (502, "failed")):
+            tx.add(InboxUpdate(bot_id=1, update_id=update_id, lane=f"u:{TELEGRAM_ID}", fingerprint=str(update_id),
+                               payload=None if status == "done" else {"message": {"from": sender, "text": FIRST}},
+                               status=status, received_at=NOW, done_at=NOW))
     return ann, conv
 
 
 async def test_the_test_finds_personal_data_before_erasure(loyalty, db):
     await _member_with_a_history(loyalty, db)
     tables = {table for table, _, _ in await personal_data_left(db)}
-    assert {"members", "outbox", "handoff_messages", "feedback", "survey_answers", "conversation_states"} <= tables
+    assert {"members", "outbox", "handoff_messages", "feedback", "survey_answers", "conversation_states",
+            "inbox_updates"} <= tables
 
 
 async def test_after_erasure_no_table_holds_the_members_name_phone_telegram_id_or_user_name(loyalty, db):
