@@ -26,11 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sqlalchemy as sa  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from loyalty import Loyalty, load_programme  # noqa: E402
-from loyalty.codes import member_no_from  # noqa: E402
-from storage import Db, utcnow  # noqa: E402
-from storage.migrate import upgrade_async  # noqa: E402
-from storage.models import Member  # noqa: E402
+from loyalbot.loyalty import Loyalty, load_programme  # noqa: E402
+from loyalbot.loyalty.codes import member_no_from  # noqa: E402
+from loyalbot.storage import Db, utcnow  # noqa: E402
+from loyalbot.storage.migrate import upgrade_async  # noqa: E402
+from loyalbot.storage.models import Member  # noqa: E402
 
 NAMES = ["Ann", "Anna", "Bob", "Chen", "Dana", "Eva", "Fang", "Hui", "Ivan", "Jun", "Kai", "Lena", "Mei", "Noor"]
 

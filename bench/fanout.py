@@ -9,7 +9,7 @@ PostgreSQL comes from --pg-url (or LOYALBOT_TEST_DATABASE_URL); a scratch databa
 dropped. Prints a table and one JSON line. Figures only: nothing here passes or fails.
 
 Dispatch runs against the local Bot API server (bot/local_api) with its flood limits on at the
-configured rate. By default that server runs in a child process (``python -m bot.local_api --port 0``,
+configured rate. By default that server runs in a child process (``python -m loyalbot.bot.local_api --port 0``,
 configured through its control API), so the figure measures loyalbot's dispatcher, not the fake
 Telegram sharing its event loop and CPU; ``--server same`` puts it back in this event loop (how the
 figures before 2026-11 were taken). Each dispatch line also shows the share of one CPU the
@@ -43,13 +43,13 @@ sys.path.insert(0, str(ROOT))
 import asyncpg  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
-from loyalty.programme import load_programme  # noqa: E402
-from loyalty.service import Loyalty  # noqa: E402
-from scheduler.dispatcher import Dispatcher  # noqa: E402
-from scheduler.planner import Planner  # noqa: E402
-from storage import Db  # noqa: E402
-from storage.migrate import upgrade  # noqa: E402
-from storage.models import Outbox, Schedule  # noqa: E402
+from loyalbot.loyalty.programme import load_programme  # noqa: E402
+from loyalbot.loyalty.service import Loyalty  # noqa: E402
+from loyalbot.scheduler.dispatcher import Dispatcher  # noqa: E402
+from loyalbot.scheduler.planner import Planner  # noqa: E402
+from loyalbot.storage import Db  # noqa: E402
+from loyalbot.storage.migrate import upgrade  # noqa: E402
+from loyalbot.storage.models import Outbox, Schedule  # noqa: E402
 
 NOW = datetime(2025, 6, 10, 10, 0, tzinfo=UTC)
 TOKEN = "777777:bench-token"
@@ -173,7 +173,7 @@ def busiest(times: list[float], window: float) -> int:
 
 
 class ServerProcess:
-    """The local Bot API server in a child process (``python -m bot.local_api --port 0``).
+    """The local Bot API server in a child process (``python -m loyalbot.bot.local_api --port 0``).
 
     In the dispatcher's own process and event loop the fake Telegram would take CPU from the code
     being measured (at 1000/s it parses and answers every request), so the dispatch figures would
@@ -185,7 +185,7 @@ class ServerProcess:
 
     async def __aenter__(self) -> ServerProcess:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.local_api", "--port", "0", cwd=str(ROOT),
+            sys.executable, "-m", "loyalbot.bot.local_api", "--port", "0", cwd=str(ROOT),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
         assert self.proc.stdout is not None
         while not self.url:
@@ -209,7 +209,7 @@ async def bot_api(separate: bool) -> AsyncIterator[str]:
         async with ServerProcess() as server:
             yield server.url
         return
-    from bot.local_api import LocalBotApi
+    from loyalbot.bot.local_api import LocalBotApi
 
     api = LocalBotApi(serve_page=False, call_log_size=10_000)  # as the standalone server
     await api.start()
@@ -221,8 +221,8 @@ async def bot_api(separate: bool) -> AsyncIterator[str]:
 
 async def bench_dispatch(rate: float, messages: int, *, separate_server: bool = True) -> dict:
     """Dispatch `messages` to the local Bot API server with its flood limits at `rate`."""
-    from bot.local_api import LocalApiControl
-    from bot.senders import AiogramSender, make_aiogram_bot
+    from loyalbot.bot.local_api import LocalApiControl
+    from loyalbot.bot.senders import AiogramSender, make_aiogram_bot
 
     tmp = tempfile.mkdtemp()
     url = f"sqlite+aiosqlite:///{tmp}/dispatch.db"

@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 
-from console.api import create_api_key  # noqa: E402
-from storage import Db  # noqa: E402
-from storage.migrate import upgrade  # noqa: E402
+from loyalbot.console.api import create_api_key  # noqa: E402
+from loyalbot.storage import Db  # noqa: E402
+from loyalbot.storage.migrate import upgrade  # noqa: E402
 from tests.console.test_process import MB, _send_big, rss_mb, start_api, stop_api  # noqa: E402
 
 

@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from loyalty import Loyalty, load_programme  # noqa: E402
-from storage import Db  # noqa: E402
-from storage.migrate import upgrade_async  # noqa: E402
+from loyalbot.loyalty import Loyalty, load_programme  # noqa: E402
+from loyalbot.storage import Db  # noqa: E402
+from loyalbot.storage.migrate import upgrade_async  # noqa: E402
 
 
 async def _admin(server_url: str, statement: str) -> None:

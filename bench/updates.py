@@ -24,12 +24,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bot.app import App, make_runtime
-from bot.local_api import LocalApiControl, LocalBotApi
-from bot.runtime import Connection
-from bot.settings import load_settings
-from handlers.port import Incoming, Reply
-from storage.migrate import upgrade_async
+from loyalbot.bot.app import App, make_runtime
+from loyalbot.bot.local_api import LocalApiControl, LocalBotApi
+from loyalbot.bot.runtime import Connection
+from loyalbot.bot.settings import load_settings
+from loyalbot.chat.port import Incoming, Reply
+from loyalbot.storage.migrate import upgrade_async
 
 TOKEN = "555000:bench-token"
 FIRST_ID = 100_000

@@ -13,7 +13,7 @@ from typing import Any
 from aiogram.methods import GetUpdates
 from aiogram.types import Update
 
-from bot.runtime import (
+from loyalbot.bot.runtime import (
     ALLOWED_UPDATES,
     Connection,
     Pipeline,
@@ -21,11 +21,11 @@ from bot.runtime import (
     RouterLike,
     incoming_from_update,
 )
-from bot.senders import AiogramSender, make_aiogram_bot
-from bot.webhook import WebhookServer, check_webhook_settings
-from handlers.port import Incoming
-from storage.inbox import Inbox
-from storage.throttle import FailureLimit
+from loyalbot.bot.senders import AiogramSender, make_aiogram_bot
+from loyalbot.bot.webhook import WebhookServer, check_webhook_settings
+from loyalbot.chat.port import Incoming
+from loyalbot.storage.inbox import Inbox
+from loyalbot.storage.throttle import FailureLimit
 
 log = logging.getLogger("loyalbot.aiogram")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import signal
 import socket
@@ -19,26 +18,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bot.runtime import Connection, RouterLike, Runtime, quiet_http_loggers
-from bot.settings import Settings, SettingsError
-from handlers.config import ChatConfig
-from handlers.port import Context
-from handlers.state import RedisStateStore, SqlStateStore
-from loyalty.outbound import ChatSender, SendError
-from loyalty.programme import Programme
-from loyalty.service import Loyalty
-from storage import Db, utcnow
-from storage.db import redact_url
-from storage.inbox import Inbox, SqlInbox
-from storage.migrate import upgrade_async
-from storage.throttle import FailureLimit, Throttle, make_throttle
+from loyalbot.bot.runtime import Connection, RouterLike, Runtime, quiet_http_loggers
+from loyalbot.bot.settings import Settings, SettingsError
+from loyalbot.chat.outbound import ChatSender, SendError
+from loyalbot.handlers.config import ChatConfig
+from loyalbot.handlers.context import Context
+from loyalbot.handlers.state import RedisStateStore, SqlStateStore
+from loyalbot.loyalty.programme import Programme
+from loyalbot.loyalty.service import Loyalty
+from loyalbot.storage import Db, utcnow
+from loyalbot.storage.db import redact_url
+from loyalbot.storage.inbox import Inbox, SqlInbox
+from loyalbot.storage.migrate import upgrade_async
+from loyalbot.storage.throttle import FailureLimit, Throttle, make_throttle
 
 log = logging.getLogger("loyalbot.app")
 
 FRAMEWORKS = ("aiogram", "ptb")
-# Rooms that may add themselves to the process: each exposes `attach(app: App) -> None` and calls
-# `app.add_service(...)`. A room not present in this checkout is skipped.
-OPTIONAL_ROOMS = ("scheduler.service", "console.service")
 # Telegram keys command lists by two-letter language code; zh_Hant members see the zh list too.
 COMMAND_LANGUAGES = {"en": "en", "zh": "zh_Hans"}
 
@@ -56,11 +52,11 @@ def make_runtime(framework: str, connection: Connection, router: RouterLike | No
                  concurrency: int = 64, inbox: Inbox | None = None) -> Runtime:
     """The runtime for `framework` ("aiogram" or "ptb"); without `inbox`, updates wait in memory only."""
     if framework == "aiogram":
-        from bot.aiogram_runtime import AiogramRuntime
+        from loyalbot.bot.aiogram_runtime import AiogramRuntime
 
         return AiogramRuntime(connection, router, concurrency=concurrency, inbox=inbox)
     if framework == "ptb":
-        from bot.ptb_runtime import PtbRuntime
+        from loyalbot.bot.ptb_runtime import PtbRuntime
 
         return PtbRuntime(connection, router, concurrency=concurrency, inbox=inbox)
     raise SettingsError(f"LOYALBOT_FRAMEWORK: must be one of {', '.join(FRAMEWORKS)}, not {framework!r}")
@@ -93,8 +89,8 @@ def connection_from(settings: Settings, *, polling_timeout: int = 10) -> Connect
 
 def command_lists(default_language: str) -> dict[str | None, list[tuple[str, str]]]:
     """The command menu per Telegram language code (None: everyone else), texts from the chat catalogues."""
-    from handlers.i18n import Translator
-    from handlers.menu import MEMBER_COMMANDS
+    from loyalbot.chat.i18n import Translator
+    from loyalbot.handlers.menu import MEMBER_COMMANDS
 
     def listing(lang: str) -> list[tuple[str, str]]:
         tr = Translator(lang)
@@ -154,21 +150,13 @@ class App:
         """Start `start(app)` after the bot is assembled (before updates flow); `stop()` before it closes."""
         self.services.append(Service(name, start, stop))
 
-    def attach_optional_rooms(self, rooms: tuple[str, ...] = OPTIONAL_ROOMS) -> list[str]:
-        """Let the rooms present in this checkout add their services; returns the names attached."""
-        attached = []
-        for module_name in rooms:
-            try:
-                module = importlib.import_module(module_name)
-            except ModuleNotFoundError as exc:
-                if exc.name and module_name.startswith(exc.name):
-                    continue  # that room is not here yet
-                raise
-            attach = getattr(module, "attach", None)
-            if callable(attach):
-                attach(self)
-                attached.append(module_name)
-        return attached
+    def attach_rooms(self) -> None:
+        """Add the scheduler (planner, notices, dispatcher) and the HTTP side (shop API, console) to this process."""
+        from loyalbot.console.service import attach as attach_console
+        from loyalbot.scheduler.service import attach as attach_scheduler
+
+        attach_scheduler(self)
+        attach_console(self)
 
     @property
     def sender(self) -> ChatSender:
@@ -213,7 +201,7 @@ class App:
                                                   settings.auth_failure_window)
         await self.runtime.open()
         self.context.sender = self.runtime.sender
-        from handlers.router import build_router
+        from loyalbot.handlers.router import build_router
 
         self.router = build_router(self.context)
         self.runtime.pipeline.router = self.router
@@ -281,5 +269,5 @@ class App:
             await self.stop()
 
 
-__all__ = ["App", "FRAMEWORKS", "OPTIONAL_ROOMS", "Service", "bot_id_of", "command_lists", "connection_from",
+__all__ = ["App", "FRAMEWORKS", "Service", "bot_id_of", "command_lists", "connection_from",
            "make_runtime", "register_commands", "worker_name"]

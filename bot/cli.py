@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bot.settings import Settings, SettingsError, load_settings
+from loyalbot.bot.settings import Settings, SettingsError, load_settings
+from loyalbot.scheduler.cli import outbox_app, schedule_app
 
 console = Console()
 err = Console(stderr=True)
@@ -60,8 +61,8 @@ def migrate(database_url: DbOption = None) -> None:
 
     Safe to run again: it changes nothing when the schema is up to date.
     """
-    from storage.db import redact_url
-    from storage.migrate import head_revision, upgrade
+    from loyalbot.storage.db import redact_url
+    from loyalbot.storage.migrate import head_revision, upgrade
 
     settings = settings_or_exit(database_url=database_url)
     try:
@@ -82,7 +83,7 @@ def seed_demo(
 
     The programme and N members with two years of purchase history.
     """
-    from bot.seed import seed_members
+    from loyalbot.bot.seed import seed_members
 
     settings = settings_or_exit(database_url=database_url)
     asyncio.run(seed_members(settings, members, seed=seed, console=console))
@@ -94,7 +95,7 @@ def run(framework: FrameworkOption = None) -> None:
 
     With LOYALBOT_BOT_TOKEN; polling, or a webhook when LOYALBOT_WEBHOOK_URL is set.
     """
-    from bot.commands import run as run_bot
+    from loyalbot.bot.commands import run as run_bot
 
     run_bot(framework=framework)
 
@@ -117,7 +118,7 @@ def demo(
     the scheduler and the operator console, all on a SQLite file in this folder, loyalbot-demo.db.
     Chats and identities are kept there across restarts, and the console password beside it.
     """
-    from bot.commands import demo as run_demo
+    from loyalbot.bot.commands import demo as run_demo
 
     run_demo(framework=framework, port=port, console_port=console_port, verbose=verbose, show=show)
 
@@ -130,7 +131,7 @@ def staff_add(
     database_url: DbOption = None,
 ) -> None:
     """Allow a Telegram user to act as staff."""
-    from loyalty.errors import Refusal
+    from loyalbot.loyalty.errors import Refusal
 
     async def go() -> None:
         async with _services(database_url) as loyalty:
@@ -177,7 +178,7 @@ def staff_remove(telegram_id: int, database_url: DbOption = None) -> None:
 def apikey_create(name: Annotated[str, typer.Argument(help="Which shop system the key is for.")],
                   database_url: DbOption = None) -> None:
     """Make a key for a shop system. It is shown once; only its hash is stored."""
-    from console.api import create_api_key
+    from loyalbot.console.api import create_api_key
 
     async def go() -> str:
         async with _services(database_url) as loyalty:
@@ -192,7 +193,7 @@ def apikey_list(database_url: DbOption = None) -> None:
 
     The prefix is what `apikey revoke` takes.
     """
-    from console.api import list_api_keys
+    from loyalbot.console.api import list_api_keys
 
     async def go() -> list:
         async with _services(database_url) as loyalty:
@@ -211,7 +212,7 @@ def apikey_list(database_url: DbOption = None) -> None:
 def apikey_revoke(prefix: Annotated[str, typer.Argument(help="The key's first 10 characters.")],
                   database_url: DbOption = None) -> None:
     """Revoke a key: calls made with it are refused from now on."""
-    from console.api import revoke_api_key
+    from loyalbot.console.api import revoke_api_key
 
     async def go() -> int:
         async with _services(database_url) as loyalty:
@@ -235,7 +236,7 @@ def api(
     Purchases, refunds, member look-up, /healthz, /metrics, and the operator console at /console (user
     operator, LOYALBOT_CONSOLE_PASSWORD).
     """
-    from console.service import serve_api
+    from loyalbot.console.service import serve_api
 
     settings = settings_or_exit(database_url=database_url)
     _logging(settings)
@@ -249,9 +250,9 @@ class _services:
         self.settings = settings_or_exit(database_url=database_url)
 
     async def __aenter__(self):  # type: ignore[no-untyped-def]
-        from loyalty import Loyalty
-        from storage import Db
-        from storage.migrate import upgrade_async
+        from loyalbot.loyalty import Loyalty
+        from loyalbot.storage import Db
+        from loyalbot.storage.migrate import upgrade_async
 
         await upgrade_async(self.settings.database_url)
         self.db = Db(self.settings.database_url)
@@ -261,19 +262,8 @@ class _services:
         await self.db.dispose()
 
 
-def _register_optional() -> None:
-    """Sub-commands of rooms that may not be installed yet in a partial checkout."""
-    import importlib.util
-
-    if importlib.util.find_spec("scheduler.cli") is None:
-        return
-    from scheduler.cli import outbox_app, schedule_app
-
-    app.add_typer(schedule_app, name="schedule", help="Care messages and reminders: list, add, preview, run now.")
-    app.add_typer(outbox_app, name="outbox", help="Messages planned and sent.")
-
-
-_register_optional()
+app.add_typer(schedule_app, name="schedule", help="Care messages and reminders: list, add, preview, run now.")
+app.add_typer(outbox_app, name="outbox", help="Messages planned and sent.")
 
 
 if __name__ == "__main__":

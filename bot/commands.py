@@ -19,10 +19,10 @@ from typing import Any
 
 from rich.console import Console
 
-from bot.app import App, connection_from
-from bot.runtime import quiet_http_loggers
-from bot.settings import Settings, SettingsError, load_settings
-from bot.webhook import WebhookConfigError
+from loyalbot.bot.app import App, connection_from
+from loyalbot.bot.runtime import quiet_http_loggers
+from loyalbot.bot.settings import Settings, SettingsError, load_settings
+from loyalbot.bot.webhook import WebhookConfigError
 
 log = logging.getLogger("loyalbot.commands")
 console = Console()
@@ -68,7 +68,7 @@ def run(framework: str | None = None) -> None:
     except (SettingsError, WebhookConfigError) as exc:
         err.print(f"[red]Cannot start:[/red] {exc}")
         raise SystemExit(2) from None
-    app.attach_optional_rooms()
+    app.attach_rooms()
     try:
         asyncio.run(app.run())
     except KeyboardInterrupt:
@@ -93,9 +93,9 @@ async def seed_demo_surveys(app: App) -> None:
     """In the demo, satisfaction questions come at once (a shop would wait ~30 minutes), so people see them."""
     import sqlalchemy as sa
 
-    from scheduler.service import DEFAULT_CSAT_SCHEDULES
-    from scheduler.templates import default_templates
-    from storage.models import Schedule
+    from loyalbot.scheduler.service import DEFAULT_CSAT_SCHEDULES
+    from loyalbot.scheduler.templates import default_templates
+    from loyalbot.storage.models import Schedule
 
     assert app.db is not None
     async with app.db.transaction() as tx:
@@ -162,7 +162,7 @@ async def run_demo(database: str, framework: str | None = None, port: int = 8080
     port when `port` is 0), -1 turns the operator console off. Tests run it with port=0 and a
     `ready(app, url)` callback.
     """
-    from bot.local_api import LocalApiControl, LocalBotApi
+    from loyalbot.bot.local_api import LocalApiControl, LocalBotApi
 
     where = database
     if console_port is None:
@@ -194,10 +194,10 @@ async def run_demo(database: str, framework: str | None = None, port: int = 8080
                                                  "console_port": console_port})
         app.add_service(seed_demo_staff, _no_stop, name="demo staff")
         app.add_service(seed_demo_surveys, _no_stop, name="demo surveys")
-        from bot.seed import seed_demo_history
+        from loyalbot.bot.seed import seed_demo_history
 
         app.add_service(seed_demo_history, _no_stop, name="demo history")  # for the README's operator walk
-        app.attach_optional_rooms()
+        app.attach_rooms()
 
         async def announce(running: App) -> None:
             web = running.context.services.get("console") if running.context else None

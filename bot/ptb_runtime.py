@@ -15,7 +15,7 @@ from typing import Any
 from telegram import Update
 from telegram.ext import Application, ApplicationBuilder
 
-from bot.runtime import (
+from loyalbot.bot.runtime import (
     ALLOWED_UPDATES,
     Connection,
     Pipeline,
@@ -24,11 +24,11 @@ from bot.runtime import (
     incoming_from_update,
     quiet_http_loggers,
 )
-from bot.senders import PtbSender
-from bot.webhook import WebhookServer, check_webhook_settings
-from handlers.port import Incoming
-from storage.inbox import Inbox
-from storage.throttle import FailureLimit
+from loyalbot.bot.senders import PtbSender
+from loyalbot.bot.webhook import WebhookServer, check_webhook_settings
+from loyalbot.chat.port import Incoming
+from loyalbot.storage.inbox import Inbox
+from loyalbot.storage.throttle import FailureLimit
 
 log = logging.getLogger("loyalbot.ptb")
 

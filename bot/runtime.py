@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from dataclasses import replace as dc_replace
 from typing import Any, Protocol
 
-from handlers.port import Contact, Incoming, IncomingMedia, Reply, deliver, parse_command
-from loyalty.outbound import ChatSender
-from storage.inbox import Claimed, Inbox, MemoryInbox, Received
-from storage.throttle import FailureLimit
+from loyalbot.chat.outbound import ChatSender
+from loyalbot.chat.port import Contact, Incoming, IncomingMedia, Reply, deliver, parse_command
+from loyalbot.storage.inbox import Claimed, Inbox, MemoryInbox, Received
+from loyalbot.storage.throttle import FailureLimit
 
 log = logging.getLogger("loyalbot.runtime")
 

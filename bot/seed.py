@@ -20,14 +20,14 @@ import sqlalchemy as sa
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from bot.settings import Settings
-from loyalty import Loyalty
-from loyalty.codes import SEEDED_MEMBER_BASE, member_no_from
-from loyalty.programme import Programme
-from loyalty.service import LoyaltyEvent, MemberJoined
-from storage import Db, utcnow
-from storage.migrate import upgrade_async
-from storage.models import LedgerEntry, Member, Purchase
+from loyalbot.bot.settings import Settings
+from loyalbot.loyalty import Loyalty
+from loyalbot.loyalty.codes import SEEDED_MEMBER_BASE, member_no_from
+from loyalbot.loyalty.programme import Programme
+from loyalbot.loyalty.service import LoyaltyEvent, MemberJoined
+from loyalbot.storage import Db, utcnow
+from loyalbot.storage.migrate import upgrade_async
+from loyalbot.storage.models import LedgerEntry, Member, Purchase
 
 FIRST_NAMES = {
     "en": ["Ann", "Ben", "Chloe", "Dev", "Ella", "Finn", "Grace", "Hugo", "Isla", "Jack", "Kai", "Lena"],

@@ -1,8 +1,8 @@
 """The one place loyalbot sends through a Telegram framework: `ChatSender` for aiogram and for PTB.
 
-Handlers, the scheduler's dispatcher and the support relay speak only `loyalty.outbound.ChatSender`;
+Handlers, the scheduler's dispatcher and the support relay speak only `chat.outbound.ChatSender`;
 these two classes turn its calls into framework calls and turn each framework's exceptions into the
-named errors of `loyalty.outbound` (RetryAfter, Blocked, ThreadNotFound, BadRequest, Transient), so
+named errors of `chat.outbound` (RetryAfter, Blocked, ThreadNotFound, BadRequest, Transient), so
 whoever sends decides once what to do about a failure. Rate limiting lives with the callers (the
 outbox dispatcher and the relay), not here: a sender makes exactly the call it is asked to make.
 """
@@ -23,7 +23,7 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from telegram import error as ptb_errors
 
-from loyalty.outbound import (
+from loyalbot.chat.outbound import (
     BadRequest,
     Blocked,
     Keyboard,
@@ -67,7 +67,7 @@ def _check(message: Outgoing) -> None:
 
 @contextlib.contextmanager
 def _aiogram_errors() -> Iterator[None]:
-    """Re-raise aiogram's exceptions as loyalty.outbound's named errors."""
+    """Re-raise aiogram's exceptions as chat.outbound's named errors."""
     try:
         yield
     except ag_errors.TelegramRetryAfter as exc:
@@ -224,7 +224,7 @@ def _ptb_retry_seconds(exc: ptb_errors.RetryAfter) -> float:
 
 @contextlib.contextmanager
 def _ptb_errors() -> Iterator[None]:
-    """Re-raise python-telegram-bot's exceptions as loyalty.outbound's named errors."""
+    """Re-raise python-telegram-bot's exceptions as chat.outbound's named errors."""
     try:
         yield
     except ptb_errors.RetryAfter as exc:

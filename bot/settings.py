@@ -13,8 +13,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from loyalty.programme import LANGUAGES, Programme, ProgrammeError, load_programme
-from storage.db import DEFAULT_URL, DbUrlError, normalise_url
+from loyalbot.chat.languages import LANGUAGES
+from loyalbot.loyalty.programme import Programme, ProgrammeError, load_programme
+from loyalbot.storage.db import DEFAULT_URL, DbUrlError, normalise_url
 
 TELEGRAM_API = "https://api.telegram.org"
 

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from storage.throttle import FailureLimit, MemoryThrottle
+from loyalbot.storage.throttle import FailureLimit, MemoryThrottle
 
 log = logging.getLogger("loyalbot.webhook")
 

@@ -37,13 +37,13 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from console.dashboard import build_dashboard, prometheus_text
-from loyalty import Loyalty
-from loyalty.errors import Refusal
-from loyalty.service import MAX_AMOUNT
-from storage import Db, as_utc, utcnow
-from storage.models import ApiKey
-from storage.throttle import FailureLimit, MemoryThrottle, Throttle
+from loyalbot.console.dashboard import build_dashboard, prometheus_text
+from loyalbot.loyalty import Loyalty
+from loyalbot.loyalty.errors import Refusal
+from loyalbot.loyalty.service import MAX_AMOUNT
+from loyalbot.storage import Db, as_utc, utcnow
+from loyalbot.storage.models import ApiKey
+from loyalbot.storage.throttle import FailureLimit, MemoryThrottle, Throttle
 
 log = logging.getLogger(__name__)
 KEY_PREFIX = "lb_"

@@ -13,9 +13,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import col
 
-from loyalty import Loyalty
-from storage import as_utc, utcnow
-from storage.models import Coupon, HandoffConversation, LedgerEntry, Member, Outbox
+from loyalbot.loyalty import Loyalty
+from loyalbot.storage import as_utc, utcnow
+from loyalbot.storage.models import Coupon, HandoffConversation, LedgerEntry, Member, Outbox
 
 
 @dataclass

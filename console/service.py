@@ -16,11 +16,11 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from console.api import HttpLimits, create_app
-from loyalty import Loyalty
-from storage import Db
-from storage.db import redact_url
-from storage.throttle import Throttle, make_throttle
+from loyalbot.console.api import HttpLimits, create_app
+from loyalbot.loyalty import Loyalty
+from loyalbot.storage import Db
+from loyalbot.storage.db import redact_url
+from loyalbot.storage.throttle import Throttle, make_throttle
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ async def close_throttle(throttle: Throttle) -> None:
 
 async def serve_api(settings: Any, host: str, port: int) -> None:
     """`loyalbot api`: migrate, open the store and serve until SIGINT/SIGTERM, all in this event loop."""
-    from storage.migrate import upgrade_async
+    from loyalbot.storage.migrate import upgrade_async
 
     await upgrade_async(settings.database_url)
     db = Db(settings.database_url)

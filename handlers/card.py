@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from handlers.port import Media, Reply
-from handlers.turn import Turn, qr_png
-from loyalty.codes import member_qr_payload
+from loyalbot.chat.port import Media, Reply
+from loyalbot.handlers.turn import Turn, qr_png
+from loyalbot.loyalty.codes import member_qr_payload
 
 if TYPE_CHECKING:
-    from handlers.router import Router
+    from loyalbot.handlers.router import Router
 
 
 async def card_text(turn: Turn) -> str:

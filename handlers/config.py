@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from loyalty.programme import FORMAT_LOCALES
+from loyalbot.chat.languages import FORMAT_LOCALES
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from handlers.i18n import N_
-from handlers.port import Button, Media, Reply
-from handlers.turn import Turn, qr_png
-from loyalty.callbacks import encode
-from loyalty.codes import coupon_qr_payload
-from storage.models import Coupon, Reward
+from loyalbot.chat.callbacks import encode
+from loyalbot.chat.i18n import N_
+from loyalbot.chat.port import Button, Media, Reply
+from loyalbot.handlers.turn import Turn, qr_png
+from loyalbot.loyalty.codes import coupon_qr_payload
+from loyalbot.storage.models import Coupon, Reward
 
 if TYPE_CHECKING:
-    from handlers.router import Router
+    from loyalbot.handlers.router import Router
 
 STATUS = {"used": N_("coupons.status_used"), "expired": N_("coupons.status_expired"),
           "void": N_("coupons.status_void"), "active": N_("coupons.status_expired")}

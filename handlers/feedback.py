@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from handlers.port import Button, Reply
-from handlers.turn import Turn
-from loyalty.callbacks import encode
-from loyalty.service import MAX_FEEDBACK_CHARS
+from loyalbot.chat.callbacks import encode
+from loyalbot.chat.port import Button, Reply
+from loyalbot.handlers.turn import Turn
+from loyalbot.loyalty.service import MAX_FEEDBACK_CHARS
 
 if TYPE_CHECKING:
-    from handlers.router import Router
+    from loyalbot.handlers.router import Router
 
 log = logging.getLogger(__name__)
 

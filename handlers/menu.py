@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from handlers.i18n import N_
-from handlers.port import Reply
-from handlers.turn import Turn
+from loyalbot.chat.i18n import N_
+from loyalbot.chat.port import Reply
+from loyalbot.handlers.turn import Turn
 
 if TYPE_CHECKING:
-    from handlers.router import Router
+    from loyalbot.handlers.router import Router
 
 # (command, description key) shown by /help, in this order.
 MEMBER_COMMANDS = (

@@ -7,12 +7,12 @@ import logging
 import secrets
 from typing import TYPE_CHECKING
 
-from handlers.port import Button, Media, Reply
-from handlers.turn import Turn
-from loyalty.callbacks import encode
+from loyalbot.chat.callbacks import encode
+from loyalbot.chat.port import Button, Media, Reply
+from loyalbot.handlers.turn import Turn
 
 if TYPE_CHECKING:
-    from handlers.router import Router
+    from loyalbot.handlers.router import Router
 
 log = logging.getLogger(__name__)
 ERASE_STEP = "privacy.erase"

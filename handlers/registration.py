@@ -11,17 +11,17 @@ import logging
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from handlers.birthdays import Unreadable, format_birthday, read_birthday
-from handlers.i18n import LANGUAGES, N_, Translator
-from handlers.port import Button, KeyButton, Reply
-from handlers.turn import Turn
-from loyalty.callbacks import encode
-from loyalty.errors import InvalidBirthday
-from loyalty.programme import BIRTHDAY_YEAR_UNKNOWN
-from loyalty.service import check_birthday
+from loyalbot.chat.callbacks import encode
+from loyalbot.chat.i18n import LANGUAGES, N_, Translator
+from loyalbot.chat.port import Button, KeyButton, Reply
+from loyalbot.handlers.birthdays import Unreadable, format_birthday, read_birthday
+from loyalbot.handlers.turn import Turn
+from loyalbot.loyalty.errors import InvalidBirthday
+from loyalbot.loyalty.programme import BIRTHDAY_YEAR_UNKNOWN
+from loyalbot.loyalty.service import check_birthday
 
 if TYPE_CHECKING:
-    from handlers.router import Router
+    from loyalbot.handlers.router import Router
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ async def choose_language(turn: Turn) -> list[Reply]:
     assert turn.callback is not None
     lang = turn.callback.verb
     if turn.member is not None:
-        from handlers.settings import switch_language
+        from loyalbot.handlers.settings import switch_language
 
         return await switch_language(turn, lang)
     if turn.step not in (None, "reg.lang", "reg.terms"):

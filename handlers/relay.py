@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from loyalty.outbound import (
+from loyalbot.chat.outbound import (
     BadRequest,
     Blocked,
     ChatSender,

@@ -11,16 +11,16 @@ import logging
 import secrets
 from typing import TYPE_CHECKING
 
-from handlers.coupons import coupon_photo
-from handlers.i18n import N_
-from handlers.port import Button, Reply
-from handlers.turn import Turn
-from loyalty.callbacks import encode
-from loyalty.errors import Refusal
-from loyalty.service import CatalogueItem
+from loyalbot.chat.callbacks import encode
+from loyalbot.chat.i18n import N_
+from loyalbot.chat.port import Button, Reply
+from loyalbot.handlers.coupons import coupon_photo
+from loyalbot.handlers.turn import Turn
+from loyalbot.loyalty.errors import Refusal
+from loyalbot.loyalty.service import CatalogueItem
 
 if TYPE_CHECKING:
-    from handlers.router import Router
+    from loyalbot.handlers.router import Router
 
 log = logging.getLogger(__name__)
 

@@ -16,16 +16,26 @@ import traceback
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from handlers.i18n import LANGUAGES, N_, Translator, pick_language, translations
-from handlers.port import Context, Incoming, Reply, clean_name, incoming_problem
-from handlers.turn import CAPTION_LIMIT, MENU, TEXT_LIMIT, TOAST_LIMIT, Handler, Interceptor, Turn, clip
-from loyalty.callbacks import decode
-from loyalty.errors import Refusal
-from storage import as_utc
+from loyalbot.chat.callbacks import decode
+from loyalbot.chat.i18n import LANGUAGES, N_, Translator, pick_language, translations
+from loyalbot.chat.port import Incoming, Reply, clean_name, incoming_problem
+from loyalbot.handlers.context import Context
+from loyalbot.handlers.turn import (
+    CAPTION_LIMIT,
+    MENU,
+    TEXT_LIMIT,
+    TOAST_LIMIT,
+    Handler,
+    Interceptor,
+    Turn,
+    clip,
+)
+from loyalbot.loyalty.errors import Refusal
+from loyalbot.storage import as_utc
 
 log = logging.getLogger(__name__)
 ACTIVITY_GRANULARITY = timedelta(minutes=5)
-# What a member is told when a text cannot be taken at all (see handlers.port.text_problem).
+# What a member is told when a text cannot be taken at all (see chat.port.text_problem).
 INPUT_REFUSALS = {"control": N_("input.control_characters"), "too_long": N_("input.too_long")}
 
 
@@ -59,7 +69,7 @@ class Router:
         self._commands[name.lower()] = _Route(handler, staff=staff, open=open or staff)
 
     def callback(self, action: str, handler: Handler, *, open: bool = False) -> None:
-        """Answer pressed buttons whose callback data decodes to `action` (see loyalty.callbacks.ACTIONS)."""
+        """Answer pressed buttons whose callback data decodes to `action` (see chat.callbacks.ACTIONS)."""
         self._callbacks[action] = _Route(handler, open=open)
 
     def step(self, prefix: str, handler: Handler, *, max_chars: int | None = None) -> None:
@@ -245,7 +255,7 @@ class Router:
 
 
 def _with_clean_names(incoming: Incoming) -> Incoming:
-    """The update with its profile names fit to store (see handlers.port.clean_name)."""
+    """The update with its profile names fit to store (see chat.port.clean_name)."""
     names = {"first_name": incoming.first_name, "last_name": incoming.last_name, "username": incoming.username}
     cleaned = {key: clean_name(value) for key, value in names.items()}
     return replace(incoming, **cleaned) if cleaned != names else incoming
@@ -279,7 +289,7 @@ def _within_limits(reply: Reply) -> Reply:
 
 def build_router(ctx: Context) -> Router:
     """The router with every member and counter conversation registered."""
-    from handlers import (
+    from loyalbot.handlers import (
         card,
         coupons,
         feedback,

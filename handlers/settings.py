@@ -8,16 +8,22 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from handlers.i18n import N_, Translator
-from handlers.port import Button, Reply
-from handlers.registration import birthday_saved, birthday_text, is_skip, language_buttons, typed_birthday
-from handlers.turn import Turn
-from loyalty.callbacks import encode
-from loyalty.errors import InvalidSetting
-from loyalty.service import NOTIFY_KINDS
+from loyalbot.chat.callbacks import encode
+from loyalbot.chat.i18n import N_, Translator
+from loyalbot.chat.port import Button, Reply
+from loyalbot.handlers.registration import (
+    birthday_saved,
+    birthday_text,
+    is_skip,
+    language_buttons,
+    typed_birthday,
+)
+from loyalbot.handlers.turn import Turn
+from loyalbot.loyalty.errors import InvalidSetting
+from loyalbot.loyalty.service import NOTIFY_KINDS
 
 if TYPE_CHECKING:
-    from handlers.router import Router
+    from loyalbot.handlers.router import Router
 
 log = logging.getLogger(__name__)
 

@@ -24,21 +24,21 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from handlers import registration
-from handlers.i18n import N_
-from handlers.menu import staff_help_lines
-from handlers.port import Button, Reply
-from handlers.turn import TOAST_LIMIT, Turn, clip
-from loyalty.amounts import parse_counter_amount
-from loyalty.callbacks import encode
-from loyalty.codes import normalise_coupon_code, valid_member_no
-from loyalty.errors import NotPermitted, Refusal, UnknownCoupon, UnknownMember
-from loyalty.phones import looks_like_phone
-from storage.models import Member
-from storage.throttle import MemoryThrottle
+from loyalbot.chat.callbacks import encode
+from loyalbot.chat.i18n import N_
+from loyalbot.chat.port import Button, Reply
+from loyalbot.handlers import registration
+from loyalbot.handlers.menu import staff_help_lines
+from loyalbot.handlers.turn import TOAST_LIMIT, Turn, clip
+from loyalbot.loyalty.amounts import parse_counter_amount
+from loyalbot.loyalty.codes import normalise_coupon_code, valid_member_no
+from loyalbot.loyalty.errors import NotPermitted, Refusal, UnknownCoupon, UnknownMember
+from loyalbot.loyalty.phones import looks_like_phone
+from loyalbot.storage.models import Member
+from loyalbot.storage.throttle import MemoryThrottle
 
 if TYPE_CHECKING:
-    from handlers.router import Router
+    from loyalbot.handlers.router import Router
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
-from storage import Db, utcnow
-from storage.models import ConversationState
+from loyalbot.storage import Db, utcnow
+from loyalbot.storage.models import ConversationState
 
 log = logging.getLogger(__name__)
 

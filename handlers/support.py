@@ -38,14 +38,15 @@ from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from handlers.i18n import N_, Translator
-from handlers.port import Button, Reply
-from handlers.relay import NoTopic, RelayItem, StaffRelay
-from handlers.turn import Turn, clip
-from loyalty.callbacks import decode, encode, survey_answer
-from loyalty.errors import MemberErased as MemberGone
-from loyalty.errors import Refusal
-from loyalty.handoff import (
+from loyalbot.chat.callbacks import decode, encode, survey_answer
+from loyalbot.chat.i18n import N_, Translator
+from loyalbot.chat.outbound import Blocked, Outgoing, RetryAfter, SendError, Sent, ThreadNotFound
+from loyalbot.chat.port import Button, Reply
+from loyalbot.handlers.relay import NoTopic, RelayItem, StaffRelay
+from loyalbot.handlers.turn import Turn, clip
+from loyalbot.loyalty.errors import MemberErased as MemberGone
+from loyalbot.loyalty.errors import Refusal
+from loyalbot.loyalty.handoff import (
     BOT,
     CLOSED,
     HUMAN,
@@ -57,13 +58,12 @@ from loyalty.handoff import (
     actor_member,
     actor_staff,
 )
-from loyalty.outbound import Blocked, Outgoing, RetryAfter, SendError, Sent, ThreadNotFound
-from loyalty.service import LoyaltyEvent, MemberErased
-from storage.models import HandoffConversation, Member
+from loyalbot.loyalty.service import LoyaltyEvent, MemberErased
+from loyalbot.storage.models import HandoffConversation, Member
 
 if TYPE_CHECKING:
-    from handlers.port import Context
-    from handlers.router import Router
+    from loyalbot.handlers.context import Context
+    from loyalbot.handlers.router import Router
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Answers to satisfaction surveys: the score buttons the scheduler sends, then an optional comment.
 
-The buttons' data is `loyalty.callbacks.survey_answer(survey_id, score)`. A second tap, a survey
+The buttons' data is `chat.callbacks.survey_answer(survey_id, score)`. A second tap, a survey
 that has closed, someone else's survey or a forged score is answered with a polite toast and
 changes nothing (the service refuses; nothing is written).
 """
@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from handlers.port import Button, Reply
-from handlers.turn import Turn
-from loyalty.callbacks import encode
-from loyalty.errors import InvalidFeedback, Refusal
+from loyalbot.chat.callbacks import encode
+from loyalbot.chat.port import Button, Reply
+from loyalbot.handlers.turn import Turn
+from loyalbot.loyalty.errors import InvalidFeedback, Refusal
 
 if TYPE_CHECKING:
-    from handlers.router import Router
+    from loyalbot.handlers.router import Router
 
 log = logging.getLogger(__name__)
 

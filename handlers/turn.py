@@ -15,12 +15,13 @@ from typing import Any
 
 import segno
 
-from handlers.i18n import N_, Translator
-from handlers.port import Context, Incoming, KeyButton, Reply
-from handlers.state import State
-from loyalty.callbacks import Callback
-from loyalty.errors import Refusal
-from storage.models import Member
+from loyalbot.chat.callbacks import Callback
+from loyalbot.chat.i18n import N_, Translator
+from loyalbot.chat.port import Incoming, KeyButton, Reply
+from loyalbot.handlers.context import Context
+from loyalbot.handlers.state import State
+from loyalbot.loyalty.errors import Refusal
+from loyalbot.storage.models import Member
 
 TEXT_LIMIT = 4096
 CAPTION_LIMIT = 1024

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from loyalty.errors import AmountFormat, AmountTooLarge
+from loyalbot.loyalty.errors import AmountFormat, AmountTooLarge
 
 DEFAULT_MAX = Decimal("10000")
 # re.ASCII: \d would otherwise match Arabic-Indic, full-width and other digits; written out to be plain.

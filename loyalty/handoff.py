@@ -23,9 +23,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from loyalty.errors import Refusal
-from storage import Db, as_utc, utcnow
-from storage.models import (
+from loyalbot.loyalty.errors import Refusal
+from loyalbot.storage import Db, as_utc, utcnow
+from loyalbot.storage.models import (
     AuditLog,
     Feedback,
     HandoffConversation,

@@ -13,10 +13,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from loyalbot.chat.languages import LANGUAGES
+
 DEFAULT_PROGRAMME = Path(__file__).with_name("default_programme.toml")
-LANGUAGES = ("en", "zh_Hans", "zh_Hant")
-# Babel locale for dates, numbers and money in each language, in chat and in scheduled messages alike.
-FORMAT_LOCALES = {"en": "en_GB", "zh_Hans": "zh_Hans_CN", "zh_Hant": "zh_Hant_TW"}
 
 
 # The year stored for a birthday given without one (the column is a date): a leap year, so 29 February

@@ -23,13 +23,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col, select
 
-from loyalty import errors
-from loyalty.codes import new_coupon_code, new_member_no, normalise_coupon_code, valid_member_no
-from loyalty.phones import normalise_phone, stored_forms
-from loyalty.programme import LANGUAGES, Programme
-from storage import Db, as_utc, utcnow
-from storage.inbox import effect_of, remember_effect
-from storage.models import (
+from loyalbot.chat.languages import LANGUAGES
+from loyalbot.loyalty import errors
+from loyalbot.loyalty.codes import new_coupon_code, new_member_no, normalise_coupon_code, valid_member_no
+from loyalbot.loyalty.phones import normalise_phone, stored_forms
+from loyalbot.loyalty.programme import Programme
+from loyalbot.storage import Db, as_utc, utcnow
+from loyalbot.storage.inbox import effect_of, remember_effect
+from loyalbot.storage.models import (
     AuditLog,
     ConversationState,
     Coupon,
@@ -1411,7 +1412,7 @@ class Loyalty:
         not yet sent, `sending` included, are skipped as ``erased``); support messages lose their words
         and open conversations are closed. The staff topic is left to support, told by `MemberErased`
         after the commit (and found again at start-up if the process stops first)."""
-        from loyalty.handoff import CLOSED, OPEN_STATES, HandoffStore
+        from loyalbot.loyalty.handoff import CLOSED, OPEN_STATES, HandoffStore
 
         now = as_utc(now or utcnow())
         async with self.db.transaction() as tx:

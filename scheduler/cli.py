@@ -24,17 +24,17 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from loyalty.programme import ProgrammeError, load_programme
-from loyalty.service import Loyalty
-from scheduler.dispatcher import outbox_counts
-from scheduler.kinds import DEFAULT_PARAMS, KINDS, RULES
-from scheduler.planner import Planner, PlanStats, SegmentProblem, check_segment, template_kind
-from scheduler.templates import LANGUAGES, TemplateBook, TemplateProblem, default_templates
-from scheduler.triggers import TriggerProblem, check_timing
-from storage import Db, as_utc, utcnow
-from storage.db import DEFAULT_URL, DbUrlError
-from storage.migrate import upgrade_async
-from storage.models import Schedule
+from loyalbot.loyalty.programme import ProgrammeError, load_programme
+from loyalbot.loyalty.service import Loyalty
+from loyalbot.scheduler.dispatcher import outbox_counts
+from loyalbot.scheduler.kinds import DEFAULT_PARAMS, KINDS, RULES
+from loyalbot.scheduler.planner import Planner, PlanStats, SegmentProblem, check_segment, template_kind
+from loyalbot.scheduler.templates import LANGUAGES, TemplateBook, TemplateProblem, default_templates
+from loyalbot.scheduler.triggers import TriggerProblem, check_timing
+from loyalbot.storage import Db, as_utc, utcnow
+from loyalbot.storage.db import DEFAULT_URL, DbUrlError
+from loyalbot.storage.migrate import upgrade_async
+from loyalbot.storage.models import Schedule
 
 console = Console()
 err = Console(stderr=True)

@@ -1,4 +1,4 @@
-"""A standalone outbox dispatcher process: `python -m scheduler.dispatch`.
+"""A standalone outbox dispatcher process: `python -m loyalbot.scheduler.dispatch`.
 
 Runs only the dispatcher (no jobs, no updates) against a Bot API server, e.g. to add sending
 capacity next to the bot on PostgreSQL, or in the crash test. Settings come from the environment
@@ -16,16 +16,16 @@ import logging
 import os
 import signal
 
-from scheduler.dispatcher import Dispatcher
-from storage import Db
-from storage.db import DEFAULT_URL, redact_url
+from loyalbot.scheduler.dispatcher import Dispatcher
+from loyalbot.storage import Db
+from loyalbot.storage.db import DEFAULT_URL, redact_url
 
 log = logging.getLogger("loyalbot.dispatch")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
-    parser = argparse.ArgumentParser(prog="python -m scheduler.dispatch", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m loyalbot.scheduler.dispatch", description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", default=env("LOYALBOT_DATABASE_URL", DEFAULT_URL))
     parser.add_argument("--api-url", default=env("LOYALBOT_TELEGRAM_API_URL", "https://api.telegram.org"))
     parser.add_argument("--rate", type=float, default=float(env("LOYALBOT_SEND_RATE", "30")))
@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def main(args: argparse.Namespace) -> None:
     # The runtimes' sender lives in bot/; imported here, at run time, so the scheduler room never
     # depends on bot/ when it is imported.
-    from bot.senders import AiogramSender, make_aiogram_bot
+    from loyalbot.bot.senders import AiogramSender, make_aiogram_bot
 
     token = os.environ.get("LOYALBOT_BOT_TOKEN", "").strip()
     if not token:

@@ -57,7 +57,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from loyalty.outbound import (
+from loyalbot.chat.outbound import (
     BadRequest,
     Blocked,
     Button,
@@ -69,8 +69,8 @@ from loyalty.outbound import (
     ThreadNotFound,
     Transient,
 )
-from storage import Db, as_utc, utcnow
-from storage.models import Member, Outbox
+from loyalbot.storage import Db, as_utc, utcnow
+from loyalbot.storage.models import Member, Outbox
 
 log = logging.getLogger(__name__)
 

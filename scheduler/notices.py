@@ -33,11 +33,21 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from loyalty.service import Loyalty
-from scheduler.planner import after_quiet_hours, member_zone
-from scheduler.templates import FALLBACK_NAME, CompiledTemplates, TemplateBook
-from storage import as_utc
-from storage.models import Coupon, LedgerEntry, Member, Notice, Outbox, Purchase, Reward, Schedule, TierChange
+from loyalbot.loyalty.service import Loyalty
+from loyalbot.scheduler.planner import after_quiet_hours, member_zone
+from loyalbot.scheduler.templates import FALLBACK_NAME, CompiledTemplates, TemplateBook
+from loyalbot.storage import as_utc
+from loyalbot.storage.models import (
+    Coupon,
+    LedgerEntry,
+    Member,
+    Notice,
+    Outbox,
+    Purchase,
+    Reward,
+    Schedule,
+    TierChange,
+)
 
 log = logging.getLogger(__name__)
 

@@ -41,13 +41,19 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from loyalty.service import Loyalty
-from scheduler.kinds import DEFAULT_CAP_DAYS, DEFAULT_OFFSET_DAYS, DEFAULT_PARAMS, RULES, SEGMENT_KEYS
-from scheduler.surveys import survey_buttons
-from scheduler.templates import FALLBACK_NAME, CompiledTemplates, TemplateBook
-from scheduler.triggers import parse_daily_time
-from storage import as_utc
-from storage.models import Coupon, LedgerEntry, Member, Outbox, Reward, Schedule, Survey, outbox_key
+from loyalbot.loyalty.service import Loyalty
+from loyalbot.scheduler.kinds import (
+    DEFAULT_CAP_DAYS,
+    DEFAULT_OFFSET_DAYS,
+    DEFAULT_PARAMS,
+    RULES,
+    SEGMENT_KEYS,
+)
+from loyalbot.scheduler.surveys import survey_buttons
+from loyalbot.scheduler.templates import FALLBACK_NAME, CompiledTemplates, TemplateBook
+from loyalbot.scheduler.triggers import parse_daily_time
+from loyalbot.storage import as_utc
+from loyalbot.storage.models import Coupon, LedgerEntry, Member, Outbox, Reward, Schedule, Survey, outbox_key
 
 log = logging.getLogger(__name__)
 

@@ -31,17 +31,17 @@ from typing import Any
 import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from loyalty.outbound import ChatSender
-from loyalty.service import CouponUsed, Loyalty, LoyaltyEvent, TierChanged
-from scheduler.dispatcher import Dispatcher
-from scheduler.kinds import RULES
-from scheduler.notices import DEFAULT_DELAY, Notifier
-from scheduler.planner import Planner, PlanStats, param
-from scheduler.surveys import DEFAULT_CSAT_DELAY
-from scheduler.templates import TemplateBook, default_templates
-from scheduler.triggers import TriggerProblem, build_trigger, missed_run
-from storage import Db, as_utc, utcnow
-from storage.models import Schedule
+from loyalbot.chat.outbound import ChatSender
+from loyalbot.loyalty.service import CouponUsed, Loyalty, LoyaltyEvent, TierChanged
+from loyalbot.scheduler.dispatcher import Dispatcher
+from loyalbot.scheduler.kinds import RULES
+from loyalbot.scheduler.notices import DEFAULT_DELAY, Notifier
+from loyalbot.scheduler.planner import Planner, PlanStats, param
+from loyalbot.scheduler.surveys import DEFAULT_CSAT_DELAY
+from loyalbot.scheduler.templates import TemplateBook, default_templates
+from loyalbot.scheduler.triggers import TriggerProblem, build_trigger, missed_run
+from loyalbot.storage import Db, as_utc, utcnow
+from loyalbot.storage.models import Schedule
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Satisfaction surveys: answer buttons, CSAT after a used coupon or a closed support conversation, reports.
 
 The answers themselves arrive as button presses and are stored by the conversations in handlers/
-(`Loyalty.record_survey_answer`); the callback data is `loyalty.callbacks.survey_answer(survey_id, score)`,
+(`Loyalty.record_survey_answer`); the callback data is `chat.callbacks.survey_answer(survey_id, score)`,
 "1:sv:<survey_id>:<score>".
 """
 
@@ -13,9 +13,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from loyalty.service import Loyalty, Scores
-from storage import as_utc
-from storage.models import Member, Outbox, Survey
+from loyalbot.chat.callbacks import survey_answer
+from loyalbot.loyalty.service import Loyalty, Scores
+from loyalbot.storage import as_utc
+from loyalbot.storage.models import Member, Outbox, Survey
 
 NPS_ROWS = ((0, 1, 2, 3, 4, 5), (6, 7, 8, 9, 10))
 CSAT_ROWS = ((1, 2, 3, 4, 5),)
@@ -23,12 +24,8 @@ DEFAULT_CSAT_DELAY = timedelta(minutes=30)
 
 
 def survey_answer_data(survey_id: int, score: int) -> str:
-    """Callback data of an answer button; the shared codec when loyalty/callbacks.py provides it."""
-    try:
-        from loyalty.callbacks import survey_answer  # type: ignore[import-not-found]
-    except ImportError:  # the codec's agreed format, until loyalty/callbacks.py exists
-        return f"1:sv:{survey_id}:{score}"
-    return str(survey_answer(survey_id, score))
+    """Callback data of an answer button, in the shared codec's format."""
+    return survey_answer(survey_id, score)
 
 
 def survey_buttons(kind: str, survey_id: int) -> list[list[dict[str, str]]]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,9 @@ from jinja2 import StrictUndefined, TemplateError, meta, pass_context
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
-from loyalty.programme import FORMAT_LOCALES, LANGUAGES
+from loyalbot.chat.languages import FORMAT_LOCALES, LANGUAGES
 
-LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
+LOCALES_DIR = Path(str(resources.files("loyalbot.locales")))  # the catalogues and templates, as installed
 # Same formats as the chat: "31 January 2027", not "January 31".
 BABEL_LOCALES = FORMAT_LOCALES
 MAX_MESSAGE_CHARS = 4096  # Telegram's limit for one text message

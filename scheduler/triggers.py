@@ -20,7 +20,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 
-from storage.clock import as_utc
+from loyalbot.storage.clock import as_utc
 
 LOCAL_TICK_MINUTES = 15
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")

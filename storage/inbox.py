@@ -27,9 +27,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from storage.clock import utcnow
-from storage.db import Db
-from storage.models import InboxUpdate, UpdateEffect
+from loyalbot.storage.clock import utcnow
+from loyalbot.storage.db import Db
+from loyalbot.storage.models import InboxUpdate, UpdateEffect
 
 log = logging.getLogger(__name__)
 

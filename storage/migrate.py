@@ -13,8 +13,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
 
-import storage.models  # noqa: F401
-from storage.db import normalise_url
+import loyalbot.storage.models  # noqa: F401
+from loyalbot.storage.db import normalise_url
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 

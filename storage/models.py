@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from storage.clock import utcnow
+from loyalbot.storage.clock import utcnow
 
 # Constraint names are fixed so that Alembic migrations are the same on SQLite and PostgreSQL.
 SQLModel.metadata.naming_convention = {

@@ -20,8 +20,8 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from storage.db import Db
-from storage.models import ThrottleCounter
+from loyalbot.storage.db import Db
+from loyalbot.storage.models import ThrottleCounter
 
 
 class Throttle(Protocol):

@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
-from loyalty import Loyalty, load_programme
-from storage import Db
-from storage.migrate import upgrade
+from loyalbot.loyalty import Loyalty, load_programme
+from loyalbot.storage import Db
+from loyalbot.storage.migrate import upgrade
 
 PG_ENV = "LOYALBOT_TEST_DATABASE_URL"
 NO_PG = f"PostgreSQL run skipped: set {PG_ENV} (e.g. postgresql://postgres@127.0.0.1:5432/test) to run it"

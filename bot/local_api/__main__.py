@@ -1,4 +1,4 @@
-"""Run the local Bot API server standalone: ``python -m bot.local_api --port 8080``."""
+"""Run the local Bot API server standalone: ``python -m loyalbot.bot.local_api --port 8080``."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ async def _serve(args: argparse.Namespace, demo_config: dict[str, Any] | None) -
 
 def main() -> None:
     """Parse arguments and serve until interrupted."""
-    parser = argparse.ArgumentParser(prog="python -m bot.local_api", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m loyalbot.bot.local_api", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--token", action="append", help="pre-register a bot token (repeatable)")

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from loyalty import Loyalty, errors, load_programme
-from storage import Db
-from storage.models import LedgerEntry, Member, Purchase, TierChange
+from loyalbot.loyalty import Loyalty, errors, load_programme
+from loyalbot.storage import Db
+from loyalbot.storage.models import LedgerEntry, Member, Purchase, TierChange
 from tests.conftest import NO_PG, truncate_all
 
 NOW = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)

@@ -15,8 +15,8 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from loyalty import Loyalty, errors, load_programme
-from storage import Db
+from loyalbot.loyalty import Loyalty, errors, load_programme
+from loyalbot.storage import Db
 from tests.conftest import NO_PG, truncate_all
 
 NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)

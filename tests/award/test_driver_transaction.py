@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from storage import Db
+from loyalbot.storage import Db
 from tests.conftest import NO_PG, truncate_all
 
 INSERT_STAFF = "INSERT INTO staff (telegram_id, role, added_at) VALUES ($1, 'agent', now())"

@@ -92,7 +92,7 @@ class DemoProcess:
         self.runs += 1
         with self.log_path.open("w") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "bot.cli", "demo", "--port", str(self.port),
+                [sys.executable, "-m", "loyalbot.bot.cli", "demo", "--port", str(self.port),
                  "--console-port", str(self.console_port)],
                 cwd=self.folder, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 90

@@ -18,8 +18,8 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
-from bot.local_api import LocalApiControl
-from handlers.i18n import Translator
+from loyalbot.bot.local_api import LocalApiControl
+from loyalbot.chat.i18n import Translator
 from tests.browser.conftest import CHROMIUM_ARGS, DemoProcess
 
 pytestmark = pytest.mark.browser

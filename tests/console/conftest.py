@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from console.api import HttpLimits, create_api_key, create_app
-from storage.throttle import SqlThrottle
+from loyalbot.console.api import HttpLimits, create_api_key, create_app
+from loyalbot.storage.throttle import SqlThrottle
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from console.api import create_api_key, create_app, revoke_api_key
+from loyalbot.console.api import create_api_key, create_app, revoke_api_key
 from tests.console.helpers import business_snapshot as snapshot
 
 

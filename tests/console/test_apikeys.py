@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 
-from console.api import create_api_key, create_app, list_api_keys, revoke_api_key
-from loyalty import Loyalty, load_programme
-from storage import Db
+from loyalbot.console.api import create_api_key, create_app, list_api_keys, revoke_api_key
+from loyalbot.loyalty import Loyalty, load_programme
+from loyalbot.storage import Db
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def cli(*args: str, url: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOYALBOT_")} | {
         "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "bot.cli", "apikey", *args, "--database-url", url],
+    return subprocess.run([sys.executable, "-m", "loyalbot.bot.cli", "apikey", *args, "--database-url", url],
                           capture_output=True, text=True, env=env, timeout=120)
 
 

@@ -7,9 +7,9 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from console.api import create_app
-from console.dashboard import build_dashboard
-from storage import utcnow
+from loyalbot.console.api import create_app
+from loyalbot.console.dashboard import build_dashboard
+from loyalbot.storage import utcnow
 
 
 @pytest.fixture

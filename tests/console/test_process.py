@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from console.api import create_api_key
+from loyalbot.console.api import create_api_key
 
 ROOT = Path(__file__).resolve().parents[2]
 MB = 1024 * 1024
@@ -39,7 +39,7 @@ def start_api(store_url: str, cwd: Path, **settings: str):
         "PYTHONPATH": str(ROOT), "LOYALBOT_DATABASE_URL": store_url, "LOYALBOT_CONSOLE_PASSWORD": "s3cret-pass",
         "LOYALBOT_API_MAX_BODY_BYTES": "16384"} | {f"LOYALBOT_{k.upper()}": v for k, v in settings.items()}
     output = (cwd / f"api-{port}.log").open("w")  # a file, not a pipe: a full pipe would stall the server
-    process = subprocess.Popen([sys.executable, "-m", "bot.cli", "api", "--port", str(port)], env=env, cwd=cwd,
+    process = subprocess.Popen([sys.executable, "-m", "loyalbot.bot.cli", "api", "--port", str(port)], env=env, cwd=cwd,
                                stdout=output, stderr=subprocess.STDOUT, text=True)
     process.log_path = Path(output.name)  # type: ignore[attr-defined]
     base = f"http://127.0.0.1:{port}"
@@ -156,9 +156,9 @@ async def test_the_console_inside_the_bot_shares_its_loop_throttle_and_settings(
     """What `loyalbot run` starts: the same app, on the bot's own Db, its throttle shared with the handlers."""
     from types import SimpleNamespace
 
-    from bot.settings import load_settings
-    from console.service import ConsoleService
-    from storage.throttle import SqlThrottle
+    from loyalbot.bot.settings import load_settings
+    from loyalbot.console.service import ConsoleService
+    from loyalbot.storage.throttle import SqlThrottle
 
     settings = load_settings(database_url=db.url, console_password="s3cret-pass", lookup_limit=2)
     bot = SimpleNamespace(settings=settings, db=db, loyalty=loyalty, seed_services={},

@@ -25,9 +25,9 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from console.api import create_api_key
-from loyalty import Loyalty, load_programme
-from storage import Db
+from loyalbot.console.api import create_api_key
+from loyalbot.loyalty import Loyalty, load_programme
+from loyalbot.storage import Db
 from tests.console.helpers import business_snapshot
 from tests.console.test_process import start_api, stop_api
 

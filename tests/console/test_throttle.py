@@ -13,10 +13,10 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import web
 
-from bot.webhook import SECRET_HEADER, WEBHOOK_GUARD, webhook_app
-from console.api import HttpLimits, create_api_key, create_app
-from storage import Db
-from storage.throttle import FailureLimit, MemoryThrottle, RedisThrottle, SqlThrottle, make_throttle
+from loyalbot.bot.webhook import SECRET_HEADER, WEBHOOK_GUARD, webhook_app
+from loyalbot.console.api import HttpLimits, create_api_key, create_app
+from loyalbot.storage import Db
+from loyalbot.storage.throttle import FailureLimit, MemoryThrottle, RedisThrottle, SqlThrottle, make_throttle
 
 REDIS_ENV = "LOYALBOT_TEST_REDIS_URL"
 
@@ -107,7 +107,7 @@ def test_the_factory_picks_redis_when_configured(db):
 
 
 async def test_console_password_guesses_are_locked_out_per_address(web, caplog):
-    with caplog.at_level(logging.WARNING, logger="console.api"):
+    with caplog.at_level(logging.WARNING, logger="loyalbot.console.api"):
         guesses = [await web.get("/console", auth=("operator", f"guess-{i}")) for i in range(3)]
         locked = await web.get("/console", auth=("operator", "guess-3"))
         right_but_locked = await web.get("/console", auth=("operator", "s3cret-pass"))
@@ -124,7 +124,7 @@ async def test_console_password_guesses_are_locked_out_per_address(web, caplog):
 
 
 async def test_api_key_guesses_are_locked_out_per_address(web, ann, caplog):
-    with caplog.at_level(logging.WARNING, logger="console.api"):
+    with caplog.at_level(logging.WARNING, logger="loyalbot.console.api"):
         guesses = [await web.get(f"/api/v1/members/{ann.member_no}", headers={"Authorization": f"Bearer lb_{i}"})
                    for i in range(4)]
         right_but_locked = await web.get(f"/api/v1/members/{ann.member_no}")

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loyalty.amounts import parse_counter_amount
-from loyalty.errors import AmountFormat, AmountTooLarge, InvalidAmount
+from loyalbot.loyalty.amounts import parse_counter_amount
+from loyalbot.loyalty.errors import AmountFormat, AmountTooLarge, InvalidAmount
 
 
 @pytest.mark.parametrize(("typed", "amount"), [

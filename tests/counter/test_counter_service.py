@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from loyalty import errors
-from loyalty.programme import load_programme
-from storage.models import AuditLog, LedgerEntry
+from loyalbot.loyalty import errors
+from loyalbot.loyalty.programme import load_programme
+from loyalbot.storage.models import AuditLog, LedgerEntry
 from tests.foundation.helpers import snapshot
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)

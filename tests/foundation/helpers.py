@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
-from storage import Db
+from loyalbot.storage import Db
 
 
 async def snapshot(db: Db) -> dict[str, Any]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from loyalty import Loyalty, errors, load_programme
-from storage import Db
+from loyalbot.loyalty import Loyalty, errors, load_programme
+from loyalbot.storage import Db
 
 NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
 

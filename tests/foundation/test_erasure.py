@@ -8,8 +8,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from loyalty.handoff import CLOSED, HandoffStore
-from storage.models import ConversationState, InboxUpdate, LedgerEntry, Outbox, Purchase, Schedule
+from loyalbot.loyalty.handoff import CLOSED, HandoffStore
+from loyalbot.storage.models import ConversationState, InboxUpdate, LedgerEntry, Outbox, Purchase, Schedule
 from tests.foundation import helpers
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -99,7 +99,7 @@ async def test_after_erasure_no_table_holds_the_members_name_phone_telegram_id_o
 
 
 async def test_erasing_tells_listeners_after_the_commit(loyalty, db):
-    from loyalty.service import MemberErased
+    from loyalbot.loyalty.service import MemberErased
 
     ann, _ = await _member_with_a_history(loyalty, db)
     heard: list[Any] = []

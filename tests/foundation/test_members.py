@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from loyalty import errors
-from loyalty.codes import valid_member_no
+from loyalbot.loyalty import errors
+from loyalbot.loyalty.codes import valid_member_no
 from tests.foundation.helpers import snapshot
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -122,7 +122,7 @@ async def test_export_holds_everything_and_erase_keeps_only_anonymous_books(loya
 
 
 async def test_a_welcome_bonus_is_a_lot_given_once(db, programme):
-    from loyalty import Loyalty
+    from loyalbot.loyalty import Loyalty
 
     generous = programme.model_copy(update={"earning": programme.earning.model_copy(update={"welcome_bonus": 200})})
     loyalty = Loyalty(db, generous)

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, StatementError
 
-from storage import Db
-from storage.migrate import schema_drift, upgrade
-from storage.models import Outbox, Schedule, outbox_key
+from loyalbot.storage import Db
+from loyalbot.storage.migrate import schema_drift, upgrade
+from loyalbot.storage.models import Outbox, Schedule, outbox_key
 from tests.conftest import NO_PG, _admin_exec, pg_server_url
 from tests.foundation.helpers import snapshot
 

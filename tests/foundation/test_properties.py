@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loyalty import Loyalty, errors, load_programme
-from storage import Db
+from loyalbot.loyalty import Loyalty, errors, load_programme
+from loyalbot.storage import Db
 from tests.conftest import truncate_all
 from tests.foundation.helpers import snapshot
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from loyalty import errors
-from loyalty.codes import ALPHABET, normalise_coupon_code
+from loyalbot.loyalty import errors
+from loyalbot.loyalty.codes import ALPHABET, normalise_coupon_code
 from tests.foundation.helpers import snapshot
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)

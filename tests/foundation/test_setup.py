@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import SettingsError, load_settings
-from loyalty.programme import ProgrammeError, load_programme
-from storage.migrate import current_revision, head_revision, schema_drift, upgrade_async
+from loyalbot.bot.settings import SettingsError, load_settings
+from loyalbot.loyalty.programme import ProgrammeError, load_programme
+from loyalbot.storage.migrate import current_revision, head_revision, schema_drift, upgrade_async
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,7 @@ async def test_migrating_twice_changes_nothing(store_url):
 
 def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("LOYALBOT_")} | (env or {})
-    return subprocess.run([sys.executable, "-m", "bot.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "loyalbot.bot.cli", *args], capture_output=True, text=True,
                           env=full_env | {"PYTHONPATH": str(ROOT)}, cwd=cwd or ROOT, timeout=120)
 
 

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from handlers.config import ChatConfig
-from handlers.port import Context
-from handlers.router import build_router
-from handlers.state import SqlStateStore
-from loyalty.programme import Programme, load_programme
-from loyalty.service import Loyalty
-from storage import Db
+from loyalbot.handlers.config import ChatConfig
+from loyalbot.handlers.context import Context
+from loyalbot.handlers.router import build_router
+from loyalbot.handlers.state import SqlStateStore
+from loyalbot.loyalty.programme import Programme, load_programme
+from loyalbot.loyalty.service import Loyalty
+from loyalbot.storage import Db
 from tests.handlers.conftest import START, Chat, Clock
 
 

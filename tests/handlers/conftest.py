@@ -18,16 +18,17 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
-import storage.models  # noqa: F401  (all tables on the metadata)
-from handlers.config import ChatConfig
-from handlers.port import Contact, Context, Incoming, IncomingMedia, Reply, parse_command
-from handlers.router import Router, build_router
-from handlers.state import SqlStateStore
-from loyalty.programme import load_programme
-from loyalty.service import Loyalty
-from storage import Db
-from storage.migrate import upgrade
-from storage.models import Member, Reward
+import loyalbot.storage.models  # noqa: F401  (all tables on the metadata)
+from loyalbot.chat.port import Contact, Incoming, IncomingMedia, Reply, parse_command
+from loyalbot.handlers.config import ChatConfig
+from loyalbot.handlers.context import Context
+from loyalbot.handlers.router import Router, build_router
+from loyalbot.handlers.state import SqlStateStore
+from loyalbot.loyalty.programme import load_programme
+from loyalbot.loyalty.service import Loyalty
+from loyalbot.storage import Db
+from loyalbot.storage.migrate import upgrade
+from loyalbot.storage.models import Member, Reward
 
 START = datetime(2026, 3, 10, 11, 0, tzinfo=UTC)
 LANGUAGE_CODES = {"en": "en", "zh_Hans": "zh-hans", "zh_Hant": "zh-hant"}

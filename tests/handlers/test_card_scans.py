@@ -12,7 +12,7 @@ import io
 import zxingcpp
 from PIL import Image
 
-from loyalty.codes import normalise_coupon_code
+from loyalbot.loyalty.codes import normalise_coupon_code
 
 QUIET_ZONE_MODULES = 4
 SCALE = 8

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from handlers.i18n import Translator, pick_language
-from loyalty.callbacks import ACTIONS, Callback, decode, encode, survey_answer
+from loyalbot.chat.callbacks import ACTIONS, Callback, decode, encode, survey_answer
+from loyalbot.chat.i18n import Translator, pick_language
 
 
 def test_round_trip_with_typed_arguments():

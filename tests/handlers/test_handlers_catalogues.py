@@ -10,8 +10,8 @@ import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
-import loyalty.errors as errors
-from handlers.i18n import LANGUAGES, catalogue_path
+import loyalbot.loyalty.errors as errors
+from loyalbot.chat.i18n import LANGUAGES, catalogue_path
 
 HANDLERS = Path(__file__).resolve().parents[2] / "handlers"
 KEYWORDS = {"t": None, "n": (1, 2), "N_": None, "toast": None}
@@ -91,7 +91,7 @@ def test_every_refusal_has_a_member_facing_message():
 
 
 def test_menu_labels_are_distinct_in_every_language():
-    from handlers.turn import MENU
+    from loyalbot.handlers.turn import MENU
 
     for lang in LANGUAGES:
         labels = [catalogue(lang)[key][0] for _, key in MENU]

@@ -7,11 +7,11 @@ from datetime import date
 
 import pytest
 
-from handlers.config import ChatConfig
-from handlers.i18n import Translator
-from handlers.port import Contact, IncomingMedia
-from loyalty.callbacks import encode, survey_answer
-from loyalty.programme import load_programme
+from loyalbot.chat.callbacks import encode, survey_answer
+from loyalbot.chat.i18n import Translator
+from loyalbot.chat.port import Contact, IncomingMedia
+from loyalbot.handlers.config import ChatConfig
+from loyalbot.loyalty.programme import load_programme
 from tests.handlers.chatinput_support import make_chat, store_chat_fixture
 
 store_chat = store_chat_fixture()

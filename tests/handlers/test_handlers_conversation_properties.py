@@ -23,9 +23,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from handlers.i18n import LANGUAGES, Translator
-from handlers.port import TEXT_MAX, text_problem
-from loyalty.callbacks import ACTIONS, decode, survey_answer
+from loyalbot.chat.callbacks import ACTIONS, decode, survey_answer
+from loyalbot.chat.i18n import LANGUAGES, Translator
+from loyalbot.chat.port import TEXT_MAX, text_problem
 from tests.handlers.chatinput_support import store_chat_fixture
 
 store_chat = store_chat_fixture()

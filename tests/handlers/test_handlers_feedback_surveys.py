@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from loyalty.callbacks import survey_answer
-from storage.models import Feedback, SurveyAnswer
+from loyalbot.chat.callbacks import survey_answer
+from loyalbot.storage.models import Feedback, SurveyAnswer
 
 
 async def test_feedback_with_rating_gets_a_reference_and_reaches_the_sink(chat):

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from loyalty.callbacks import survey_answer
+from loyalbot.chat.callbacks import survey_answer
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 

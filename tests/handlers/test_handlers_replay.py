@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from handlers.port import Incoming
-from storage.models import Feedback
+from loyalbot.chat.port import Incoming
+from loyalbot.storage.models import Feedback
 
 
 async def _again(chat, ann, key: str, **payload) -> list:

@@ -132,7 +132,7 @@ async def test_erasure_needs_a_confirmation_and_start_begins_afresh(chat):
 
 
 async def test_a_forged_or_replayed_erase_confirmation_erases_nothing(chat):
-    from loyalty.callbacks import encode
+    from loyalbot.chat.callbacks import encode
 
     ann = await chat.registered(10, points=200)
     await ann.press_data(encode("pv", "y", "guessed"))  # never asked

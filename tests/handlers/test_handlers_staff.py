@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from loyalty.callbacks import encode
-from storage.models import AuditLog
-from storage.throttle import MemoryThrottle
+from loyalbot.chat.callbacks import encode
+from loyalbot.storage.models import AuditLog
+from loyalbot.storage.throttle import MemoryThrottle
 
 
 async def _coupon_for(chat, person, reward="coffee"):
@@ -130,7 +130,7 @@ async def test_help_shows_counter_commands_only_to_staff(chat):
 
 
 async def test_an_award_delivered_twice_is_recorded_once(chat):
-    from handlers.port import Incoming, parse_command
+    from loyalbot.chat.port import Incoming, parse_command
 
     ann = await chat.registered(8)
     number = (await ann.member()).member_no

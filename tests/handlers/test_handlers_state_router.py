@@ -8,10 +8,10 @@ import uuid
 
 import pytest
 
-from handlers.port import Incoming, Reply
-from handlers.router import build_router
-from handlers.state import RedisStateStore, SqlStateStore
-from storage import Db
+from loyalbot.chat.port import Incoming, Reply
+from loyalbot.handlers.router import build_router
+from loyalbot.handlers.state import RedisStateStore, SqlStateStore
+from loyalbot.storage import Db
 
 
 async def test_sql_state_survives_a_restart(tmp_path, migrated_template):

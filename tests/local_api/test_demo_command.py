@@ -27,7 +27,7 @@ def env(**extra: str) -> dict[str, str]:
 
 
 def loyalbot(*args: str, cwd: Path, timeout: float = 60, **extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=cwd, env=env(**extra), capture_output=True,
+    return subprocess.run([sys.executable, "-m", "loyalbot.bot.cli", *args], cwd=cwd, env=env(**extra), capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -87,7 +87,7 @@ class Demo:
     def start(self, *extra: str) -> str:
         with self.out.open("w") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "bot.cli", "demo", "--port", str(self.port), "--console-port",
+                [sys.executable, "-m", "loyalbot.bot.cli", "demo", "--port", str(self.port), "--console-port",
                  str(self.console_port), *extra], cwd=self.folder, env=env(COLUMNS="250"), stdout=out,
                 stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 90
@@ -160,7 +160,7 @@ def all_commands(group: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple
 def test_every_help_reads_at_80_columns(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from bot.cli import app
+    from loyalbot.bot.cli import app
 
     result = loyalbot("--help", cwd=tmp_path)  # once as a person runs it
     assert result.returncode == 0 and "<bool>" not in result.stdout, result.stdout

@@ -12,9 +12,9 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from bot.local_api import LocalApiControl, LocalApiControlError, LocalBotApi
-from bot.local_api.formatting import parse_text
-from bot.local_api.world import make_png
+from loyalbot.bot.local_api import LocalApiControl, LocalApiControlError, LocalBotApi
+from loyalbot.bot.local_api.formatting import parse_text
+from loyalbot.bot.local_api.world import make_png
 
 pytestmark = pytest.mark.asyncio
 

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from bot.local_api import LocalApiControl, LocalBotApi
-from bot.senders import AiogramSender, PtbSender, make_aiogram_bot, make_ptb_bot
+from loyalbot.bot.local_api import LocalApiControl, LocalBotApi
+from loyalbot.bot.senders import AiogramSender, PtbSender, make_aiogram_bot, make_ptb_bot
 
 TOKEN = "424242:runtime-test-token"
 

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from bot.local_api import LocalApiControl, LocalBotApi
-from storage.models import Feedback, InboxUpdate, Member
+from loyalbot.bot.local_api import LocalApiControl, LocalBotApi
+from loyalbot.storage.models import Feedback, InboxUpdate, Member
 from tests.runtime.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +52,7 @@ async def _start_bot(env: dict[str, str], tg: LocalApiControl, log: Path, webhoo
     before = len(await tg.calls(method=ready_call))
     with log.open("ab") as out:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.cli", "run", cwd=ROOT, env=env, stdout=out, stderr=out)
+            sys.executable, "-m", "loyalbot.bot.cli", "run", cwd=ROOT, env=env, stdout=out, stderr=out)
     await _until(lambda: _count_calls(tg, ready_call, before), what=f"the bot's first {ready_call}",
                  process=process, log=log)
     return process

@@ -12,15 +12,15 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import web
 
-from bot.aiogram_runtime import AiogramRuntime
-from bot.local_api import LocalApiControl, LocalBotApi
-from bot.ptb_runtime import PtbRuntime
-from bot.runtime import Connection, received
-from bot.webhook import SECRET_HEADER, webhook_app
-from handlers.port import Incoming, Reply
-from storage import utcnow
-from storage.inbox import SqlInbox
-from storage.models import InboxUpdate
+from loyalbot.bot.aiogram_runtime import AiogramRuntime
+from loyalbot.bot.local_api import LocalApiControl, LocalBotApi
+from loyalbot.bot.ptb_runtime import PtbRuntime
+from loyalbot.bot.runtime import Connection, received
+from loyalbot.bot.webhook import SECRET_HEADER, webhook_app
+from loyalbot.chat.port import Incoming, Reply
+from loyalbot.storage import utcnow
+from loyalbot.storage.inbox import SqlInbox
+from loyalbot.storage.models import InboxUpdate
 from tests.runtime.conftest import TOKEN, free_port
 
 SECRET = "inbox-Secret_9"

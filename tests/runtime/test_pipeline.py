@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from bot.aiogram_runtime import AiogramRuntime
-from bot.local_api import LocalApiControl, LocalBotApi
-from bot.ptb_runtime import PtbRuntime
-from bot.runtime import Connection
-from handlers.port import Incoming, Reply
+from loyalbot.bot.aiogram_runtime import AiogramRuntime
+from loyalbot.bot.local_api import LocalApiControl, LocalBotApi
+from loyalbot.bot.ptb_runtime import PtbRuntime
+from loyalbot.bot.runtime import Connection
+from loyalbot.chat.port import Incoming, Reply
 from tests.runtime.conftest import TOKEN
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -9,12 +9,12 @@ import httpx
 import pytest
 from aiohttp import web
 
-from bot.aiogram_runtime import AiogramRuntime
-from bot.local_api import LocalApiControl, LocalBotApi
-from bot.ptb_runtime import PtbRuntime
-from bot.runtime import Connection
-from bot.webhook import SECRET_HEADER, WebhookConfigError, check_webhook_settings, webhook_app
-from handlers.port import Incoming, Reply
+from loyalbot.bot.aiogram_runtime import AiogramRuntime
+from loyalbot.bot.local_api import LocalApiControl, LocalBotApi
+from loyalbot.bot.ptb_runtime import PtbRuntime
+from loyalbot.bot.runtime import Connection
+from loyalbot.bot.webhook import SECRET_HEADER, WebhookConfigError, check_webhook_settings, webhook_app
+from loyalbot.chat.port import Incoming, Reply
 from tests.runtime.conftest import TOKEN, free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

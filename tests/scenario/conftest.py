@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bot.app import App
-from bot.local_api import LocalApiControl, LocalBotApi
-from bot.runtime import Connection
-from bot.settings import Settings, load_settings
+from loyalbot.bot.app import App
+from loyalbot.bot.local_api import LocalApiControl, LocalBotApi
+from loyalbot.bot.runtime import Connection
+from loyalbot.bot.settings import Settings, load_settings
 from tests.scenario.driver import Chat, TestClock
 
 TOKEN = "777000:scenario-token"

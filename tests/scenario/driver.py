@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.app import App
-from bot.local_api import SELF, LocalApiControl
-from handlers.i18n import Translator, pick_language
-from storage.clock import utcnow
+from loyalbot.bot.app import App
+from loyalbot.bot.local_api import SELF, LocalApiControl
+from loyalbot.chat.i18n import Translator, pick_language
+from loyalbot.storage.clock import utcnow
 
 WAIT_SECONDS = 15.0
 

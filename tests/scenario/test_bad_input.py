@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from handlers.i18n import Translator
-from loyalty.callbacks import encode
+from loyalbot.chat.callbacks import encode
+from loyalbot.chat.i18n import Translator
 from tests.scenario.driver import Chat, Person
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

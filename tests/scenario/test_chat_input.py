@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from handlers.i18n import Translator
+from loyalbot.chat.i18n import Translator
 from tests.scenario.driver import Chat
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

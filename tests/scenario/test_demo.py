@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import App
-from bot.commands import DEMO_IDENTITIES, run_demo
-from bot.local_api import LocalApiControl
+from loyalbot.bot.app import App
+from loyalbot.bot.commands import DEMO_IDENTITIES, run_demo
+from loyalbot.bot.local_api import LocalApiControl
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -1,6 +1,6 @@
 """The two "Done when" walkthroughs, automated against `loyalbot demo` (run_demo) on both runtimes.
 
-* Scheduler: while the demo runs, an operator in another process (`python -m bot.cli schedule ...`
+* Scheduler: while the demo runs, an operator in another process (`python -m loyalbot.bot.cli schedule ...`
   on the demo's SQLite file) adds a birthday message and a points-expiry reminder, previews them and
   runs them now. The operator's process only plans (outbox rows); the demo's own dispatcher, polling
   the outbox, delivers them to the chat of a member who joined in Chinese, in Chinese.
@@ -26,15 +26,15 @@ import pytest
 import sqlalchemy as sa
 from babel.dates import format_date
 
-from bot.app import App
-from bot.commands import DEMO_IDENTITIES, DEMO_WELCOME_BONUS, run_demo
-from bot.local_api import LocalApiControl
-from bot.seed import DEMO_EXPIRING_DAYS, DEMO_EXPIRING_POINTS
-from handlers.i18n import Translator
-from scheduler.service import SchedulerService
-from scheduler.templates import BABEL_LOCALES
-from storage import utcnow
-from storage.models import Outbox, Schedule, Survey, SurveyAnswer
+from loyalbot.bot.app import App
+from loyalbot.bot.commands import DEMO_IDENTITIES, DEMO_WELCOME_BONUS, run_demo
+from loyalbot.bot.local_api import LocalApiControl
+from loyalbot.bot.seed import DEMO_EXPIRING_DAYS, DEMO_EXPIRING_POINTS
+from loyalbot.chat.i18n import Translator
+from loyalbot.scheduler.service import SchedulerService
+from loyalbot.scheduler.templates import BABEL_LOCALES
+from loyalbot.storage import utcnow
+from loyalbot.storage.models import Outbox, Schedule, Survey, SurveyAnswer
 from tests.scenario.driver import Chat, Person, eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -50,11 +50,11 @@ def identity(role: str, language_code: str) -> dict[str, Any]:
 
 
 async def operator_cli(folder: Path, database: Path, *args: str) -> str:
-    """`python -m bot.cli ...` in its own process, in the demo's folder, on the demo's store; returns its output."""
+    """`python -m loyalbot.bot.cli ...` in its own process, in the demo's folder, on the demo's store; returns its output."""
     env = {**os.environ, "LOYALBOT_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
            "COLUMNS": "200", "NO_COLOR": "1"}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot.cli", *args, cwd=folder, env=env,
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "loyalbot.bot.cli", *args, cwd=folder, env=env,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out, _ = await asyncio.wait_for(proc.communicate(), CLI_SECONDS)
     text = out.decode()

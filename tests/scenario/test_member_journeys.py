@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from handlers.config import ChatConfig
-from handlers.i18n import Translator
+from loyalbot.chat.i18n import Translator
+from loyalbot.handlers.config import ChatConfig
 from tests.scenario.driver import Chat, Person
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -140,7 +140,7 @@ async def test_a_member_cannot_use_coupons_even_with_a_forged_button(chat: Chat)
     await eve.send(f"/use {code}")
     assert await chat.coupons_of(ann) == 1
     any_message = (await eve.transcript())[-1]["message_id"]
-    from loyalty.callbacks import encode
+    from loyalbot.chat.callbacks import encode
 
     await eve.press_data(any_message, encode("us", "y", code))
     assert eve.saw(Translator("en").t("error.not_permitted"))

@@ -19,13 +19,13 @@ import pytest
 import pytest_asyncio
 import sqlalchemy as sa
 
-from bot.app import App
-from bot.local_api import LocalApiControl, LocalBotApi
-from bot.runtime import Connection
-from console.api import create_api_key, create_app
-from scheduler.notices import DEFAULT_DELAY
-from scheduler.service import attach as attach_scheduler
-from storage.models import Notice, Outbox
+from loyalbot.bot.app import App
+from loyalbot.bot.local_api import LocalApiControl, LocalBotApi
+from loyalbot.bot.runtime import Connection
+from loyalbot.console.api import create_api_key, create_app
+from loyalbot.scheduler.notices import DEFAULT_DELAY
+from loyalbot.scheduler.service import attach as attach_scheduler
+from loyalbot.storage.models import Notice, Outbox
 from tests.scenario.conftest import FRAMEWORKS, TOKEN, scenario_settings
 from tests.scenario.driver import Chat, Person, TestClock, eventually
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.local_api import LocalApiControl, LocalBotApi
+from loyalbot.bot.local_api import LocalApiControl, LocalBotApi
 from tests.scenario.conftest import start_app
 from tests.scenario.driver import Chat, TestClock
 

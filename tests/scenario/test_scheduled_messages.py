@@ -25,18 +25,18 @@ from babel.dates import format_date
 from babel.numbers import format_decimal
 from typer.testing import CliRunner
 
-from bot.app import App
-from bot.cli import app as loyalbot_cli
-from bot.local_api import LocalApiControl, LocalBotApi
-from bot.runtime import Connection
-from handlers.i18n import Translator
-from loyalty.callbacks import survey_answer
-from scheduler.planner import Planner, PlanStats
-from scheduler.service import SchedulerService
-from scheduler.service import attach as attach_scheduler
-from scheduler.templates import BABEL_LOCALES, TemplateBook, default_templates
-from storage import utcnow
-from storage.models import Outbox, Schedule, Survey, SurveyAnswer
+from loyalbot.bot.app import App
+from loyalbot.bot.cli import app as loyalbot_cli
+from loyalbot.bot.local_api import LocalApiControl, LocalBotApi
+from loyalbot.bot.runtime import Connection
+from loyalbot.chat.callbacks import survey_answer
+from loyalbot.chat.i18n import Translator
+from loyalbot.scheduler.planner import Planner, PlanStats
+from loyalbot.scheduler.service import SchedulerService
+from loyalbot.scheduler.service import attach as attach_scheduler
+from loyalbot.scheduler.templates import BABEL_LOCALES, TemplateBook, default_templates
+from loyalbot.storage import utcnow
+from loyalbot.storage.models import Outbox, Schedule, Survey, SurveyAnswer
 from tests.scenario.conftest import FRAMEWORKS, TOKEN, scenario_settings
 from tests.scenario.driver import Chat, Person, TestClock, eventually
 

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from loyalty.outbound import BadRequest, Blocked, Outgoing, RetryAfter, Sent, Transient
-from loyalty.programme import load_programme
-from loyalty.service import Loyalty
-from storage import Db, utcnow
-from storage.migrate import upgrade
-from storage.models import Member, Outbox
+from loyalbot.chat.outbound import BadRequest, Blocked, Outgoing, RetryAfter, Sent, Transient
+from loyalbot.loyalty.programme import load_programme
+from loyalbot.loyalty.service import Loyalty
+from loyalbot.storage import Db, utcnow
+from loyalbot.storage.migrate import upgrade
+from loyalbot.storage.models import Member, Outbox
 
 PG_URL = os.environ.get("LOYALBOT_TEST_DATABASE_URL")
 

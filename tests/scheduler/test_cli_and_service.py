@@ -9,10 +9,10 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from scheduler.cli import outbox_app, schedule_app
-from scheduler.service import SchedulerService
-from scheduler.templates import LANGUAGES, TemplateBook, default_templates
-from storage.models import Schedule
+from loyalbot.scheduler.cli import outbox_app, schedule_app
+from loyalbot.scheduler.service import SchedulerService
+from loyalbot.scheduler.templates import LANGUAGES, TemplateBook, default_templates
+from loyalbot.storage.models import Schedule
 from tests.scheduler.conftest import add_member, at, outbox_rows
 
 runner = CliRunner()

@@ -15,21 +15,21 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from storage import utcnow
-from storage.models import Schedule
+from loyalbot.storage import utcnow
+from loyalbot.storage.models import Schedule
 from tests.scheduler.conftest import add_member, outbox_rows
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 async def loyalbot(url: str, *args: str, timezone: str | None = None) -> str:
-    """`python -m bot.cli ARGS` in its own process on the store at `url`; returns what it printed."""
+    """`python -m loyalbot.bot.cli ARGS` in its own process on the store at `url`; returns what it printed."""
     env = {key: value for key, value in os.environ.items() if key != "LOYALBOT_TIMEZONE"}
     env.update(LOYALBOT_DATABASE_URL=url.replace("sqlite+aiosqlite:", "sqlite:"), COLUMNS="160", NO_COLOR="1",
                PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     if timezone is not None:
         env["LOYALBOT_TIMEZONE"] = timezone
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot.cli", *args, env=env, cwd=REPO,
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "loyalbot.bot.cli", *args, env=env, cwd=REPO,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out, _ = await asyncio.wait_for(proc.communicate(), 120)
     text = out.decode()

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bot.local_api import LocalApiControl, LocalBotApi
-from scheduler.dispatcher import UNKNOWN_DELIVERY
-from scheduler.planner import Planner
-from storage.models import Outbox, Schedule
+from loyalbot.bot.local_api import LocalApiControl, LocalBotApi
+from loyalbot.scheduler.dispatcher import UNKNOWN_DELIVERY
+from loyalbot.scheduler.planner import Planner
+from loyalbot.storage.models import Outbox, Schedule
 from tests.scheduler.conftest import add_member, at
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +26,7 @@ RATE = 20.0
 async def start_dispatcher(db_url: str, api_url: str) -> asyncio.subprocess.Process:
     env = {**os.environ, "LOYALBOT_BOT_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "scheduler.dispatch", "--database-url", db_url, "--api-url", api_url,
+        sys.executable, "-m", "loyalbot.scheduler.dispatch", "--database-url", db_url, "--api-url", api_url,
         "--rate", str(RATE), "--stale-after", "1", "--log-level", "WARNING", cwd=ROOT, env=env)
 
 

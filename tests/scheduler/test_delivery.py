@@ -7,11 +7,11 @@ from datetime import timedelta
 
 import pytest
 
-from bot.local_api import LocalApiControl, LocalBotApi
-from bot.senders import AiogramSender, make_aiogram_bot
-from scheduler.dispatcher import UNKNOWN_DELIVERY, Dispatcher
-from scheduler.planner import Planner
-from storage.models import Member, Schedule
+from loyalbot.bot.local_api import LocalApiControl, LocalBotApi
+from loyalbot.bot.senders import AiogramSender, make_aiogram_bot
+from loyalbot.scheduler.dispatcher import UNKNOWN_DELIVERY, Dispatcher
+from loyalbot.scheduler.planner import Planner
+from loyalbot.storage.models import Member, Schedule
 from tests.scheduler.conftest import ShiftedClock, add_member, at, outbox_rows
 
 TOKEN = "424242:scheduler-test-token"

@@ -11,11 +11,11 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from loyalty.service import Loyalty
-from scheduler.dispatcher import Dispatcher
-from scheduler.notices import Notifier
-from storage import Db, utcnow
-from storage.models import Notice, Outbox
+from loyalbot.loyalty.service import Loyalty
+from loyalbot.scheduler.dispatcher import Dispatcher
+from loyalbot.scheduler.notices import Notifier
+from loyalbot.storage import Db, utcnow
+from loyalbot.storage.models import Notice, Outbox
 from tests.scheduler.conftest import FakeChat, add_member
 
 WELCOME = 50

@@ -6,10 +6,10 @@ from datetime import date, timedelta
 
 import sqlalchemy as sa
 
-from loyalty.callbacks import survey_answer
-from scheduler.planner import Planner
-from scheduler.service import SchedulerService
-from storage.models import Member, Schedule, Survey
+from loyalbot.chat.callbacks import survey_answer
+from loyalbot.scheduler.planner import Planner
+from loyalbot.scheduler.service import SchedulerService
+from loyalbot.storage.models import Member, Schedule, Survey
 from tests.scheduler.conftest import add_member, at, outbox_rows
 
 JOINED = at("2023-03-01 12:00")

@@ -8,12 +8,12 @@ from collections import Counter
 import pytest
 import sqlalchemy as sa
 
-from loyalty.programme import load_programme
-from loyalty.service import Loyalty
-from scheduler.dispatcher import Dispatcher
-from scheduler.planner import Planner
-from storage import Db
-from storage.models import Member, Outbox, Schedule
+from loyalbot.loyalty.programme import load_programme
+from loyalbot.loyalty.service import Loyalty
+from loyalbot.scheduler.dispatcher import Dispatcher
+from loyalbot.scheduler.planner import Planner
+from loyalbot.storage import Db
+from loyalbot.storage.models import Member, Outbox, Schedule
 from tests.scheduler.conftest import FakeChat, at
 
 pytestmark = pytest.mark.postgres

@@ -6,12 +6,12 @@ from collections import Counter
 
 import sqlalchemy as sa
 
-from bot.local_api import LocalApiControl, LocalBotApi
-from bot.senders import AiogramSender, make_aiogram_bot
-from loyalty.outbound import Outgoing, Sent
-from scheduler.dispatcher import Dispatcher, Pacer
-from scheduler.planner import Planner
-from storage.models import Member, Outbox, Schedule
+from loyalbot.bot.local_api import LocalApiControl, LocalBotApi
+from loyalbot.bot.senders import AiogramSender, make_aiogram_bot
+from loyalbot.chat.outbound import Outgoing, Sent
+from loyalbot.scheduler.dispatcher import Dispatcher, Pacer
+from loyalbot.scheduler.planner import Planner
+from loyalbot.storage.models import Member, Outbox, Schedule
 from tests.scheduler.conftest import FakeChat, add_member, at, outbox_rows
 
 NOW = at("2025-06-10 10:00")

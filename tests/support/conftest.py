@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from bot.local_api import LocalApiControl, LocalBotApi
-from handlers.support import SupportConfig, SupportService
-from loyalty.handoff import HandoffStore
+from loyalbot.bot.local_api import LocalApiControl, LocalBotApi
+from loyalbot.handlers.support import SupportConfig, SupportService
+from loyalbot.loyalty.handoff import HandoffStore
 from tests.scenario.conftest import FRAMEWORKS, server, start_app, store_file, tg  # noqa: F401 - fixtures
 from tests.scenario.driver import Chat, Person, TestClock
 
@@ -107,7 +107,7 @@ def closed_today_and_tomorrow() -> str:
     """Support days that leave out today and tomorrow (UTC), so the team is away for a while yet."""
     from datetime import UTC, datetime
 
-    from handlers.support import DAY_NAMES
+    from loyalbot.handlers.support import DAY_NAMES
 
     today = datetime.now(UTC).weekday()
     return ",".join(DAY_NAMES[d] for d in range(7) if d not in (today, (today + 1) % 7))

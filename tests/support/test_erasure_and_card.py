@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from handlers.i18n import Translator
-from loyalty import Loyalty
-from loyalty.handoff import BOT, CLOSED, HUMAN, WAITING
+from loyalbot.chat.i18n import Translator
+from loyalbot.loyalty import Loyalty
+from loyalbot.loyalty.handoff import BOT, CLOSED, HUMAN, WAITING
 from tests.foundation.helpers import personal_data_left
 from tests.scenario.driver import Person
 from tests.support.conftest import SupportWorld

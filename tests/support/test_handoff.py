@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from loyalty import Loyalty
-from loyalty.handoff import (
+from loyalbot.loyalty import Loyalty
+from loyalbot.loyalty.handoff import (
     BOT,
     CLOSED,
     HUMAN,
@@ -22,7 +22,7 @@ from loyalty.handoff import (
     actor_member,
     actor_staff,
 )
-from storage.models import AuditLog
+from loyalbot.storage.models import AuditLog
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 ANN_STAFF, BOB_STAFF = 9001, 9002

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from handlers.relay import RelayItem, StaffRelay
-from handlers.support import BusinessHours, split_text
-from loyalty.outbound import Outgoing, RetryAfter, Sent, ThreadNotFound
+from loyalbot.chat.outbound import Outgoing, RetryAfter, Sent, ThreadNotFound
+from loyalbot.handlers.relay import RelayItem, StaffRelay
+from loyalbot.handlers.support import BusinessHours, split_text
 
 GROUP = -100
 

@@ -7,10 +7,10 @@ import asyncio
 import pytest
 from sqlmodel import select
 
-from handlers.i18n import Translator
-from loyalty.callbacks import encode
-from loyalty.handoff import BOT, CLOSED, HUMAN, WAITING
-from storage.models import HandoffMessage, Survey, SurveyAnswer
+from loyalbot.chat.callbacks import encode
+from loyalbot.chat.i18n import Translator
+from loyalbot.loyalty.handoff import BOT, CLOSED, HUMAN, WAITING
+from loyalbot.storage.models import HandoffMessage, Survey, SurveyAnswer
 from tests.support.conftest import SupportWorld
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import logging
 import unicodedata
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass
 
-from loyalty.outbound import Button, ChatSender, Keyboard, KeyButton, Media, Outgoing, SendError, Sent
+from loyalbot.chat.outbound import (
+    Button,
+    ChatSender,
+    Keyboard,
+    KeyButton,
+    Media,
+    Outgoing,
+    SendError,
+    Sent,
+)
 
 log = logging.getLogger(__name__)
 
@@ -145,18 +151,6 @@ class Reply:
     alert: bool = False
 
 
-@dataclass
-class Context:
-    """What handlers are given: services and settings, never globals."""
-
-    loyalty: Any  # loyalty.Loyalty
-    states: Any  # handlers.state.StateStore
-    config: Any  # handlers.config.ChatConfig
-    clock: Callable[[], datetime]
-    sender: ChatSender | None = None
-    services: dict[str, Any] = field(default_factory=dict)  # optional rooms: "handoff", "surveys", ...
-
-
 async def deliver(incoming: Incoming, replies: list[Reply], sender: ChatSender) -> list[Sent]:
     """Send the replies through `sender`; a pressed button is always answered, so its spinner stops."""
     sent: list[Sent] = []
@@ -191,5 +185,5 @@ async def deliver(incoming: Incoming, replies: list[Reply], sender: ChatSender) 
     return sent
 
 
-__all__ = ["CAPTION_MAX", "TEXT_MAX", "Button", "Contact", "Context", "Incoming", "IncomingMedia", "KeyButton",
+__all__ = ["CAPTION_MAX", "TEXT_MAX", "Button", "Contact", "Incoming", "IncomingMedia", "KeyButton",
            "Media", "Reply", "clean_name", "deliver", "incoming_problem", "parse_command", "text_problem"]

@@ -20,6 +20,7 @@ import io
 import logging
 from datetime import date, datetime
 from decimal import Decimal
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -31,12 +32,12 @@ from babel.numbers import format_currency, format_decimal
 from babel.support import NullTranslations, Translations
 from markupsafe import Markup, escape
 
-from loyalty.programme import FORMAT_LOCALES, LANGUAGES
-from storage.clock import as_utc
+from loyalbot.chat.languages import FORMAT_LOCALES, LANGUAGES
+from loyalbot.storage.clock import as_utc
 
 log = logging.getLogger(__name__)
 
-LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
+LOCALES_DIR = Path(str(resources.files("loyalbot.locales")))  # the catalogues and templates, as installed
 DEFAULT_FORMAT_LOCALES = FORMAT_LOCALES
 _HANT_REGIONS = ("hant", "tw", "hk", "mo")
 
