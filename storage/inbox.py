@@ -29,12 +29,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from loyalbot.storage.clock import utcnow
 from loyalbot.storage.db import Db
-from loyalbot.storage.models import InboxUpdate, UpdateEffect
+from loyalbot.storage.models import InboxUpdate, UpdateEffect, table_of
 
 log = logging.getLogger(__name__)
 
-TABLE = InboxUpdate.__table__  # type: ignore[attr-defined]
-EFFECTS = UpdateEffect.__table__  # type: ignore[attr-defined]
+TABLE = table_of(InboxUpdate)
+EFFECTS = table_of(UpdateEffect)
 MAX_ATTEMPTS = 5  # an update that took the process down this often is set aside, not tried forever
 
 

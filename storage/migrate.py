@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -38,10 +39,12 @@ async def upgrade_async(url: str, revision: str = "head") -> None:
 
 
 def head_revision() -> str | None:
+    """The newest revision of the packaged migrations."""
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
 async def current_revision(url: str) -> str | None:
+    """The revision the database at `url` is at (None: not under Alembic yet)."""
     engine = create_async_engine(normalise_url(url))
     try:
         async with engine.connect() as conn:
@@ -50,7 +53,7 @@ async def current_revision(url: str) -> str | None:
         await engine.dispose()
 
 
-async def schema_drift(url: str) -> list:
+async def schema_drift(url: str) -> list[Any]:
     """Differences between the models and a database migrated to head (empty when they agree)."""
     engine = create_async_engine(normalise_url(url))
     try:

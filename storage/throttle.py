@@ -16,12 +16,13 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from loyalbot.storage.db import Db
-from loyalbot.storage.models import ThrottleCounter
+from loyalbot.storage.models import ThrottleCounter, table_of
 
 
 class Throttle(Protocol):
@@ -76,22 +77,16 @@ class SqlThrottle:
         self.db = db
         self._clock = clock
         self._hits = 0
-        self._table = ThrottleCounter.__table__  # type: ignore[attr-defined]
-
-    def _insert(self) -> Any:
-        if self.db.is_postgres:
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        return insert
+        self._table = table_of(ThrottleCounter)
 
     async def hit(self, scope: str, key: str, *, limit: int, per: float) -> float:
         now = self._clock()
         t = self._table
-        insert = self._insert()
-        stmt = insert(t).values(scope=scope[:32], key=_digest(key), window_start=now, count=1, expires_at=now + per)
+        insert: postgresql.Insert | sqlite.Insert = postgresql.insert(t) if self.db.is_postgres else sqlite.insert(t)
         over = t.c.expires_at <= now  # the stored window has finished: start a new one
-        stmt = stmt.on_conflict_do_update(
+        upsert = insert.values(
+            scope=scope[:32], key=_digest(key), window_start=now, count=1, expires_at=now + per
+        ).on_conflict_do_update(
             index_elements=[t.c.scope, t.c.key],
             set_={
                 "count": sa.case((over, 1), else_=t.c.count + 1),
@@ -100,21 +95,24 @@ class SqlThrottle:
             },
         ).returning(t.c.count, t.c.expires_at)
         async with self.db.connection() as conn:
-            count, expires_at = (await conn.execute(stmt)).one()
+            count, expires_at = (await conn.execute(upsert)).one()
             self._hits += 1
             if self._hits % self.SWEEP_EVERY == 0:
                 await conn.execute(sa.delete(t).where(t.c.expires_at <= now))
-        return 0.0 if count <= limit else max(0.001, expires_at - now)
+        return 0.0 if int(count) <= limit else max(0.001, float(expires_at) - now)
 
     async def peek(self, scope: str, key: str, *, limit: int, per: float) -> float:
         now = self._clock()
         t = self._table
         async with self.db.read() as s:
-            row = (await s.execute(sa.select(t.c.count, t.c.expires_at)
+            row = (await s.execute(sa.select(ThrottleCounter.count, ThrottleCounter.expires_at)
                                    .where(t.c.scope == scope[:32], t.c.key == _digest(key)))).first()
-        if row is None or row.expires_at <= now or row.count < limit:
+        if row is None:
             return 0.0
-        return max(0.001, row.expires_at - now)
+        count, expires_at = row  # by position: a Row's `count` is also tuple.count to a type checker
+        if expires_at <= now or count < limit:
+            return 0.0
+        return max(0.001, expires_at - now)
 
 
 # INCR and PEXPIRE in one atomic step: a key never lives on without its expiry.
@@ -149,7 +147,9 @@ class RedisThrottle:
     async def peek(self, scope: str, key: str, *, limit: int, per: float) -> float:
         name = self._key(scope, key)
         async with self.redis.pipeline(transaction=False) as pipe:
-            count, ttl_ms = await pipe.get(name).pttl(name).execute()
+            pipe.get(name)
+            pipe.pttl(name)
+            count, ttl_ms = await pipe.execute()
         if count is None or int(count) < limit or int(ttl_ms) <= 0:
             return 0.0
         return max(0.001, int(ttl_ms) / 1000)

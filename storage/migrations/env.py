@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
 
@@ -13,7 +14,7 @@ import loyalbot.storage.models  # noqa: F401  (registers the tables)
 target_metadata = SQLModel.metadata
 
 
-def _configure(connection) -> None:  # type: ignore[no-untyped-def]
+def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
@@ -22,7 +23,7 @@ def _configure(connection) -> None:  # type: ignore[no-untyped-def]
     )
 
 
-def _run(connection) -> None:  # type: ignore[no-untyped-def]
+def _run(connection: Connection) -> None:
     _configure(connection)
     with context.begin_transaction():
         context.run_migrations()
@@ -42,5 +43,7 @@ url = context.config.get_main_option("sqlalchemy.url")
 connection = context.config.attributes.get("connection")
 if connection is not None:
     _run(connection)
+elif url is None:
+    raise RuntimeError("no database to migrate: the Alembic config sets no sqlalchemy.url")
 else:
     asyncio.run(_run_async(url))
