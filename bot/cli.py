@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -12,6 +12,9 @@ from rich.table import Table
 
 from loyalbot.bot.settings import Settings, SettingsError, load_settings
 from loyalbot.scheduler.cli import outbox_app, schedule_app
+
+if TYPE_CHECKING:
+    from loyalbot.loyalty import Loyalty
 
 console = Console()
 err = Console(stderr=True)
@@ -249,7 +252,7 @@ class _services:
     def __init__(self, database_url: str | None) -> None:
         self.settings = settings_or_exit(database_url=database_url)
 
-    async def __aenter__(self):  # type: ignore[no-untyped-def]
+    async def __aenter__(self) -> Loyalty:
         from loyalbot.loyalty import Loyalty
         from loyalbot.storage import Db
         from loyalbot.storage.migrate import upgrade_async

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import secrets
@@ -354,7 +355,7 @@ class Pipeline:
                 self._round_done.set()
                 for row in claimed:
                     self._inflight.add(row.update_id)
-                    self.lanes.submit(row.lane, lambda row=row: self._handle(row))
+                    self.lanes.submit(row.lane, functools.partial(self._handle, row))
                 if loop.time() >= next_beat:
                     next_beat = loop.time() + self.heartbeat
                     await self.inbox.extend(set(self._inflight))
@@ -513,9 +514,13 @@ class Runtime(Protocol):
     """A running Telegram framework: its sender, and start/stop of polling or the webhook."""
 
     name: str
-    sender: ChatSender
     pipeline: Pipeline
     webhook_guard: FailureLimit | None  # the limit of wrong webhook secrets, shared across replicas
+
+    @property
+    def sender(self) -> ChatSender:
+        """The framework's sender (read-only here, so each runtime may hold its own sender class)."""
+        ...
 
     async def open(self) -> None:
         """Connect the bot (getMe) so the sender can be used; no updates are received yet."""

@@ -27,7 +27,7 @@ from loyalbot.loyalty.programme import Programme
 from loyalbot.loyalty.service import LoyaltyEvent, MemberJoined
 from loyalbot.storage import Db, utcnow
 from loyalbot.storage.migrate import upgrade_async
-from loyalbot.storage.models import LedgerEntry, Member, Purchase
+from loyalbot.storage.models import LedgerEntry, Member, Purchase, table_of
 
 FIRST_NAMES = {
     "en": ["Ann", "Ben", "Chloe", "Dev", "Ella", "Finn", "Grace", "Hugo", "Isla", "Jack", "Kai", "Lena"],
@@ -106,14 +106,16 @@ def _chunks(total: int, size: int) -> Iterator[int]:
 
 async def _next_ids(db: Db) -> tuple[int, int]:
     async with db.read() as s:
-        member_id = (await s.execute(sa.select(sa.func.coalesce(sa.func.max(Member.id), 0)))).scalar_one()
-        purchase_id = (await s.execute(sa.select(sa.func.coalesce(sa.func.max(Purchase.id), 0)))).scalar_one()
-    return int(member_id) + 1, int(purchase_id) + 1
+        member_id = (await s.execute(sa.select(sa.func.max(Member.id)))).scalar_one()
+        purchase_id = (await s.execute(sa.select(sa.func.max(Purchase.id)))).scalar_one()
+    return (member_id or 0) + 1, (purchase_id or 0) + 1  # max() of an empty table is NULL
 
 
 async def _write_postgres(db: Db, members: list[tuple], purchases: list[tuple], ledger: list[tuple]) -> None:
     async with db.engine.begin() as conn:
         raw = (await conn.get_raw_connection()).driver_connection
+        if raw is None:
+            raise RuntimeError("the pooled connection has no asyncpg connection behind it")
         notify_at = MEMBER_COLS.index("notify")
         member_records = [row[:notify_at] + (json.dumps(row[notify_at]),) + row[notify_at + 1:] for row in members]
         await raw.copy_records_to_table("members", records=member_records, columns=MEMBER_COLS)
@@ -123,9 +125,9 @@ async def _write_postgres(db: Db, members: list[tuple], purchases: list[tuple], 
 
 async def _write_sqlite(db: Db, members: list[tuple], purchases: list[tuple], ledger: list[tuple]) -> None:
     async with db.transaction() as s:
-        for table, cols, rows in ((Member.__table__, MEMBER_COLS, members),
-                                  (Purchase.__table__, PURCHASE_COLS, purchases),
-                                  (LedgerEntry.__table__, LEDGER_COLS, ledger)):
+        for table, cols, rows in ((table_of(Member), MEMBER_COLS, members),
+                                  (table_of(Purchase), PURCHASE_COLS, purchases),
+                                  (table_of(LedgerEntry), LEDGER_COLS, ledger)):
             if rows:
                 await s.execute(sa.insert(table), [dict(zip(cols, row, strict=True)) for row in rows])
 

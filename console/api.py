@@ -42,7 +42,7 @@ from loyalbot.loyalty import Loyalty
 from loyalbot.loyalty.errors import Refusal
 from loyalbot.loyalty.service import MAX_AMOUNT
 from loyalbot.storage import Db, as_utc, utcnow
-from loyalbot.storage.models import ApiKey
+from loyalbot.storage.models import ApiKey, stored_id, table_of
 from loyalbot.storage.throttle import FailureLimit, MemoryThrottle, Throttle
 
 log = logging.getLogger(__name__)
@@ -364,8 +364,8 @@ def create_app(db: Db, loyalty: Loyalty, *, console_password: str | None = None,
         now = utcnow()
         if found.last_used_at is None or now - as_utc(found.last_used_at) > LAST_USED_EVERY:
             async with db.connection() as conn:
-                await conn.execute(sa.update(ApiKey.__table__).where(ApiKey.__table__.c.id == found.id)  # type: ignore[attr-defined]
-                                   .values(last_used_at=now))
+                keys = table_of(ApiKey)
+                await conn.execute(sa.update(keys).where(keys.c.id == found.id).values(last_used_at=now))
         return f"{found.id}:{found.name}"
 
     app.add_middleware(HttpGuard, limits=limits, authenticate=authenticate)
@@ -452,7 +452,7 @@ def create_app(db: Db, loyalty: Loyalty, *, console_password: str | None = None,
     async def post_purchase(body: PurchaseIn, shop_name: Shop) -> JSONResponse:
         """Award points for a purchase; repeating `external_id` returns the first result."""
         member = await loyalty.member_by_number(body.member_no)
-        result = await loyalty.award_purchase(member.id, external_id=body.external_id, amount=body.amount,
+        result = await loyalty.award_purchase(stored_id(member.id), external_id=body.external_id, amount=body.amount,
                                               currency=body.currency, occurred_at=body.occurred_at,
                                               source=f"api:{shop_name.partition(':')[2]}"[:32])
         return JSONResponse(status_code=200 if result.repeated else 201, content={

@@ -28,7 +28,7 @@ class Dashboard:
     points: dict[str, int] = field(default_factory=dict)
     coupons: dict[str, int] = field(default_factory=dict)
     outbox: dict[str, int] = field(default_factory=dict)
-    skipped: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str | None, int] = field(default_factory=dict)  # by reason (None: a row skipped without one)
     satisfaction: dict[str, Any] = field(default_factory=dict)
     support: dict[str, Any] = field(default_factory=dict)
 

@@ -131,12 +131,12 @@ def _read(text: str, locale: str) -> Birthday | Unreadable:
             year += ROC_OFFSET
         return Birthday(month, day, year)
     if match := _YEAR_FIRST.match(text):
-        year, _, month, day = match.groups()
-        return Birthday(int(month), int(day), int(year))
+        year_text, _, month_text, day_text = match.groups()
+        return Birthday(int(month_text), int(day_text), int(year_text))
     if match := _YEAR_LAST.match(text):
-        first, separator, second, year = match.groups()
+        first, separator, second, year_text = match.groups()
         ordered = _order(int(first), int(second), locale, separator.strip() or " ")
-        return ordered if isinstance(ordered, Unreadable) else Birthday(*ordered, int(year))
+        return ordered if isinstance(ordered, Unreadable) else Birthday(*ordered, int(year_text))
     if match := _NO_YEAR.match(text):
         first, separator, second = match.groups()
         ordered = _order(int(first), int(second), locale, separator)
@@ -146,8 +146,8 @@ def _read(text: str, locale: str) -> Birthday | Unreadable:
             month = _month_numbers().get(match.group(month_group))
             if month is None:
                 return Unreadable("format")
-            year = match.group(3)
-            return Birthday(month, int(match.group(day_group)), int(year) if year else None)
+            year_text = match.group(3)
+            return Birthday(month, int(match.group(day_group)), int(year_text) if year_text else None)
     return Unreadable("format")
 
 

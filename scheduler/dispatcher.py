@@ -70,7 +70,8 @@ from loyalbot.chat.outbound import (
     Transient,
 )
 from loyalbot.storage import Db, as_utc, utcnow
-from loyalbot.storage.models import Member, Outbox
+from loyalbot.storage.db import rows_changed
+from loyalbot.storage.models import Member, Outbox, stored_id
 
 log = logging.getLogger(__name__)
 
@@ -356,7 +357,7 @@ class Dispatcher:
                                         Outbox.claimed_by == self.worker_id)
                 .values(sent_at=now, claimed_at=now, attempts=Outbox.attempts + 1)
                 .returning(Outbox.id).execution_options(synchronize_session=False))
-            return {r[0] for r in result.all()}
+            return {stored_id(r[0]) for r in result.all()}
 
     async def _release(self, deferred: list[tuple[int, float, bool]]) -> None:
         """Give claimed rows that were not sent back to the outbox: (row id, seconds to wait, handed over).
@@ -392,7 +393,7 @@ class Dispatcher:
                 unknown = await tx.execute(sa.update(Outbox).where(stale, Outbox.sent_at.is_not(None))
                                            .values(status="failed", last_error=UNKNOWN_DELIVERY)
                                            .execution_options(synchronize_session=False))
-        recovered, unknown_n = int(back.rowcount or 0), int(unknown.rowcount or 0)
+        recovered, unknown_n = rows_changed(back), rows_changed(unknown)
         if recovered or unknown_n:
             log.warning("outbox recovery%s: %d unsent claims re-queued, %d handed over with unknown result %s",
                         " at start-up" if startup else "", recovered, unknown_n,

@@ -47,6 +47,7 @@ from loyalbot.storage.models import (
     Reward,
     Schedule,
     TierChange,
+    stored_id,
 )
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ class Notifier:
             planned = 0
             for notice_id in ids:
                 try:
-                    planned += await self.plan_one(notice_id, now=now)
+                    planned += await self.plan_one(stored_id(notice_id), now=now)
                 except Exception:  # one bad notice must not hold up the others; it is retried next time
                     log.exception("notice %s could not be planned", notice_id)
             done += planned

@@ -53,7 +53,17 @@ from loyalbot.scheduler.surveys import survey_buttons
 from loyalbot.scheduler.templates import FALLBACK_NAME, CompiledTemplates, TemplateBook
 from loyalbot.scheduler.triggers import parse_daily_time
 from loyalbot.storage import as_utc
-from loyalbot.storage.models import Coupon, LedgerEntry, Member, Outbox, Reward, Schedule, Survey, outbox_key
+from loyalbot.storage.models import (
+    Coupon,
+    LedgerEntry,
+    Member,
+    Outbox,
+    Reward,
+    Schedule,
+    Survey,
+    outbox_key,
+    stored_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +278,7 @@ class Planner:
         return self.templates.compiled(schedule.templates or {}, kind=template_kind(schedule),
                                        default_language=self.programme.programme.default_language)
 
-    async def _members(self, conditions: Sequence[Any]):  # type: ignore[no-untyped-def]
+    async def _members(self, conditions: Sequence[Any]) -> AsyncIterator[Sequence[sa.Row[*tuple[Any, ...]]]]:
         """Batches of member rows matching `conditions`, by keyset pagination on id."""
         last = 0
         while True:
@@ -297,7 +307,8 @@ class Planner:
             pairs.add((2, 29))
         return sorted(pairs)
 
-    async def _targets(self, schedule: Schedule, now: datetime, window_start: datetime | None):  # type: ignore[no-untyped-def]
+    async def _targets(self, schedule: Schedule, now: datetime, window_start: datetime | None
+                       ) -> AsyncIterator[list[Target]]:
         kind = schedule.kind
         segment = segment_conditions(schedule.segment or {}, now)
         if kind in ("birthday", "anniversary"):
@@ -362,7 +373,7 @@ class Planner:
         return targets
 
     async def _expiring_points(self, schedule: Schedule, now: datetime, window_start: datetime | None,
-                               segment: list[Any]):  # type: ignore[no-untyped-def]
+                               segment: list[Any]) -> AsyncIterator[list[Target]]:
         horizon = now + timedelta(days=offset_days(schedule))
         last = 0
         while True:
@@ -383,7 +394,7 @@ class Planner:
             for member_id, first_expiry, amount in found:
                 member = members.get(member_id)
                 day = member and self._local_day(schedule, member, now, window_start)
-                if not member or not day or not amount:
+                if not member or not day or not amount or first_expiry is None:
                     continue
                 expiry = as_utc(first_expiry).astimezone(zone).date()
                 batch.append(Target(member, expiry.isoformat(), day[1],
@@ -391,7 +402,7 @@ class Planner:
             yield batch
 
     async def _expiring_coupons(self, schedule: Schedule, now: datetime, window_start: datetime | None,
-                                segment: list[Any]):  # type: ignore[no-untyped-def]
+                                segment: list[Any]) -> AsyncIterator[list[Target]]:
         horizon = now + timedelta(days=offset_days(schedule))
         last = 0
         while True:
@@ -404,7 +415,7 @@ class Planner:
                 found = (await s.execute(query)).all()
                 if not found:
                     return
-                last = found[-1][0]
+                last = stored_id(found[-1][0])
                 members = {m.id: m for m in (await s.execute(
                     sa.select(*MEMBER_COLUMNS).where(Member.id.in_({f[1] for f in found}), *segment))).all()}
             batch = []
@@ -462,7 +473,7 @@ class Planner:
         """Outbox rows for a batch of targets: rendered in each member's language, or skipped with a reason."""
         rows: list[dict[str, Any]] = []
         common = self._common_variables()
-        schedule_id, kind = schedule.id, schedule.kind  # ORM attribute reads, hoisted out of the loop
+        schedule_id, kind = stored_id(schedule.id), schedule.kind  # ORM attribute reads, hoisted out of the loop
         for target in targets:
             member = target.member
             reason = self.skip_reason(schedule, member, kind)

@@ -41,7 +41,7 @@ from loyalbot.scheduler.surveys import DEFAULT_CSAT_DELAY
 from loyalbot.scheduler.templates import TemplateBook, default_templates
 from loyalbot.scheduler.triggers import TriggerProblem, build_trigger, missed_run
 from loyalbot.storage import Db, as_utc, utcnow
-from loyalbot.storage.models import Schedule
+from loyalbot.storage.models import Schedule, stored_id
 
 log = logging.getLogger(__name__)
 
@@ -177,12 +177,16 @@ class SchedulerService:
                                        misfire_grace_time=600, replace_existing=True)
             if catch_up and missed_run(schedule, now):
                 log.info("schedule %s missed a run while stopped: planning it once now", schedule.name)
-                self._spawn(self.run_due(schedule.id))
+                self._spawn(self.run_due(stored_id(schedule.id)))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self._tasks.append(task)
-        task.add_done_callback(lambda t: t in self._tasks and self._tasks.remove(t))
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        if task in self._tasks:
+            self._tasks.remove(task)
 
     # --- runs ---------------------------------------------------------------------------------------
 

@@ -204,8 +204,8 @@ class TemplateBook:
 
     def compiled(self, templates: dict[str, str], *, kind: str, default_language: str = "en") -> CompiledTemplates:
         """The schedule's templates (shipped defaults fill missing languages), compiled."""
-        sources = {lang: templates.get(lang) or _safe_default(kind, lang) for lang in LANGUAGES}
-        sources = {lang: src for lang, src in sources.items() if src}
+        given = {lang: templates.get(lang) or _safe_default(kind, lang) for lang in LANGUAGES}
+        sources = {lang: src for lang, src in given.items() if src}
         fallback = default_language if default_language in sources else next(iter(sources))
         return CompiledTemplates({lang: self.compile(src) for lang, src in sources.items()}, fallback)
 

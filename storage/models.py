@@ -37,6 +37,13 @@ def table_of(model: type[SQLModel]) -> sa.Table:
     return table
 
 
+def stored_id(row_id: int | None) -> int:
+    """The id of a row read from the store. The models type ids `int | None`, None only before an insert."""
+    if row_id is None:
+        raise ValueError("the row has no id: it was never stored")
+    return row_id
+
+
 def _json(default: Any = None) -> Any:
     factory = (lambda: dict(default)) if isinstance(default, dict) else (lambda: list(default or []))
     return Field(default_factory=factory, sa_column=sa.Column(JSON, nullable=False))
