@@ -104,6 +104,7 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Read the settings, or raise SettingsError naming each bad setting and what is wrong with it."""
     try:
+        # The overrides are command-line options by field name; pydantic checks their values right here.
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = "; ".join(

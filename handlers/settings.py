@@ -153,8 +153,9 @@ async def step(turn: Turn) -> list[Reply]:
     if turn.step == "set.tz":
         if not text or len(text) > 64 or " " in text:
             return [Reply(text=turn.t("error.invalid_timezone"))]
+        assert turn.member is not None  # only a member gets to this step, from their settings
         try:
-            turn.member = await turn.loyalty.update_member(turn.member.id, timezone=text, now=turn.now)  # type: ignore[union-attr]
+            turn.member = await turn.loyalty.update_member(turn.member.id, timezone=text, now=turn.now)
         except InvalidSetting:
             log.info("unknown time zone refused")
             return [Reply(text=turn.t("error.invalid_timezone"))]
