@@ -8,7 +8,7 @@ failures are dealt with once, whatever framework is running.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ class Outgoing:
     remove_keyboard: bool = False
     thread_id: int | None = None
     html: bool = True
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class ChatSender(Protocol):

@@ -24,12 +24,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from loyalbot.chat.languages import LANGUAGES
 from loyalbot.loyalty.programme import ProgrammeError, load_programme
 from loyalbot.loyalty.service import Loyalty
 from loyalbot.scheduler.dispatcher import outbox_counts
 from loyalbot.scheduler.kinds import DEFAULT_PARAMS, KINDS, RULES
 from loyalbot.scheduler.planner import Planner, PlanStats, SegmentProblem, check_segment, template_kind
-from loyalbot.scheduler.templates import LANGUAGES, TemplateBook, TemplateProblem, default_templates
+from loyalbot.scheduler.templates import TemplateBook, TemplateProblem, default_templates
 from loyalbot.scheduler.triggers import TriggerProblem, check_timing
 from loyalbot.storage import Db, as_utc, utcnow
 from loyalbot.storage.db import DEFAULT_URL, DbUrlError

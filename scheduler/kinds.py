@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 KINDS = ("birthday", "anniversary", "winback", "tier_change", "points_expiry", "coupon_expiry", "nps", "csat",
          "broadcast")
@@ -31,7 +32,7 @@ RULES: dict[str, KindRule] = {
 }
 
 # Defaults for a kind's params when the operator gives none; every key here is documented in the CLI help.
-DEFAULT_PARAMS: dict[str, dict] = {
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "winback": {"inactive_days": 60},
     "points_expiry": {},
     "coupon_expiry": {},

@@ -153,7 +153,8 @@ class CompiledTemplates:
         template = self.templates[lang]
         # What Template.render does, minus the copies: globals first, so the variables win as there.
         context = template.new_context({**self._globals[lang], **variables, "_language": lang}, shared=True)
-        text = template.environment.concat(template.root_render_func(context)).strip()
+        text: str = template.environment.concat(template.root_render_func(context))  # concat is "".join
+        text = text.strip()
         return text[:MAX_MESSAGE_CHARS]
 
 
