@@ -27,7 +27,8 @@ from loyalbot.loyalty.programme import Programme
 from loyalbot.loyalty.service import LoyaltyEvent, MemberJoined
 from loyalbot.storage import Db, utcnow
 from loyalbot.storage.migrate import upgrade_async
-from loyalbot.storage.models import LedgerEntry, Member, Purchase, table_of
+from loyalbot.storage.models import LedgerEntry, Member, Purchase
+from loyalbot.storage.rows import table_of
 
 FIRST_NAMES = {
     "en": ["Ann", "Ben", "Chloe", "Dev", "Ella", "Finn", "Grace", "Hugo", "Isla", "Jack", "Kai", "Lena"],

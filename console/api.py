@@ -42,7 +42,8 @@ from loyalbot.loyalty import Loyalty
 from loyalbot.loyalty.errors import Refusal
 from loyalbot.loyalty.service import MAX_AMOUNT
 from loyalbot.storage import Db, as_utc, utcnow
-from loyalbot.storage.models import ApiKey, stored_id, table_of
+from loyalbot.storage.models import ApiKey
+from loyalbot.storage.rows import stored_id, table_of
 from loyalbot.storage.throttle import FailureLimit, MemoryThrottle, Throttle
 
 log = logging.getLogger(__name__)

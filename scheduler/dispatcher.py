@@ -70,8 +70,8 @@ from loyalbot.chat.outbound import (
     Transient,
 )
 from loyalbot.storage import Db, as_utc, utcnow
-from loyalbot.storage.db import rows_changed
-from loyalbot.storage.models import Member, Outbox, stored_id
+from loyalbot.storage.models import Member, Outbox
+from loyalbot.storage.rows import rows_changed, stored_id
 
 log = logging.getLogger(__name__)
 

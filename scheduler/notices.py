@@ -47,8 +47,8 @@ from loyalbot.storage.models import (
     Reward,
     Schedule,
     TierChange,
-    stored_id,
 )
+from loyalbot.storage.rows import stored_id
 
 log = logging.getLogger(__name__)
 

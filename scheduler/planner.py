@@ -62,8 +62,8 @@ from loyalbot.storage.models import (
     Schedule,
     Survey,
     outbox_key,
-    stored_id,
 )
+from loyalbot.storage.rows import stored_id
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,8 @@ from loyalbot.scheduler.surveys import DEFAULT_CSAT_DELAY
 from loyalbot.scheduler.templates import TemplateBook, default_templates
 from loyalbot.scheduler.triggers import TriggerProblem, build_trigger, missed_run
 from loyalbot.storage import Db, as_utc, utcnow
-from loyalbot.storage.models import Schedule, stored_id
+from loyalbot.storage.models import Schedule
+from loyalbot.storage.rows import stored_id
 
 log = logging.getLogger(__name__)
 

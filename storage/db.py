@@ -14,12 +14,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import asyncpg
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import CursorResult, Result, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -63,13 +63,6 @@ def normalise_url(url: str) -> str:
     else:
         raise DbUrlError(f"unsupported database {backend!r}: use sqlite:///file.db or postgresql://...")
     return parsed.render_as_string(hide_password=False)
-
-
-def rows_changed(result: Result[*tuple[Any, ...]]) -> int:
-    """How many rows an UPDATE or DELETE changed (a session's execute returns its CursorResult typed as Result)."""
-    if not isinstance(result, CursorResult):
-        raise TypeError(f"not the result of an UPDATE or DELETE: {type(result).__name__}")
-    return int(result.rowcount or 0)
 
 
 def redact_url(url: str) -> str:

@@ -29,7 +29,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from loyalbot.storage.clock import utcnow
 from loyalbot.storage.db import Db
-from loyalbot.storage.models import InboxUpdate, UpdateEffect, table_of
+from loyalbot.storage.models import InboxUpdate, UpdateEffect
+from loyalbot.storage.rows import table_of
 
 log = logging.getLogger(__name__)
 

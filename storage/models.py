@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from loyalbot.storage.clock import utcnow
+from loyalbot.storage.rows import table_of
 
 # Constraint names are fixed so that Alembic migrations are the same on SQLite and PostgreSQL.
 SQLModel.metadata.naming_convention = {
@@ -27,21 +28,6 @@ SQLModel.metadata.naming_convention = {
 
 JSON = sa.JSON()
 MONEY = sa.Numeric(14, 2)
-
-
-def table_of(model: type[SQLModel]) -> sa.Table:
-    """The Core table of a table model, for Core statements (SQLModel declares no `__table__` for type checkers)."""
-    table = sa.inspect(model).local_table
-    if not isinstance(table, sa.Table):
-        raise TypeError(f"{model.__name__} is not a table model")
-    return table
-
-
-def stored_id(row_id: int | None) -> int:
-    """The id of a row read from the store. The models type ids `int | None`, None only before an insert."""
-    if row_id is None:
-        raise ValueError("the row has no id: it was never stored")
-    return row_id
 
 
 def _json(default: Any = None) -> Any:

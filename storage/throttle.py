@@ -22,7 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from loyalbot.storage.db import Db
-from loyalbot.storage.models import ThrottleCounter, table_of
+from loyalbot.storage.models import ThrottleCounter
+from loyalbot.storage.rows import table_of
 
 
 class Throttle(Protocol):
