@@ -10,7 +10,7 @@ stored on the conversation. Taking a conversation is atomic: the row is locked (
 write is serialised (SQLite), so of two simultaneous takes exactly one wins and the other is told
 who holds it.
 
-Nothing here knows about Telegram: handlers/support.py turns these calls into messages.
+Nothing here knows about Telegram: the support wing (handlers/support/) turns these calls into messages.
 """
 
 from __future__ import annotations
