@@ -19,6 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from loyalbot.chat.callbacks import encode, survey_answer
@@ -315,7 +316,7 @@ class Desk:
                   for _, r in coupons[:5]]
         if len(coupons) > len(titles):
             titles.append("…")
-        feedback = await self.store.last_feedback(member.id)
+        feedback = await self.store.last_feedback(member.id or 0)
         tier = self.loyalty.programme.tier(member.tier) if member.tier else None
         tier_name = (tier.names.get(tr.lang) or tier.names.get("en") or tier.code) if tier else "-"
         if conv.state == HUMAN and conv.staff_id is not None:
@@ -476,19 +477,19 @@ class Desk:
         assert sender is not None and group is not None and conv.id is not None
         tr = self.staff_tr()
         refused = "staff group call refused"
-        await self.group_call(lambda: sender.edit_topic(group, topic, tr.t("support.staff.erased_title",
-                                                                            ref=conv.id)), refused)
+        await self.group_call(partial(sender.edit_topic, group, topic,
+                                      tr.t("support.staff.erased_title", ref=conv.id)), refused)
         for direction, message_id in await self.store.staff_group_posts(conv.id):
             if direction == "card":
-                await self.group_call(lambda m=message_id: sender.edit_text(
-                    group, m, tr.t("support.staff.card_erased"), None, html=True), refused)
+                await self.group_call(partial(sender.edit_text, group, message_id, tr.t("support.staff.card_erased"),
+                                              None, html=True), refused)
                 continue
-            if await self.group_call(lambda m=message_id: sender.delete_message(group, m), refused):
+            if await self.group_call(partial(sender.delete_message, group, message_id), refused):
                 continue
             if direction in ("in", "post"):  # the bot's own copies can at least be blanked
-                await self.group_call(lambda m=message_id: sender.edit_text(
-                    group, m, tr.t("support.staff.erased_message"), None, html=False), refused)
-        await self.group_call(lambda: sender.close_topic(group, topic), refused)
+                await self.group_call(partial(sender.edit_text, group, message_id,
+                                              tr.t("support.staff.erased_message"), None, html=False), refused)
+        await self.group_call(partial(sender.close_topic, group, topic), refused)
 
 
 __all__ = ["LANGUAGE_KEYS", "Desk", "reopen_button", "when"]

@@ -32,6 +32,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def _member_id(turn: Turn) -> int:
+    """The id of the member in the turn (support's member commands are for members only)."""
+    assert turn.member is not None and turn.member.id is not None
+    return turn.member.id
+
+
 def _end_button(turn: Turn, conv: HandoffConversation) -> Keyboard:
     return [[Button(turn.t("support.button.end"), encode("sp", "x", str(conv.id)))]]
 
@@ -50,7 +56,8 @@ class MemberSide:
         if not desk.staffed:
             return [Reply(text=turn.t("support.unavailable", hours=desk.config.hours))]
         try:
-            transition = await desk.store.request(member.id, now=turn.now, reopen_within=desk.config.reopen_within)
+            transition = await desk.store.request(_member_id(turn), now=turn.now,
+                                                  reopen_within=desk.config.reopen_within)
         except SupportBlocked:
             log.info("support refused: member %d is blocked from support", member.id)
             return [Reply(text=turn.t("error.support_blocked"), keyboard=turn.menu_keyboard())]
@@ -80,9 +87,7 @@ class MemberSide:
 
     async def end(self, turn: Turn) -> list[Reply]:
         """/end: the member finishes the conversation."""
-        member = turn.member
-        assert member is not None
-        conv = await self.desk.store.active_of(member.id)
+        conv = await self.desk.store.active_of(_member_id(turn))
         if conv is None:
             return [Reply(text=turn.t("support.not_open"), keyboard=turn.menu_keyboard())]
         return await self._end(turn, conv)
@@ -90,7 +95,7 @@ class MemberSide:
     async def _end(self, turn: Turn, conv: HandoffConversation) -> list[Reply]:
         desk, member = self.desk, turn.member
         assert member is not None
-        transition = await desk.store.close(conv.id or 0, actor=actor_member(member.id), now=turn.now)
+        transition = await desk.store.close(conv.id or 0, actor=actor_member(_member_id(turn)), now=turn.now)
         if not transition.changed:
             return [Reply(text=turn.t("support.not_open"), keyboard=turn.menu_keyboard())]
         desk.post(conv.id, "support.staff.member_ended")
@@ -111,7 +116,7 @@ class MemberSide:
             # "Reopen" under a closing message: the member asks again (a person, not free text, reopens).
             return [Reply(edit=True, buttons=None), *await self.ask(turn)]
         if callback.verb == "x":
-            conv = await self.desk.store.active_of(member.id)
+            conv = await self.desk.store.active_of(_member_id(turn))
             # A button of another (or an older) conversation ends nothing: members only reach their own.
             if conv is None or str(conv.id) != str(callback.args[1]):
                 return turn.toast("support.not_open")
@@ -131,7 +136,7 @@ class MemberSide:
             return None  # menu buttons keep working
         if incoming.text is None and incoming.media is None:
             return None
-        conv = await desk.store.active_of(member.id)
+        conv = await desk.store.active_of(_member_id(turn))
         if conv is None or conv.state == BOT:
             return None  # closed or handed back: the bot answers; only asking brings a person back
         if incoming.edited:

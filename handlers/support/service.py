@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from loyalbot.chat.i18n import Translator
 from loyalbot.handlers.support.config import SupportConfig
 from loyalbot.handlers.support.desk import Desk
 from loyalbot.handlers.support.member import MemberSide
@@ -62,7 +63,7 @@ class SupportService:
         """The staff group's queue, once anything was queued (None before)."""
         return self.desk.relay_started
 
-    def member_tr(self, member: Member) -> Any:
+    def member_tr(self, member: Member) -> Translator:
         return self.desk.member_tr(member)
 
     def next_opening(self, now: datetime) -> datetime | None:

@@ -125,11 +125,11 @@ class StaffSide:
             return [Reply(text=tr.t("support.staff.note_saved"))]
         if action in ("block", "unblock"):
             blocked = action == "block"
-            transition = await desk.store.set_blocked(conv.member_id, blocked, staff_id=staff_id, now=now)
+            closing = await desk.store.set_blocked(conv.member_id, blocked, staff_id=staff_id, now=now)
             log.info("staff %s support for member %d", "blocked" if blocked else "unblocked", conv.member_id)
-            if transition is not None and transition.changed:
+            if closing is not None and closing.changed:
                 desk.refresh_card(conv.id)
-                await desk.close_topic(transition.conversation)
+                await desk.close_topic(closing.conversation)
             key = "support.staff.blocked" if blocked else "support.staff.unblocked"
             return [Reply(text=tr.t(key, name=me))]
         return []

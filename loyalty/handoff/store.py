@@ -186,7 +186,7 @@ class HandoffStore(HandoffRecords):
         async with self.db.read() as s:
             asked = (await s.execute(
                 select(Survey.id).where(Survey.member_id == conversation.member_id, Survey.trigger == "handoff",
-                                        sa.or_(Survey.conversation_id == conversation.id,
+                                        sa.or_(col(Survey.conversation_id) == conversation.id,
                                                col(Survey.created_at) > now - cooldown)).limit(1))).first()
         return asked is None
 
