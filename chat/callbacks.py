@@ -65,7 +65,7 @@ ACTIONS: dict[str, dict[str, tuple[Kind, ...]]] = {
     "sm": {"s": (INT,), "j": ()},
     # surveys: answer(survey id, score), skip the comment(survey id)
     "sv": {"a": (INT, SCORE), "s": (INT,)},
-    # support handoff (handlers/support.py): take/hand back/close/end a conversation (its id), other verbs a token
+    # support handoff (handlers/support/): take/hand back/close/end a conversation (its id), other verbs a token
     "sp": {verb: (ID_TEXT,) for verb in ("t", "c", "h", "x")} | {verb: (TOKEN,) for verb in ("r", "b")}
           | {"m": (), "o": ()},
 }

@@ -33,7 +33,7 @@ STAFF_COMMANDS = (
     ("award", N_("help.staff_award")),
     ("member", N_("help.staff_member")),
 )
-# Support commands, typed in a member's topic of the staff group (handlers/support.py answers them).
+# Support commands, typed in a member's topic of the staff group (handlers/support/staff.py answers them).
 SUPPORT_COMMANDS = (
     ("take", N_("help.support_take")),
     ("handback", N_("help.support_handback")),

@@ -19,6 +19,10 @@ the staff group (summary cards, members' messages, notices) goes through one `St
 It is "durable enough": members' messages are stored (handoff_messages) before they are queued and
 marked with the staff copy's id once sent, so after a restart `HandoffStore.unrelayed` finds the few
 that never went out. Nothing here imports a Telegram framework.
+
+The Bot API calls support makes beside the queue (topics closed, reopened, renamed or deleted, messages
+blanked) go through `StaffRelay.call`, so they too stay within the group's budget. `retrying` is the one
+way support tries a call again after Telegram's RetryAfter, for the staff group and for members' chats.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from loyalbot.chat.outbound import (
     BadRequest,
@@ -49,6 +53,30 @@ log = logging.getLogger(__name__)
 
 TEXT_LIMIT = 4096
 MERGE_SEPARATOR = "\n"
+T = TypeVar("T")
+
+
+async def retrying(call: Callable[[], Awaitable[T]], *, wait: Callable[[float], Awaitable[None]], attempts: int = 3,
+                   before: Callable[[], Awaitable[None]] | None = None) -> T:
+    """`call()`, made again after each RetryAfter (at most `attempts` times in all, `wait(seconds)` between).
+
+    `before` runs ahead of every attempt (e.g. taking a call of the group's budget). The last RetryAfter,
+    and any other SendError at once, is raised to the caller, who decides what a failure means."""
+    for attempt in range(1, attempts + 1):
+        if before is not None:
+            await before()
+        try:
+            return await call()
+        except RetryAfter as exc:
+            if attempt == attempts:
+                raise
+            await wait(exc.seconds)
+    raise ValueError("retrying needs at least one attempt")
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before attempt `attempt` + 1 after a transient failure: 2, 4, 8, ... at most a minute."""
+    return min(2.0 ** attempt, 60.0)
 
 
 @dataclass
@@ -187,6 +215,20 @@ class StaffRelay:
         await self._wait_for_budget()
         self.budget.take()
 
+    async def call(self, call: Callable[[], Awaitable[T]], *, attempts: int = 3) -> T:
+        """One Bot API call into the group beside the queue, within the group's budget.
+
+        A RetryAfter holds the whole group's budget (the queue waits too) and the call is made again;
+        the last RetryAfter and any other SendError are raised."""
+        async def hold(seconds: float) -> None:
+            self.budget.hold(seconds)
+
+        try:
+            return await retrying(call, wait=hold, attempts=attempts, before=self.acquire)
+        except RetryAfter as exc:
+            self.budget.hold(exc.seconds)
+            raise
+
     def forget(self, conversation_id: int) -> int:
         """Drop everything queued for the conversation; returns how many items were dropped."""
         kept = deque(item for item in self._queue if item.conversation_id != conversation_id)
@@ -194,6 +236,10 @@ class StaffRelay:
         self._queue = kept
         self.dropped += dropped
         return dropped
+
+    def holds(self, conversation_id: int, kind: str) -> bool:
+        """Whether an item of `kind` for the conversation is queued and not yet taken by the worker."""
+        return any(item.kind == kind and item.conversation_id == conversation_id for item in self._queue)
 
     @property
     def pending(self) -> int:
@@ -314,7 +360,7 @@ class StaffRelay:
                 return
             self.retried += 1
             self._queue.appendleft(item)
-            await self._sleep(min(2.0 ** item.attempts, 60.0))
+            await self._sleep(backoff(item.attempts))
             return
         except BadRequest as exc:
             if item.kind == "edit" and "not modified" in exc.description.lower():
@@ -378,4 +424,4 @@ class StaffRelay:
                          html=False, mergeable=False, refs=refs)
 
 
-__all__ = ["Budget", "NoTopic", "RelayItem", "StaffRelay", "TopicResolver"]
+__all__ = ["Budget", "NoTopic", "RelayItem", "StaffRelay", "TopicResolver", "backoff", "retrying"]
