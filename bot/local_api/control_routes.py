@@ -85,7 +85,7 @@ from . import user_actions, users
 from .errors import ControlError
 from .hub import Hub
 from .params import TOKEN_RE, dumps, int_field, query_int, read_body
-from .world import ChatRec, MsgRec
+from .records import ChatRec, MsgRec
 
 __all__ = ["ROUTES", "add_control_routes", "chat_control", "transcript_of"]
 

@@ -24,8 +24,9 @@ import aiohttp
 
 from .faults import FaultQueue
 from .limits import Limits, RateLimiter
+from .records import TOPIC_COLORS, ChatRec, MsgRec, TopicRec, now
 from .saved import COUNTERS, SavedWorld
-from .world import TOPIC_COLORS, ChatRec, MsgRec, TopicRec, World, now
+from .world import World
 
 __all__ = ["DEFAULT_IDENTITIES", "Hub"]
 

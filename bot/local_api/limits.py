@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .errors import ApiError, ControlError
-from .world import ChatRec
+from .records import ChatRec
 
 __all__ = ["Limits", "RateLimiter"]
 

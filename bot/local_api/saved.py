@@ -25,7 +25,8 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from .world import BotRec, ChatRec, FileRec, MsgRec, TopicRec, UserRec, WebhookRec, World
+from .records import BotRec, ChatRec, FileRec, MsgRec, TopicRec, UserRec, WebhookRec
+from .world import World
 
 __all__ = ["ID_GAP", "SavedWorld"]
 

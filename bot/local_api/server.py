@@ -27,13 +27,13 @@ from aiohttp import web
 
 from . import methods, user_actions, users
 from .control_routes import add_control_routes, transcript_of
-from .dispatch import execute
 from .errors import ApiError
 from .faults import Fault
 from .hub import Hub
+from .methods.dispatch import execute
 from .page import add_page_routes
 from .params import MAX_UPLOAD_BYTES, TOKEN_RE, Params, dumps
-from .world import BotRec, ChatRec, UserRec
+from .records import BotRec, ChatRec, UserRec
 
 __all__ = ["LocalBotApi", "supported_methods"]
 

@@ -11,8 +11,9 @@ from typing import Any
 from .errors import ControlError
 from .formatting import is_bot_command_start, parse_text, utf16_len
 from .hub import Hub
+from .images import image_size, make_png
 from .params import int_field
-from .world import ChatRec, FileRec, UserRec, image_size, make_png
+from .records import ChatRec, FileRec, UserRec
 
 __all__ = ["edit_user_message", "inject_message", "press", "reply_press"]
 

@@ -7,7 +7,7 @@ from typing import Any
 from .errors import ControlError
 from .hub import Hub
 from .params import int_field
-from .world import ChatRec, UserRec
+from .records import ChatRec, UserRec
 
 __all__ = ["add_identity", "create_group", "set_demo_config", "set_demo_info", "upsert_user"]
 

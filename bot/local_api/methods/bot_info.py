@@ -6,7 +6,7 @@ from typing import Any
 
 from ..hub import Hub
 from ..params import Params
-from ..world import BotRec
+from ..records import BotRec
 from .common import chat_param
 from .table import method
 

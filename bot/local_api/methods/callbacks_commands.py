@@ -11,7 +11,7 @@ from typing import Any
 from ..errors import bad
 from ..hub import Hub
 from ..params import Params
-from ..world import BotRec
+from ..records import BotRec
 from .table import method
 
 __all__: list[str] = []

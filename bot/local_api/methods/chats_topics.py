@@ -7,7 +7,7 @@ from typing import Any
 from ..errors import bad
 from ..hub import Hub
 from ..params import Params
-from ..world import TOPIC_COLORS, BotRec, ChatRec, TopicRec
+from ..records import TOPIC_COLORS, BotRec, ChatRec, TopicRec
 from .common import chat_param, send_target, topic_param
 from .table import method
 

@@ -9,7 +9,7 @@ from ..errors import ApiError, bad
 from ..hub import Hub
 from ..markup import markup_param
 from ..params import Params
-from ..world import BotRec, ChatRec, MsgRec, TopicRec
+from ..records import BotRec, ChatRec, MsgRec, TopicRec
 
 __all__ = ["chat_param", "deliver", "send_target", "thread_and_reply", "topic_param"]
 

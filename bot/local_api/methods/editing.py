@@ -8,7 +8,7 @@ from ..errors import bad
 from ..hub import Hub
 from ..markup import markup_param, not_modified, same_markup
 from ..params import Params, caption_content, message_text
-from ..world import MEDIA_KINDS, BotRec, ChatRec, MsgRec
+from ..records import MEDIA_KINDS, BotRec, ChatRec, MsgRec
 from .common import chat_param
 from .table import method
 

@@ -10,9 +10,10 @@ from typing import Any
 
 from ..errors import ApiError, bad
 from ..hub import Hub
+from ..images import image_size, make_png
 from ..markup import markup_param
 from ..params import MAX_PHOTO_BYTES, MAX_UPLOAD_BYTES, Params, Upload, caption_content
-from ..world import BotRec, FileRec, image_size, make_png
+from ..records import BotRec, FileRec
 from .common import deliver, send_target, thread_and_reply
 from .table import method
 

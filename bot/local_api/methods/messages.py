@@ -8,7 +8,7 @@ from typing import Any
 from ..errors import bad
 from ..hub import Hub
 from ..params import Params, caption_content, message_text
-from ..world import CONTENT_KEYS, MEDIA_KINDS, BotRec, MsgRec
+from ..records import CONTENT_KEYS, MEDIA_KINDS, BotRec, MsgRec
 from .common import chat_param, deliver, send_target, thread_and_reply
 from .table import method
 

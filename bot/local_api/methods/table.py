@@ -12,7 +12,7 @@ from typing import Any
 
 from ..hub import Hub
 from ..params import Params
-from ..world import BotRec
+from ..records import BotRec
 
 __all__ = ["TABLE", "Handler", "Method", "find", "method", "supported"]
 

@@ -17,11 +17,11 @@ from typing import Any
 
 import aiohttp
 
-from ..dispatch import execute
 from ..errors import ApiError, bad
 from ..hub import Hub
 from ..params import Params, Upload
-from ..world import BotRec, WebhookRec, now
+from ..records import BotRec, WebhookRec, now
+from .dispatch import execute
 from .table import method
 
 __all__ = ["filter_updates", "start_webhook"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .errors import ApiError
-from .hub import Hub
-from .methods.table import find
-from .params import Params, loggable_chat_id
-from .world import BotRec
+from ..errors import ApiError
+from ..hub import Hub
+from ..params import Params, loggable_chat_id
+from ..records import BotRec
+from .table import find
 
 __all__ = ["execute"]
 
