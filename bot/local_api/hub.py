@@ -185,9 +185,9 @@ class Hub:
             return None
         if isinstance(raw, str) and raw.startswith("@"):
             name = raw[1:].lower()
-            for chat in self.world.chats.values():
-                if chat.type != "private" and chat.username and chat.username.lower() == name:
-                    return chat
+            for group in self.world.chats.values():
+                if group.type != "private" and group.username and group.username.lower() == name:
+                    return group
             return None
         try:
             chat_id = int(raw)

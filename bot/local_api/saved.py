@@ -117,9 +117,9 @@ class SavedWorld:
             world.chats[chat.id] = chat
         for chat_id, data in conn.execute("SELECT chat_id, data FROM localapi_messages ORDER BY chat_id, message_id"):
             msg = MsgRec(**json.loads(data))
-            chat = world.chats.get(chat_id)
-            if chat is not None:
-                chat.messages[msg.message_id] = msg
+            owner = world.chats.get(chat_id)
+            if owner is not None:
+                owner.messages[msg.message_id] = msg
         for token, data in conn.execute("SELECT token, data FROM localapi_bots"):
             raw = json.loads(data)
             commands = raw.pop("commands", [])

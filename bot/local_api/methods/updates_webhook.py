@@ -222,7 +222,8 @@ async def webhook_reply(hub: Hub, bot: BotRec, body: bytes, content_type: str) -
             name = part.get_param("name", header="content-disposition")
             if not isinstance(name, str):
                 continue
-            payload = part.get_payload(decode=True) or b""
+            decoded = part.get_payload(decode=True)
+            payload = decoded if isinstance(decoded, bytes) and decoded else b""
             filename = part.get_filename()
             if filename:
                 files[name] = Upload(payload, filename, part.get_content_type())
