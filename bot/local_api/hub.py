@@ -18,7 +18,7 @@ import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import aiohttp
 
@@ -28,7 +28,7 @@ from .records import TOPIC_COLORS, ChatRec, MsgRec, TopicRec, now
 from .saved import COUNTERS, SavedWorld
 from .world import World
 
-__all__ = ["DEFAULT_IDENTITIES", "Hub"]
+__all__ = ["DEFAULT_IDENTITIES", "Hub", "HubOptions"]
 
 DEFAULT_IDENTITIES: list[dict[str, Any]] = [
     {
@@ -57,8 +57,23 @@ DEFAULT_IDENTITIES: list[dict[str, Any]] = [
 ]
 
 
+class HubOptions(TypedDict, total=False):
+    """The keyword arguments of :class:`Hub` (and so of ``LocalBotApi``)."""
+
+    webhook_retry_delay: float
+    webhook_retry_max: float
+    webhook_timeout: float
+    call_log_size: int
+    state_path: str | Path | None
+
+
 class Hub:
-    """What the Bot API methods, the webhook sender and the control routes read and change."""
+    """What the Bot API methods, the webhook sender and the control routes read and change.
+
+    ``webhook_retry_*``: back-off between failed webhook deliveries; ``call_log_size``: calls kept
+    for ``/control/calls``; ``state_path``: a SQLite file that keeps users, chats, topics, files and
+    ids across restarts.
+    """
 
     def __init__(
         self,

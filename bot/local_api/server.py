@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import aiohttp
 from aiohttp import web
@@ -29,7 +28,7 @@ from . import methods, user_actions, users
 from .control_routes import add_control_routes, transcript_of
 from .errors import ApiError
 from .faults import Fault
-from .hub import Hub
+from .hub import Hub, HubOptions
 from .methods.dispatch import execute
 from .page import add_page_routes
 from .params import MAX_UPLOAD_BYTES, TOKEN_RE, Params, dumps
@@ -46,24 +45,9 @@ def supported_methods() -> list[str]:
 class LocalBotApi(Hub):
     """The local Bot API server: ``await start()``, point a bot at :attr:`url`, ``await stop()``."""
 
-    def __init__(
-        self,
-        *,
-        serve_page: bool = True,
-        webhook_retry_delay: float = 0.2,
-        webhook_retry_max: float = 5.0,
-        webhook_timeout: float = 10.0,
-        call_log_size: int = 10_000,
-        state_path: str | Path | None = None,
-    ) -> None:
-        """``state_path``: a SQLite file that keeps users, chats, topics, files and ids across restarts."""
-        super().__init__(
-            webhook_retry_delay=webhook_retry_delay,
-            webhook_retry_max=webhook_retry_max,
-            webhook_timeout=webhook_timeout,
-            call_log_size=call_log_size,
-            state_path=state_path,
-        )
+    def __init__(self, *, serve_page: bool = True, **options: Unpack[HubOptions]) -> None:
+        """``serve_page``: serve the demo page at ``/``; ``options``: see :class:`~.hub.Hub`."""
+        super().__init__(**options)
         self.serve_page = serve_page
         self._runner: web.AppRunner | None = None
         self._url = ""
