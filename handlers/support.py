@@ -14,7 +14,7 @@ Close buttons; the card is edited on every change of state, so it always says wh
 what the holder writes is copied to the member, and edits follow as edits. Only people in the staff
 table act there; anyone else is ignored (and logged).
 
-When a member erases their data (`loyalty.service.MemberErased`), their topics are deleted; where the
+When a member erases their data (`loyalty.events.MemberErased`), their topics are deleted; where the
 bot may not delete a topic, it is closed, renamed to an anonymous title, its card says the member
 erased their data and the bot's copies of what the member wrote are deleted (or blanked). The staff
 group is told, without the name. Erased members' topics left over by a stop are cleared at start.
@@ -46,6 +46,7 @@ from loyalbot.handlers.relay import NoTopic, RelayItem, StaffRelay
 from loyalbot.handlers.turn import Turn, clip
 from loyalbot.loyalty.errors import MemberErased as MemberGone
 from loyalbot.loyalty.errors import Refusal
+from loyalbot.loyalty.events import LoyaltyEvent, MemberErased
 from loyalbot.loyalty.handoff import (
     BOT,
     CLOSED,
@@ -58,7 +59,6 @@ from loyalbot.loyalty.handoff import (
     actor_member,
     actor_staff,
 )
-from loyalbot.loyalty.service import LoyaltyEvent, MemberErased
 from loyalbot.storage.models import HandoffConversation, Member
 
 if TYPE_CHECKING:
