@@ -18,8 +18,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -391,7 +393,7 @@ class HandoffStore:
     async def erased_topics(self, member_id: int | None = None) -> list[HandoffConversation]:
         """Conversations of erased members that still name a staff topic (it must be cleared away)."""
         async with self.db.read() as s:
-            query = (select(HandoffConversation).join(Member, Member.id == HandoffConversation.member_id)
+            query = (select(HandoffConversation).join(Member, col(Member.id) == HandoffConversation.member_id)
                      .where(Member.status == "erased", col(HandoffConversation.topic_id).is_not(None))
                      .order_by(col(HandoffConversation.id)))
             if member_id is not None:
@@ -402,17 +404,17 @@ class HandoffStore:
         """The conversation no longer has staff topic `topic_id`; False when that was already recorded."""
         async with self.db.transaction() as tx:
             done = await tx.execute(sa.update(HandoffConversation)
-                                    .where(HandoffConversation.id == conversation_id,
-                                           HandoffConversation.topic_id == topic_id)
+                                    .where(col(HandoffConversation.id) == conversation_id,
+                                           col(HandoffConversation.topic_id) == topic_id)
                                     .values(topic_id=None))
-            return bool(done.rowcount)
+            return bool(cast("CursorResult[Any]", done).rowcount)
 
     async def unrelayed(self, *, since: datetime) -> list[HandoffMessage]:
         """Member messages stored but never copied to staff (the process stopped first), oldest first."""
         async with self.db.read() as s:
             return list((await s.execute(
                 select(HandoffMessage).join(HandoffConversation,
-                                            HandoffConversation.id == HandoffMessage.conversation_id)
+                                            col(HandoffConversation.id) == HandoffMessage.conversation_id)
                 .where(HandoffMessage.direction == "in", col(HandoffMessage.staff_message_id).is_(None),
                        col(HandoffMessage.created_at) >= as_utc(since),
                        HandoffConversation.state != CLOSED)
@@ -436,7 +438,7 @@ class HandoffStore:
         """Conversations waiting longer than `after` with no staff answer and no update sent yet."""
         now = as_utc(now or utcnow())
         since = (select(HandoffEvent.conversation_id, sa.func.max(HandoffEvent.created_at).label("at"))
-                 .where(HandoffEvent.to_state == WAITING).group_by(HandoffEvent.conversation_id).subquery())
+                 .where(HandoffEvent.to_state == WAITING).group_by(col(HandoffEvent.conversation_id)).subquery())
         async with self.db.read() as s:
             rows = (await s.execute(
                 select(HandoffConversation).join(since, since.c.conversation_id == HandoffConversation.id)
@@ -497,7 +499,7 @@ class HandoffStore:
         async with self.db.read() as s:
             asked = (await s.execute(
                 select(Survey.id).where(Survey.member_id == conversation.member_id, Survey.trigger == "handoff",
-                                        sa.or_(Survey.conversation_id == conversation.id,
+                                        sa.or_(col(Survey.conversation_id) == conversation.id,
                                                col(Survey.created_at) > now - cooldown)).limit(1))).first()
         return asked is None
 
