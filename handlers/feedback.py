@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from loyalbot.chat.callbacks import encode
 from loyalbot.chat.port import Button, Reply
 from loyalbot.handlers.turn import Turn
-from loyalbot.loyalty.service import MAX_FEEDBACK_CHARS
+from loyalbot.loyalty.surveys import MAX_FEEDBACK_CHARS
 
 if TYPE_CHECKING:
     from loyalbot.handlers.router import Router

@@ -17,8 +17,8 @@ from loyalbot.chat.port import Button, KeyButton, Reply
 from loyalbot.handlers.birthdays import Unreadable, format_birthday, read_birthday
 from loyalbot.handlers.turn import Turn
 from loyalbot.loyalty.errors import InvalidBirthday
+from loyalbot.loyalty.members import check_birthday
 from loyalbot.loyalty.programme import BIRTHDAY_YEAR_UNKNOWN
-from loyalbot.loyalty.service import check_birthday
 
 if TYPE_CHECKING:
     from loyalbot.handlers.router import Router

@@ -17,7 +17,7 @@ from loyalbot.chat.port import Button, Reply
 from loyalbot.handlers.coupons import coupon_photo
 from loyalbot.handlers.turn import Turn
 from loyalbot.loyalty.errors import Refusal
-from loyalbot.loyalty.service import CatalogueItem
+from loyalbot.loyalty.results import CatalogueItem
 
 if TYPE_CHECKING:
     from loyalbot.handlers.router import Router

@@ -20,7 +20,7 @@ from loyalbot.handlers.registration import (
 )
 from loyalbot.handlers.turn import Turn
 from loyalbot.loyalty.errors import InvalidSetting
-from loyalbot.loyalty.service import NOTIFY_KINDS
+from loyalbot.loyalty.members import NOTIFY_KINDS
 
 if TYPE_CHECKING:
     from loyalbot.handlers.router import Router

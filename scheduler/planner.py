@@ -41,6 +41,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from loyalbot.loyalty.ledger import lots_left
 from loyalbot.loyalty.service import Loyalty
 from loyalbot.scheduler.kinds import (
     DEFAULT_CAP_DAYS,
@@ -368,8 +369,7 @@ class Planner:
         while True:
             lots = (sa.select(LedgerEntry.member_id, sa.func.min(LedgerEntry.expires_at),
                               sa.func.sum(LedgerEntry.remaining))
-                    .where(LedgerEntry.member_id > last, LedgerEntry.remaining > 0,
-                           LedgerEntry.expires_at > now, LedgerEntry.expires_at <= horizon)
+                    .where(LedgerEntry.member_id > last, *lots_left(now, until=horizon))
                     .group_by(LedgerEntry.member_id).order_by(LedgerEntry.member_id).limit(self.batch_size))
             async with self.db.read() as s:
                 found = (await s.execute(lots)).all()

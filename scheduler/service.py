@@ -32,7 +32,8 @@ import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from loyalbot.chat.outbound import ChatSender
-from loyalbot.loyalty.service import CouponUsed, Loyalty, LoyaltyEvent, TierChanged
+from loyalbot.loyalty.events import CouponUsed, LoyaltyEvent, TierChanged
+from loyalbot.loyalty.service import Loyalty
 from loyalbot.scheduler.dispatcher import Dispatcher
 from loyalbot.scheduler.kinds import RULES
 from loyalbot.scheduler.notices import DEFAULT_DELAY, Notifier

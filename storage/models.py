@@ -34,6 +34,12 @@ def _json(default: Any = None) -> Any:
     return Field(default_factory=factory, sa_column=sa.Column(JSON, nullable=False))
 
 
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """The table of a table model, typed (SQLModel declares `__table__` only at run time), for Core statements."""
+    table: sa.Table = model.__table__  # type: ignore[attr-defined]
+    return table
+
+
 class Member(SQLModel, table=True):
     """A person in the programme; personal fields are emptied by erasure, the row stays for the books."""
 
@@ -58,7 +64,7 @@ class Member(SQLModel, table=True):
     tier_since: datetime | None = None
     balance: int = 0
     # Which message kinds the member wants: care, reminders, surveys, offers -> bool.
-    notify: dict = _json({"care": True, "reminders": True, "surveys": True, "offers": True})
+    notify: dict[str, Any] = _json({"care": True, "reminders": True, "surveys": True, "offers": True})
     quiet_start: int | None = None  # minutes after local midnight
     quiet_end: int | None = None
     support_blocked: bool = False
@@ -134,7 +140,7 @@ class Tier(SQLModel, table=True):
 
     code: str = Field(primary_key=True, max_length=32)
     rank: int
-    names: dict = _json({})
+    names: dict[str, Any] = _json({})
     threshold: Decimal = Field(sa_column=sa.Column(MONEY, nullable=False))
     multiplier: Decimal = Field(default=Decimal("1"), sa_column=sa.Column(sa.Numeric(6, 3), nullable=False))
 
@@ -152,19 +158,6 @@ class TierChange(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class EarningRule(SQLModel, table=True):
-    """A rule of the programme that turns spend into points, mirrored from the programme file."""
-
-    __tablename__ = "earning_rules"
-
-    id: int | None = Field(default=None, primary_key=True)
-    code: str = Field(sa_column=sa.Column(sa.String(32), unique=True, nullable=False))
-    # base (points per currency unit) | birthday_month (multiplier)
-    kind: str = Field(max_length=32)
-    value: Decimal = Field(sa_column=sa.Column(sa.Numeric(10, 4), nullable=False))
-    active: bool = True
-
-
 class Reward(SQLModel, table=True):
     """An item of the catalogue that points can buy."""
 
@@ -172,8 +165,8 @@ class Reward(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     code: str = Field(sa_column=sa.Column(sa.String(64), unique=True, nullable=False))
-    titles: dict = _json({})
-    descriptions: dict = _json({})
+    titles: dict[str, Any] = _json({})
+    descriptions: dict[str, Any] = _json({})
     cost: int
     stock: int | None = None  # None: unlimited
     per_member_limit: int | None = None
@@ -266,10 +259,10 @@ class Schedule(SQLModel, table=True):
     timezone: str = Field(default="UTC", max_length=64)
     member_local_time: bool = False
     offset_days: int = 0
-    segment: dict = _json({})
-    templates: dict = _json({})
+    segment: dict[str, Any] = _json({})
+    templates: dict[str, Any] = _json({})
     frequency_cap_days: int | None = None
-    params: dict = _json({})
+    params: dict[str, Any] = _json({})
     one_off_at: datetime | None = None
     last_run_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
@@ -311,7 +304,7 @@ class Outbox(SQLModel, table=True):
     kind: str = Field(max_length=32)
     period: str = Field(max_length=64)
     text: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
-    buttons: list = _json([])
+    buttons: list[Any] = _json([])
     survey_id: int | None = Field(default=None, foreign_key="surveys.id")
     # pending | sending | sent | failed | skipped
     status: str = Field(default="pending", max_length=16)
@@ -416,7 +409,7 @@ class AuditLog(SQLModel, table=True):
     actor: str = Field(max_length=64)
     action: str = Field(max_length=64)
     member_id: int | None = Field(default=None, foreign_key="members.id", index=True)
-    details: dict = _json({})
+    details: dict[str, Any] = _json({})
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -428,13 +421,13 @@ class ConversationState(SQLModel, table=True):
     chat_id: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True, autoincrement=False))
     user_id: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True, autoincrement=False))
     step: str = Field(max_length=64)
-    data: dict = _json({})
+    data: dict[str, Any] = _json({})
     updated_at: datetime = Field(default_factory=utcnow)
 
 
 # --- the counter: staff find a member by phone (0007) --------------------------------------------------
 
-sa.Index("ix_members_phone", Member.__table__.c.phone)
+sa.Index("ix_members_phone", table_of(Member).c.phone)
 
 # --- transactional notifications (notify; migration 0005) ------------------------------------------------
 
@@ -501,7 +494,7 @@ class InboxUpdate(SQLModel, table=True):
     # A hash of what makes the update itself (chat, message, date or callback id): tells a redelivery
     # (same update) from a reused update_id (Telegram restarts numbering after a week of silence).
     fingerprint: str = Field(max_length=32)
-    payload: dict | None = Field(default=None, sa_column=sa.Column(JSON, nullable=True))
+    payload: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(JSON, nullable=True))
     # pending | done | failed (gave up after too many attempts)
     status: str = Field(default="pending", max_length=16)
     attempts: int = 0
@@ -522,5 +515,5 @@ class UpdateEffect(SQLModel, table=True):
     __tablename__ = "update_effects"
 
     key: str = Field(sa_column=sa.Column(sa.String(96), primary_key=True, autoincrement=False))
-    result: dict = _json({})
+    result: dict[str, Any] = _json({})
     created_at: datetime = Field(default_factory=utcnow, index=True)

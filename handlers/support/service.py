@@ -22,8 +22,8 @@ from loyalbot.handlers.support.desk import Desk
 from loyalbot.handlers.support.member import MemberSide
 from loyalbot.handlers.support.relay import StaffRelay
 from loyalbot.handlers.support.staff import StaffSide
+from loyalbot.loyalty.events import LoyaltyEvent, MemberErased
 from loyalbot.loyalty.handoff import HandoffStore
-from loyalbot.loyalty.service import LoyaltyEvent, MemberErased
 from loyalbot.storage.models import Member
 
 if TYPE_CHECKING:
