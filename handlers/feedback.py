@@ -1,6 +1,6 @@
 """/feedback: the member writes what is on their mind, optionally rates us 1-5, and gets a reference.
 
-If the support room provides ``ctx.services["feedback_sink"]`` (async callable(member, feedback)),
+If the support room provides ``ctx.services.feedback_sink`` (async callable(member, feedback)),
 it is called after the feedback is stored, e.g. to post it to the staff group; its failure is
 logged and does not trouble the member, whose feedback is already safe.
 """
@@ -72,7 +72,7 @@ async def _record(turn: Turn, rating: int | None) -> list[Reply]:
     feedback = await turn.loyalty.record_feedback(member.id, turn.state.data.get("text"), rating=rating,
                                                   now=turn.now, update_key=turn.incoming.update_key)
     await turn.clear_state()
-    sink = turn.ctx.services.get("feedback_sink")
+    sink = turn.ctx.services.feedback_sink
     if sink is not None:
         try:
             await sink(member, feedback)

@@ -57,9 +57,9 @@ COUNTER_REFUSALS = (N_("error.amount_format"), N_("error.amount_too_large"), N_(
 async def _throttled(turn: Turn, what: str) -> list[Reply] | None:
     """None when this staff member may look something up now; else the answer saying when to try again."""
     services = turn.ctx.services
-    throttle = services.get("throttle")
-    if throttle is None:
-        throttle = services.setdefault("throttle", MemoryThrottle())
+    if services.throttle is None:
+        services.throttle = MemoryThrottle()
+    throttle = services.throttle
     limit = turn.loyalty.programme.counter.lookups_per_minute
     wait = await throttle.hit("counter.lookup", str(turn.incoming.user_id), limit=limit, per=60.0)
     if not wait:

@@ -22,7 +22,7 @@ group is told, without the name. Erased members' topics left over by a stop are 
 The state machine is `loyalty.handoff.HandoffStore`; everything bound for the staff group goes through
 `handlers.relay.StaffRelay` (the group's rate budget, merging, retries, recreated topics).
 `register_support(router, ctx)` wires it all in and puts the `SupportService` in
-`ctx.services["handoff"]` and its feedback poster in `ctx.services["feedback_sink"]`.
+`ctx.services.handoff` and its feedback poster in `ctx.services.feedback_sink`.
 """
 
 from __future__ import annotations
@@ -864,13 +864,13 @@ class SupportService:
     async def _after_close(self, conv: HandoffConversation, member: Member, now: datetime) -> None:
         """Ask the member how well we helped (once per conversation, not within the cooldown).
 
-        With the scheduler present (ctx.services["scheduler"]) it plans the survey; without it the
+        With the scheduler present (ctx.services.scheduler) it plans the survey; without it the
         survey is opened here and its 1-5 buttons are sent at once.
         """
         if not await self.store.csat_due(conv, now=now, cooldown=self.config.csat_cooldown):
             return
-        scheduler = self.ctx.services.get("scheduler")
-        if scheduler is not None and hasattr(scheduler, "schedule_csat"):
+        scheduler = self.ctx.services.scheduler
+        if scheduler is not None:
             # The scheduler sends it later through the outbox (its delay, quiet hours, opt-outs).
             try:
                 await scheduler.schedule_csat(member.id, "support", f"handoff:{conv.id}", conversation_id=conv.id,
@@ -946,15 +946,14 @@ LANGUAGE_KEYS = ("en", "zh_Hans", "zh_Hant")
 
 def register_support(router: Router, ctx: Context, config: SupportConfig | None = None, *,
                      relay_clock: Callable[[], float] | None = None, relay_sleep: Any = None) -> SupportService:
-    """Wire support into the router; the service goes to ctx.services["handoff"] (and its feedback poster
-    to ctx.services["feedback_sink"]). `config` defaults to ctx.services["support_config"] or ChatConfig."""
-    chosen = config or ctx.services.get("support_config") or SupportConfig.from_chat_config(ctx.config)
+    """Wire support into the router; the service goes to ctx.services.handoff (and its feedback poster
+    to ctx.services.feedback_sink). `config` defaults to ctx.services.support_config or ChatConfig."""
+    chosen = config or ctx.services.support_config or SupportConfig.from_chat_config(ctx.config)
     service = SupportService(ctx=ctx, router=router, config=chosen, store=HandoffStore(ctx.loyalty.db),
                              relay_clock=relay_clock, relay_sleep=relay_sleep)
-    ctx.services["handoff"] = service
-    ctx.services["feedback_sink"] = service.feedback_sink
-    if hasattr(ctx.loyalty, "subscribe"):
-        ctx.loyalty.subscribe(service.on_loyalty_event)
+    ctx.services.handoff = service
+    ctx.services.feedback_sink = service.feedback_sink
+    ctx.loyalty.subscribe(service.on_loyalty_event)
     router.command("support", service.ask)
     router.command("end", service.end)
     router.callback("sp", service.pressed)

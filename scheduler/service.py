@@ -26,7 +26,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -42,6 +42,9 @@ from loyalbot.scheduler.templates import TemplateBook, default_templates
 from loyalbot.scheduler.triggers import TriggerProblem, build_trigger, missed_run
 from loyalbot.storage import Db, as_utc, utcnow
 from loyalbot.storage.models import Schedule
+
+if TYPE_CHECKING:
+    from loyalbot.bot.app import App
 
 log = logging.getLogger(__name__)
 
@@ -282,17 +285,17 @@ class SchedulerService:
         return made if made.enabled else None
 
 
-def attach(app: Any) -> None:
+def attach(app: App) -> None:
     """Add the scheduler to the bot's assembly (bot/app.py calls this for the rooms present)."""
     holder: dict[str, SchedulerService] = {}
 
-    async def start(app_: Any) -> None:
+    async def start(app_: App) -> None:
         settings = app_.settings
+        assert app_.db is not None and app_.loyalty is not None and app_.context is not None, "App.start() first"
         service = SchedulerService(app_.db, app_.loyalty, app_.sender, send_rate=settings.send_rate,
                                    paid_broadcast=settings.paid_broadcast, clock=app_.clock,
-                                   notice_delay=getattr(settings, "notice_delay", DEFAULT_DELAY))
-        if getattr(app_, "context", None) is not None:
-            app_.context.services["scheduler"] = service
+                                   notice_delay=settings.notice_delay)
+        app_.context.services.scheduler = service
         holder["service"] = service
         await service.start()
 
