@@ -19,6 +19,7 @@ from datetime import datetime
 
 from loyalbot.bot.runtime import Connection, RouterLike, Runtime, quiet_http_loggers
 from loyalbot.bot.settings import Settings, SettingsError
+from loyalbot.chat.limits import COMMAND_DESCRIPTION_LIMIT
 from loyalbot.chat.outbound import ChatSender, SendError
 from loyalbot.handlers.config import ChatConfig
 from loyalbot.handlers.context import Context, Services
@@ -94,7 +95,7 @@ def command_lists(default_language: str) -> dict[str | None, list[tuple[str, str
 
     def listing(lang: str) -> list[tuple[str, str]]:
         tr = Translator(lang)
-        return [(name, tr.t(key)[:256] or name) for name, key in MEMBER_COMMANDS]
+        return [(name, tr.t(key)[:COMMAND_DESCRIPTION_LIMIT] or name) for name, key in MEMBER_COMMANDS]
 
     lists: dict[str | None, list[tuple[str, str]]] = {None: listing(default_language)}
     for code, lang in COMMAND_LANGUAGES.items():

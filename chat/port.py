@@ -10,6 +10,7 @@ import logging
 import unicodedata
 from dataclasses import dataclass
 
+from loyalbot.chat.limits import INCOMING_CAPTION_LIMIT, TEXT_LIMIT
 from loyalbot.chat.outbound import (
     Button,
     ChatSender,
@@ -73,13 +74,11 @@ class Incoming:
 
 
 # What a member may send in one message: Telegram's own limits (a forged or relayed update may exceed them).
-TEXT_MAX = 4096
-CAPTION_MAX = 4096  # 1024 for most, but Telegram Premium members may caption up to 4096
 NAME_MAX = 128  # a profile name as the store keeps it (Telegram allows 64)
 LINE_BREAKS = frozenset("\n\r\t")  # the only control characters a typed text may hold
 
 
-def text_problem(text: str | None, *, limit: int = TEXT_MAX, multiline: bool = True) -> str | None:
+def text_problem(text: str | None, *, limit: int = TEXT_LIMIT, multiline: bool = True) -> str | None:
     """Why a text from the chat cannot be taken at all, or None if it can.
 
     "control": a control character (NUL and the rest of Unicode's Cc, except newline, carriage return
@@ -101,9 +100,9 @@ def text_problem(text: str | None, *, limit: int = TEXT_MAX, multiline: bool = T
 def incoming_problem(incoming: Incoming) -> tuple[str, int] | None:
     """Why an update's text (message, command arguments, caption, shared contact) cannot be taken, with the
     length limit of the text at fault; None if it can be taken."""
-    checks: list[tuple[str | None, int, bool]] = [(incoming.text, TEXT_MAX, True), (incoming.args, TEXT_MAX, True)]
+    checks: list[tuple[str | None, int, bool]] = [(incoming.text, TEXT_LIMIT, True), (incoming.args, TEXT_LIMIT, True)]
     if incoming.media is not None:
-        checks += [(incoming.media.caption, CAPTION_MAX, True), (incoming.media.filename, 255, False)]
+        checks += [(incoming.media.caption, INCOMING_CAPTION_LIMIT, True), (incoming.media.filename, 255, False)]
     if incoming.contact is not None:
         checks += [(incoming.contact.phone, 32, False), (incoming.contact.first_name, NAME_MAX, False)]
     for text, limit, multiline in checks:
@@ -185,5 +184,5 @@ async def deliver(incoming: Incoming, replies: list[Reply], sender: ChatSender) 
     return sent
 
 
-__all__ = ["CAPTION_MAX", "TEXT_MAX", "Button", "Contact", "Incoming", "IncomingMedia", "KeyButton",
+__all__ = ["Button", "Contact", "Incoming", "IncomingMedia", "KeyButton",
            "Media", "Reply", "clean_name", "deliver", "incoming_problem", "parse_command", "text_problem"]

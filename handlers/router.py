@@ -18,18 +18,10 @@ from datetime import timedelta
 
 from loyalbot.chat.callbacks import decode
 from loyalbot.chat.i18n import LANGUAGES, N_, Translator, pick_language, translations
+from loyalbot.chat.limits import CAPTION_LIMIT, TEXT_LIMIT, TOAST_LIMIT
 from loyalbot.chat.port import Incoming, Reply, clean_name, incoming_problem
 from loyalbot.handlers.context import Context
-from loyalbot.handlers.turn import (
-    CAPTION_LIMIT,
-    MENU,
-    TEXT_LIMIT,
-    TOAST_LIMIT,
-    Handler,
-    Interceptor,
-    Turn,
-    clip,
-)
+from loyalbot.handlers.turn import MENU, Handler, Interceptor, Turn, clip
 from loyalbot.loyalty.errors import Refusal
 from loyalbot.storage import as_utc
 

@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from loyalbot.chat.callbacks import encode
 from loyalbot.chat.i18n import N_
+from loyalbot.chat.limits import TOAST_LIMIT
 from loyalbot.chat.port import Button, Reply
 from loyalbot.handlers import registration
 from loyalbot.handlers.menu import staff_help_lines
-from loyalbot.handlers.turn import TOAST_LIMIT, Turn, clip
+from loyalbot.handlers.turn import Turn, clip
 from loyalbot.loyalty.amounts import parse_counter_amount
 from loyalbot.loyalty.codes import normalise_coupon_code, valid_member_no
 from loyalbot.loyalty.errors import NotPermitted, Refusal, UnknownCoupon, UnknownMember

@@ -36,10 +36,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from loyalbot.chat.callbacks import decode, encode, survey_answer
 from loyalbot.chat.i18n import N_, Translator
+from loyalbot.chat.limits import CAPTION_LIMIT, TEXT_LIMIT
 from loyalbot.chat.outbound import Blocked, Outgoing, RetryAfter, SendError, Sent, ThreadNotFound
 from loyalbot.chat.port import Button, Reply
 from loyalbot.handlers.relay import NoTopic, RelayItem, StaffRelay
@@ -59,6 +60,7 @@ from loyalbot.loyalty.handoff import (
     actor_staff,
 )
 from loyalbot.loyalty.service import LoyaltyEvent, MemberErased
+from loyalbot.storage.clock import find_zone
 from loyalbot.storage.models import HandoffConversation, Member
 
 if TYPE_CHECKING:
@@ -67,8 +69,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CAPTION_LIMIT = 1024
-TEXT_LIMIT = 4096
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -133,10 +133,9 @@ class BusinessHours:
                 raise ValueError(f"support days must look like mon-fri, not {days!r}")
             a, b = DAY_NAMES.index(first), DAY_NAMES.index(last or first)
             chosen.update(range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)])
-        try:
-            zone = ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {timezone!r}") from None
+        zone = find_zone(timezone)
+        if zone is None:
+            raise ValueError(f"unknown time zone {timezone!r}")
         return cls(opens=start, closes=end, days=frozenset(chosen), zone=zone)
 
     def next_opening(self, now: datetime) -> datetime | None:

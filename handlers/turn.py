@@ -17,15 +17,12 @@ import segno
 
 from loyalbot.chat.callbacks import Callback
 from loyalbot.chat.i18n import N_, Translator
+from loyalbot.chat.limits import TOAST_LIMIT
 from loyalbot.chat.port import Incoming, KeyButton, Reply
 from loyalbot.handlers.context import Context
 from loyalbot.handlers.state import State
 from loyalbot.loyalty.errors import Refusal
 from loyalbot.storage.models import Member
-
-TEXT_LIMIT = 4096
-CAPTION_LIMIT = 1024
-TOAST_LIMIT = 200
 
 # The main menu, in order: (command, label key). Two buttons a row.
 MENU: tuple[tuple[str, str], ...] = (
@@ -177,5 +174,5 @@ def qr_png(payload: str) -> bytes:
     return buffer.getvalue()
 
 
-__all__ = ["CAPTION_LIMIT", "MENU", "TEXT_LIMIT", "TOAST_LIMIT", "Handler", "Interceptor", "Turn", "clip",
+__all__ = ["MENU", "Handler", "Interceptor", "Turn", "clip",
            "qr_png"]

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from loyalbot.chat.limits import MESSAGES_PER_SECOND, PAID_MESSAGES_PER_SECOND
 from loyalbot.chat.outbound import ChatSender
 from loyalbot.loyalty.service import CouponUsed, Loyalty, LoyaltyEvent, TierChanged
 from loyalbot.scheduler.dispatcher import Dispatcher
@@ -62,7 +63,7 @@ class SchedulerService:
         sender: ChatSender | None = None,
         *,
         sender_factory: Callable[[], ChatSender] | None = None,
-        send_rate: float = 30.0,
+        send_rate: float = MESSAGES_PER_SECOND,
         paid_broadcast: bool = False,
         poll_seconds: float = 5.0,
         dispatch: bool = True,
@@ -81,7 +82,7 @@ class SchedulerService:
         self._sender = sender
         self._sender_factory = sender_factory
         # Telegram allows about 30 messages a second; paid broadcasts raise that to 1000.
-        self.send_rate = min(send_rate, 1000.0 if paid_broadcast else 30.0)
+        self.send_rate = min(send_rate, PAID_MESSAGES_PER_SECOND if paid_broadcast else MESSAGES_PER_SECOND)
         self.dispatch = dispatch
         self.dispatcher_options = dict(dispatcher_options or {})
         self.dispatcher: Dispatcher | None = None
