@@ -149,6 +149,11 @@ class Reply:
     toast: str | None = None  # the answer to a pressed button (a small notice), if any
     alert: bool = False
 
+    def outgoing(self, chat_id: int, thread_id: int | None = None) -> Outgoing:
+        """This reply as the message the sender sends to `chat_id` (and topic): the one place fields are copied."""
+        return Outgoing(chat_id=chat_id, text=self.text, media=self.media, buttons=self.buttons,
+                        keyboard=self.keyboard, remove_keyboard=self.remove_keyboard, thread_id=thread_id)
+
 
 async def deliver(incoming: Incoming, replies: list[Reply], sender: ChatSender) -> list[Sent]:
     """Send the replies through `sender`; a pressed button is always answered, so its spinner stops."""
@@ -177,10 +182,7 @@ async def deliver(incoming: Incoming, replies: list[Reply], sender: ChatSender) 
                 log.info("edit failed (%s); sending a new message", exc.description)
                 if reply.text is None:
                     continue
-        sent.append(await sender.send(Outgoing(
-            chat_id=chat_id, text=reply.text, media=reply.media, buttons=reply.buttons,
-            keyboard=reply.keyboard, remove_keyboard=reply.remove_keyboard, thread_id=thread_id,
-        )))
+        sent.append(await sender.send(reply.outgoing(chat_id, thread_id)))
     return sent
 
 
