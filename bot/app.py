@@ -13,18 +13,20 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 from loyalbot.bot.runtime import Connection, RouterLike, Runtime, quiet_http_loggers
 from loyalbot.bot.settings import Settings, SettingsError
+from loyalbot.chat.i18n import Translator
 from loyalbot.chat.limits import COMMAND_DESCRIPTION_LIMIT
 from loyalbot.chat.outbound import ChatSender, SendError
 from loyalbot.handlers.config import ChatConfig
 from loyalbot.handlers.context import Context, Services
 from loyalbot.handlers.router import Router, build_router
 from loyalbot.handlers.state import RedisStateStore, SqlStateStore, StateStore
+from loyalbot.handlers.turn import Command
 from loyalbot.loyalty.programme import Programme
 from loyalbot.loyalty.service import Loyalty
 from loyalbot.storage import Db, utcnow
@@ -88,14 +90,14 @@ def connection_from(settings: Settings, *, polling_timeout: int = 10) -> Connect
     )
 
 
-def command_lists(default_language: str) -> dict[str | None, list[tuple[str, str]]]:
-    """The command menu per Telegram language code (None: everyone else), texts from the chat catalogues."""
-    from loyalbot.chat.i18n import Translator
-    from loyalbot.handlers.menu import MEMBER_COMMANDS
+def command_lists(commands: Sequence[Command], default_language: str) -> dict[str | None, list[tuple[str, str]]]:
+    """The command menu per Telegram language code (None: everyone else): the member commands that
+    declare a /help line, described by it, texts from the chat catalogues."""
 
     def listing(lang: str) -> list[tuple[str, str]]:
         tr = Translator(lang)
-        return [(name, tr.t(key)[:COMMAND_DESCRIPTION_LIMIT] or name) for name, key in MEMBER_COMMANDS]
+        return [(command.name, tr.t(command.help)[:COMMAND_DESCRIPTION_LIMIT] or command.name)
+                for command in commands if command.help and not command.staff]
 
     lists: dict[str | None, list[tuple[str, str]]] = {None: listing(default_language)}
     for code, lang in COMMAND_LANGUAGES.items():
@@ -103,10 +105,10 @@ def command_lists(default_language: str) -> dict[str | None, list[tuple[str, str
     return lists
 
 
-async def register_commands(sender: ChatSender, default_language: str) -> None:
+async def register_commands(sender: ChatSender, commands: Sequence[Command], default_language: str) -> None:
     """setMyCommands for each language; a failure is logged, the bot still starts."""
     try:
-        lists = command_lists(default_language)
+        lists = command_lists(commands, default_language)
     except Exception as exc:  # a catalogue problem must not keep the bot from answering
         log.warning("command menu not registered: %s", type(exc).__name__)
         return
@@ -208,7 +210,7 @@ class App:
         self.context.sender = self.runtime.sender
         self.router = build_router(self.context)
         self.runtime.pipeline.router = self.router
-        await register_commands(self.runtime.sender, programme.programme.default_language)
+        await register_commands(self.runtime.sender, self.router.declared, programme.programme.default_language)
         if (support := services.handoff) is not None:
             await support.start()  # re-relays member messages a crash left unrelayed
         for service in self.services:

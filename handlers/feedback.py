@@ -11,6 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from loyalbot.chat.callbacks import encode
+from loyalbot.chat.i18n import N_
 from loyalbot.chat.port import Button, Reply
 from loyalbot.handlers.turn import Turn
 from loyalbot.loyalty.service import MAX_FEEDBACK_CHARS
@@ -86,6 +87,6 @@ async def _record(turn: Turn, rating: int | None) -> list[Reply]:
 
 
 def register(router: Router) -> None:
-    router.command("feedback", ask)
+    router.command("feedback", ask, help=N_("help.feedback"), menu=N_("menu.feedback"))
     router.step("fb", step, max_chars=MAX_FEEDBACK_CHARS)
     router.callback("fb", pressed)

@@ -21,7 +21,7 @@ from loyalbot.chat.i18n import LANGUAGES, N_, Translator, pick_language, transla
 from loyalbot.chat.limits import CAPTION_LIMIT, TEXT_LIMIT, TOAST_LIMIT
 from loyalbot.chat.port import Incoming, Reply, clean_name, incoming_problem
 from loyalbot.handlers.context import Context
-from loyalbot.handlers.turn import MENU, Handler, Interceptor, Turn, clip
+from loyalbot.handlers.turn import Command, Handler, Interceptor, Turn, clip
 from loyalbot.loyalty.errors import Refusal
 from loyalbot.storage import as_utc
 
@@ -36,6 +36,8 @@ class _Route:
     handler: Handler
     staff: bool = False
     open: bool = False  # allowed before the user has joined
+    help: str | None = None
+    menu: str | None = None
 
 
 class Router:
@@ -50,15 +52,24 @@ class Router:
         self._interceptors: list[Interceptor] = []
         self._groups: list[Interceptor] = []
         self._menu_texts: dict[str, str] | None = None
+        self._declared: tuple[Command, ...] | None = None
         # Set by handlers.registration: how to answer someone who has not joined (or not finished joining).
         self.join_prompt: Handler | None = None
 
     # --- registration of handlers (other rooms use these) -------------------------------------------
 
-    def command(self, name: str, handler: Handler, staff: bool = False, *, open: bool = False) -> None:
-        """Answer `/name`. `staff`: only for users in the staff table; `open`: also before joining.
-        Registering a name again replaces the earlier handler (e.g. support replaces the /support stub)."""
-        self._commands[name.lower()] = _Route(handler, staff=staff, open=open or staff)
+    def command(self, name: str, handler: Handler, staff: bool = False, *, open: bool = False,
+                help: str | None = None, menu: str | None = None) -> None:
+        """Answer `/name`. `staff`: only for users in the staff table; `open`: also before joining; `help`:
+        the msgid of its /help line (and of its description in Telegram's command menu); `menu`: the
+        msgid of its main-menu button. /help, the menu and setMyCommands list what is declared here, in
+        this order. Registering a name again replaces the earlier handler and keeps its place, help and
+        menu entry unless given anew (e.g. support replaces the /support stub)."""
+        key = name.lower()
+        if (earlier := self._commands.get(key)) is not None:
+            help, menu = help or earlier.help, menu or earlier.menu
+        self._commands[key] = _Route(handler, staff=staff, open=open or staff, help=help, menu=menu)
+        self._declared = self._menu_texts = None
 
     def callback(self, action: str, handler: Handler, *, open: bool = False) -> None:
         """Answer pressed buttons whose callback data decodes to `action` (see chat.callbacks.ACTIONS)."""
@@ -82,6 +93,14 @@ class Router:
     @property
     def commands(self) -> list[str]:
         return sorted(self._commands)
+
+    @property
+    def declared(self) -> tuple[Command, ...]:
+        """Every command with its help line and menu label, in the order declared."""
+        if self._declared is None:
+            self._declared = tuple(Command(name, help=route.help, menu=route.menu, staff=route.staff)
+                                   for name, route in self._commands.items())
+        return self._declared
 
     def has_command(self, name: str) -> bool:
         return name in self._commands
@@ -136,7 +155,8 @@ class Router:
             lang = chosen if chosen in LANGUAGES else pick_language(incoming.language_code)
             zone = self.ctx.loyalty.programme.programme.timezone
         tr = Translator(lang, timezone=zone, format_locale=self.ctx.config.format_locales.get(lang))
-        return Turn(incoming=incoming, ctx=self.ctx, now=now, tr=tr, member=member, state=state, origin=state)
+        return Turn(incoming=incoming, ctx=self.ctx, now=now, tr=tr, member=member, state=state, origin=state,
+                    commands=self.declared)
 
     def _over_step_limit(self, turn: Turn) -> tuple[str, int] | None:
         """("too_long", limit) when a typed text is longer than the current step takes."""
@@ -239,8 +259,9 @@ class Router:
             self._menu_texts = {}
             for lang in LANGUAGES:
                 tr = translations(lang)
-                for command, key in MENU:
-                    self._menu_texts[tr.gettext(key).strip().casefold()] = command
+                for command in self.declared:
+                    if command.menu:
+                        self._menu_texts[tr.gettext(command.menu).strip().casefold()] = command.name
         return self._menu_texts.get(text.strip().casefold())
 
 
@@ -297,8 +318,9 @@ def build_router(ctx: Context) -> Router:
     )
 
     router = Router(ctx)
-    for module in (registration, menu, card, points, rewards, coupons, feedback, settings, privacy, staff,
-                   surveys, support):
+    # The order of /help, the main menu and Telegram's command menu is the order commands are declared in.
+    for module in (registration, card, points, rewards, coupons, feedback, support, settings, privacy, menu, staff,
+                   surveys):
         module.register(router)
     return router
 

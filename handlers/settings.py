@@ -164,7 +164,7 @@ async def step(turn: Turn) -> list[Reply]:
 
 
 def register(router: Router) -> None:
-    router.command("settings", show_settings)
-    router.command("language", show_languages)
+    router.command("settings", show_settings, help=N_("help.settings"), menu=N_("menu.settings"))
+    router.command("language", show_languages, help=N_("help.language"))
     router.callback("st", pressed)
     router.step("set", step)

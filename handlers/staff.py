@@ -347,9 +347,9 @@ async def start(turn: Turn) -> list[Reply]:
 
 
 def register(router: Router) -> None:
-    router.command("use", use, staff=True)
-    router.command("award", award, staff=True)
-    router.command("member", lookup, staff=True)
+    router.command("use", use, staff=True, help=N_("help.staff_use"))
+    router.command("award", award, staff=True, help=N_("help.staff_award"))
+    router.command("member", lookup, staff=True, help=N_("help.staff_member"))
     router.callback("us", pressed, open=True)
     router.callback("aw", award_pressed, open=True)
     router.callback("sm", member_pressed, open=True)

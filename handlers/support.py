@@ -953,7 +953,7 @@ def register_support(router: Router, ctx: Context, config: SupportConfig | None 
     ctx.services.handoff = service
     ctx.services.feedback_sink = service.feedback_sink
     ctx.loyalty.subscribe(service.on_loyalty_event)
-    router.command("support", service.ask)
+    router.command("support", service.ask, help=N_("help.support"), menu=N_("menu.support"))
     router.command("end", service.end)
     router.callback("sp", service.pressed)
     router.interceptor(service.intercept)
