@@ -7,6 +7,7 @@ replies to `deliver`, which speaks only to a `ChatSender`. Nothing here imports 
 from __future__ import annotations
 
 import logging
+import traceback
 import unicodedata
 from dataclasses import dataclass
 
@@ -134,6 +135,30 @@ def parse_command(text: str) -> tuple[str | None, str]:
     return name, rest.strip()
 
 
+def describe(incoming: Incoming) -> str:
+    """What an update was, for logs: its kind and the command or button action, never its content."""
+    if incoming.callback_data is not None:
+        head = incoming.callback_data.split(":")[1:2]
+        return f"button {head[0][:8] if head else '?'}"
+    if incoming.command is not None:
+        return f"/{incoming.command[:32]}"
+    if incoming.contact is not None:
+        return "contact"
+    if incoming.media is not None:
+        return f"media {incoming.media.kind}"
+    return "text" if incoming.chat_type == "private" else f"{incoming.chat_type} message"
+
+
+def log_failure(logger: logging.Logger, what: str, incoming: Incoming, exc: BaseException, *,
+                detail: str = "", frames: int | None = None) -> None:
+    """Log an update's failure at either boundary (the router's, the runtimes' pipeline): where it
+    happened (the kind of update and the code's frames), never the message or the exception's text,
+    which may quote what the member typed or SQL parameters."""
+    trace = traceback.format_tb(exc.__traceback__)
+    logger.error("%s on %s: %s%s\n%s", what, describe(incoming), type(exc).__name__,
+                 f" ({detail})" if detail else "", "".join(trace[-frames:] if frames else trace))
+
+
 @dataclass(frozen=True)
 class Reply:
     """One thing to send back. By default it goes to the chat (and topic) the update came from."""
@@ -187,4 +212,4 @@ async def deliver(incoming: Incoming, replies: list[Reply], sender: ChatSender) 
 
 
 __all__ = ["Button", "Contact", "Incoming", "IncomingMedia", "KeyButton",
-           "Media", "Reply", "clean_name", "deliver", "incoming_problem", "parse_command", "text_problem"]
+           "Media", "Reply", "clean_name", "deliver", "describe", "incoming_problem", "log_failure", "parse_command", "text_problem"]

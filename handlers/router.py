@@ -12,14 +12,13 @@ exception is logged without personal data and the member gets a polite apology i
 from __future__ import annotations
 
 import logging
-import traceback
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from loyalbot.chat.callbacks import decode
 from loyalbot.chat.i18n import LANGUAGES, N_, Translator, pick_language, translations
 from loyalbot.chat.limits import CAPTION_LIMIT, TEXT_LIMIT, TOAST_LIMIT
-from loyalbot.chat.port import Incoming, Reply, clean_name, incoming_problem
+from loyalbot.chat.port import Incoming, Reply, clean_name, describe, incoming_problem, log_failure
 from loyalbot.handlers.context import Context
 from loyalbot.handlers.turn import Command, Handler, Interceptor, Turn, clip
 from loyalbot.loyalty.errors import Refusal
@@ -111,7 +110,7 @@ class Router:
         """The replies to one update. Never raises."""
         incoming = _with_clean_names(incoming)
         tr = Translator(pick_language(incoming.language_code))
-        where = _describe(incoming)
+        where = describe(incoming)
         try:
             turn = await self._turn(incoming)
             tr = turn.tr
@@ -129,10 +128,7 @@ class Router:
             text = Turn(incoming, self.ctx, self.ctx.clock(), tr, None, None).refusal(refusal)
             replies = [Reply(text=text, toast=clip(text, TOAST_LIMIT) if incoming.callback_id else None)]
         except Exception as exc:
-            # Log the place and the kind of failure, never the message or the exception text:
-            # both may carry what the member typed.
-            log.error("handler failed on %s: %s\n%s", where, type(exc).__name__,
-                      "".join(traceback.format_tb(exc.__traceback__)))
+            log_failure(log, "handler failed", incoming, exc)
             text = tr.t("error.unexpected")
             replies = [Reply(text=text, toast=clip(text, TOAST_LIMIT) if incoming.callback_id else None)]
         return [_within_limits(reply) for reply in replies]
@@ -171,7 +167,7 @@ class Router:
 
         Checked at the edge, before interceptors and steps, so no conversation has to think of it and
         nothing (a relayed copy, the conversation state, a stored text) is written from it."""
-        log.info("input refused on %s: %s", _describe(turn.incoming), problem)
+        log.info("input refused on %s: %s", describe(turn.incoming), problem)
         if not turn.incoming.is_private and await turn.staff_role() is None:
             return []  # a group's chatter is not ours to answer
         return [Reply(text=turn.t(INPUT_REFUSALS[problem], limit=limit))]
@@ -221,7 +217,7 @@ class Router:
         callback = decode(turn.incoming.callback_data)
         route = self._callbacks.get(callback.action) if callback is not None else None
         if callback is None or route is None:
-            log.info("stale or forged button on %s", _describe(turn.incoming))
+            log.info("stale or forged button on %s", describe(turn.incoming))
             return turn.toast("error.stale_button", alert=True)
         if turn.member is None and not route.open:
             return await self._join_first(turn)
@@ -231,7 +227,7 @@ class Router:
     async def _command(self, turn: Turn, name: str) -> list[Reply]:
         route = self._commands.get(name)
         if route is None:
-            log.info("unknown command on %s", _describe(turn.incoming))
+            log.info("unknown command on %s", describe(turn.incoming))
             if turn.member is None:
                 return await self._join_first(turn)
             return [Reply(text=turn.t("stray.command", command="/" + name[:32]), keyboard=turn.menu_keyboard())]
@@ -272,20 +268,6 @@ def _with_clean_names(incoming: Incoming) -> Incoming:
     names = {"first_name": incoming.first_name, "last_name": incoming.last_name, "username": incoming.username}
     cleaned = {key: clean_name(value) for key, value in names.items()}
     return replace(incoming, **cleaned) if cleaned != names else incoming
-
-
-def _describe(incoming: Incoming) -> str:
-    """Where an update went, for logs: the kind of update and the command/action, no content."""
-    if incoming.callback_data is not None:
-        head = incoming.callback_data.split(":")[1:2]
-        return f"button {head[0][:8] if head else '?'}"
-    if incoming.command is not None:
-        return f"/{incoming.command[:32]}"
-    if incoming.contact is not None:
-        return "contact"
-    if incoming.media is not None:
-        return f"media {incoming.media.kind}"
-    return "text" if incoming.chat_type == "private" else f"{incoming.chat_type} message"
 
 
 def _within_limits(reply: Reply) -> Reply:
