@@ -130,5 +130,5 @@ async def pressed(turn: Turn) -> list[Reply]:
 
 
 def register(router: Router) -> None:
-    router.command("rewards", show_rewards)
+    router.command("rewards", show_rewards, help=N_("help.rewards"), menu=N_("menu.rewards"))
     router.callback("rw", pressed)

@@ -36,7 +36,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -54,6 +54,7 @@ from loyalbot.scheduler.surveys import survey_buttons
 from loyalbot.scheduler.templates import FALLBACK_NAME, CompiledTemplates, TemplateBook
 from loyalbot.scheduler.triggers import parse_daily_time
 from loyalbot.storage import as_utc
+from loyalbot.storage.clock import zone_or_utc
 from loyalbot.storage.models import Coupon, LedgerEntry, Member, Outbox, Reward, Schedule, Survey, outbox_key
 
 log = logging.getLogger(__name__)
@@ -104,12 +105,7 @@ class Target:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@lru_cache(maxsize=1024)
-def member_zone(name: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
+member_zone = zone_or_utc  # a member's stored zone, UTC when unknown
 
 
 def after_quiet_hours(moment: datetime, tz: ZoneInfo, quiet_start: int | None, quiet_end: int | None) -> datetime:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from loyalbot.handlers.turn import CAPTION_LIMIT, TEXT_LIMIT
+from loyalbot.chat.limits import TEXT_LIMIT
+from loyalbot.storage.clock import find_zone
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -70,10 +71,9 @@ class BusinessHours:
                 raise ValueError(f"support days must look like mon-fri, not {days!r}")
             a, b = DAY_NAMES.index(first), DAY_NAMES.index(last or first)
             chosen.update(range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)])
-        try:
-            zone = ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {timezone!r}") from None
+        zone = find_zone(timezone)
+        if zone is None:
+            raise ValueError(f"unknown time zone {timezone!r}")
         return cls(opens=start, closes=end, days=frozenset(chosen), zone=zone)
 
     def next_opening(self, now: datetime) -> datetime | None:
@@ -102,4 +102,4 @@ def split_text(text: str, first: int, rest: int = TEXT_LIMIT) -> list[str]:
     return pieces
 
 
-__all__ = ["CAPTION_LIMIT", "DAY_NAMES", "TEXT_LIMIT", "BusinessHours", "SupportConfig", "split_text"]
+__all__ = ["DAY_NAMES", "BusinessHours", "SupportConfig", "split_text"]

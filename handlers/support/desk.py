@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from loyalbot.chat.callbacks import encode, survey_answer
 from loyalbot.chat.i18n import N_, Translator
+from loyalbot.chat.limits import CAPTION_LIMIT
 from loyalbot.chat.outbound import Keyboard, Outgoing, SendError, Sent, ThreadNotFound
 from loyalbot.chat.port import Button, Reply
-from loyalbot.handlers.support.config import CAPTION_LIMIT, BusinessHours, SupportConfig, split_text
+from loyalbot.handlers.support.config import BusinessHours, SupportConfig, split_text
 from loyalbot.handlers.support.relay import NoTopic, RelayItem, StaffRelay, retrying
 from loyalbot.handlers.turn import clip
 from loyalbot.loyalty.errors import MemberErased as MemberGone
@@ -385,14 +386,14 @@ class Desk:
     async def csat(self, conv: HandoffConversation, member: Member, now: datetime) -> Reply | None:
         """Ask the member how well we helped (once per conversation, not within the cooldown).
 
-        With the scheduler present (ctx.services["scheduler"]) it plans the survey and returns None;
+        With the scheduler present (ctx.services.scheduler) it plans the survey and returns None;
         without it the survey is opened here and the returned reply (the member's, in their language)
         carries its 1-5 buttons: returned to a member who ended the talk, sent when staff closed it.
         """
         if not await self.store.csat_due(conv, now=now, cooldown=self.config.csat_cooldown):
             return None
-        scheduler = self.ctx.services.get("scheduler")
-        if scheduler is not None and hasattr(scheduler, "schedule_csat"):
+        scheduler = self.ctx.services.scheduler
+        if scheduler is not None:
             # The scheduler sends it later through the outbox (its delay, quiet hours, opt-outs).
             try:
                 await scheduler.schedule_csat(member.id, "support", f"handoff:{conv.id}", conversation_id=conv.id,

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from loyalbot.chat.callbacks import encode
+from loyalbot.chat.limits import TEXT_LIMIT
 from loyalbot.chat.outbound import Keyboard
 from loyalbot.chat.port import Button, Reply
-from loyalbot.handlers.support.config import TEXT_LIMIT
 from loyalbot.handlers.support.desk import Desk, reopen_button, when
 from loyalbot.handlers.support.relay import RelayItem
 from loyalbot.handlers.turn import Turn, clip

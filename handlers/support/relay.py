@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+from loyalbot.chat.limits import TEXT_LIMIT
 from loyalbot.chat.outbound import (
     BadRequest,
     Blocked,
@@ -48,10 +49,10 @@ from loyalbot.chat.outbound import (
     ThreadNotFound,
     Transient,
 )
+from loyalbot.chat.pacing import Pacer
 
 log = logging.getLogger(__name__)
 
-TEXT_LIMIT = 4096
 MERGE_SEPARATOR = "\n"
 T = TypeVar("T")
 
@@ -131,42 +132,6 @@ class TopicResolver(Protocol):
         ...
 
 
-class Budget:
-    """A token bucket: at most `burst` sends at once, refilled at `per_minute` a minute."""
-
-    def __init__(self, per_minute: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
-        if per_minute <= 0 or burst < 1:
-            raise ValueError("the relay budget needs per_minute > 0 and burst >= 1")
-        self.rate = per_minute / 60.0
-        self.capacity = float(burst)
-        self.clock = clock
-        self.tokens = float(burst)
-        self.stamp = clock()
-        self.hold_until = 0.0
-
-    def _refill(self) -> None:
-        now = self.clock()
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-
-    def wait_time(self) -> float:
-        """Seconds until the next send is allowed (0: now)."""
-        self._refill()
-        now = self.clock()
-        hold = max(0.0, self.hold_until - now)
-        lack = 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
-        return max(hold, lack)
-
-    def take(self) -> None:
-        self._refill()
-        self.tokens -= 1
-
-    def hold(self, seconds: float) -> None:
-        """Telegram said RetryAfter: nothing goes out for `seconds`, and the bucket starts empty again."""
-        self.hold_until = max(self.hold_until, self.clock() + seconds)
-        self.tokens = min(self.tokens, 0.0)
-
-
 class StaffRelay:
     """The in-process queue of posts to the staff group; one worker sends them in order within the budget."""
 
@@ -185,7 +150,7 @@ class StaffRelay:
         self._sender = sender
         self.chat_id = chat_id
         self.resolver = resolver
-        self.budget = Budget(per_minute, burst, clock or time.monotonic)
+        self.budget = Pacer(per_minute / 60.0, burst=burst, clock=clock or time.monotonic)
         self._sleep = sleep or asyncio.sleep
         self.max_attempts = max_attempts
         self._queue: deque[RelayItem] = deque()
@@ -332,7 +297,7 @@ class StaffRelay:
         except RetryAfter as exc:
             log.info("staff group rate limited: retry after %.1fs", exc.seconds)
             self.retried += 1
-            self.budget.hold(exc.seconds)
+            self.budget.pause(exc.seconds)
             self._queue.appendleft(item)
             return
         except ThreadNotFound:
@@ -424,4 +389,4 @@ class StaffRelay:
                          html=False, mergeable=False, refs=refs)
 
 
-__all__ = ["Budget", "NoTopic", "RelayItem", "StaffRelay", "TopicResolver", "backoff", "retrying"]
+__all__ = ["NoTopic", "RelayItem", "StaffRelay", "TopicResolver", "backoff", "retrying"]

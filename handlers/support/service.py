@@ -1,7 +1,7 @@
 """The support wing wired together: one `SupportService` per bot, registered on the router.
 
-`register_support(router, ctx)` puts the service in ``ctx.services["handoff"]`` (the app starts and
-stops it) and its feedback poster in ``ctx.services["feedback_sink"]``, answers /support, /end and the
+`register_support(router, ctx)` puts the service in ``ctx.services.handoff`` (the app starts and
+stops it) and its feedback poster in ``ctx.services.feedback_sink``, answers /support, /end and the
 member's support buttons (member.py), the staff group (staff.py), and listens for erasures so the
 member's staff topics are cleared (desk.py).
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from loyalbot.chat.i18n import Translator
+from loyalbot.chat.i18n import N_, Translator
 from loyalbot.handlers.support.config import SupportConfig
 from loyalbot.handlers.support.desk import Desk
 from loyalbot.handlers.support.member import MemberSide
@@ -120,15 +120,14 @@ class SupportService:
 def register_support(router: Router, ctx: Context, config: SupportConfig | None = None, *,
                      relay_clock: Callable[[], float] | None = None,
                      relay_sleep: Callable[[float], Awaitable[None]] | None = None) -> SupportService:
-    """Wire support into the router; the service goes to ctx.services["handoff"] (and its feedback poster
-    to ctx.services["feedback_sink"]). `config` defaults to ctx.services["support_config"] or ChatConfig."""
-    chosen = config or ctx.services.get("support_config") or SupportConfig.from_chat_config(ctx.config)
+    """Wire support into the router; the service goes to ctx.services.handoff (and its feedback poster
+    to ctx.services.feedback_sink). `config` defaults to ctx.services.support_config or ChatConfig."""
+    chosen = config or ctx.services.support_config or SupportConfig.from_chat_config(ctx.config)
     service = SupportService.create(ctx, chosen, router=router, relay_clock=relay_clock, relay_sleep=relay_sleep)
-    ctx.services["handoff"] = service
-    ctx.services["feedback_sink"] = service.feedback_sink
-    if hasattr(ctx.loyalty, "subscribe"):
-        ctx.loyalty.subscribe(service.on_loyalty_event)
-    router.command("support", service.member.ask)
+    ctx.services.handoff = service
+    ctx.services.feedback_sink = service.feedback_sink
+    ctx.loyalty.subscribe(service.on_loyalty_event)
+    router.command("support", service.member.ask, help=N_("help.support"), menu=N_("menu.support"))
     router.command("end", service.member.end)
     router.callback("sp", service.member.pressed)
     router.interceptor(service.member.intercept)

@@ -15,9 +15,10 @@ from dataclasses import dataclass, replace
 
 from loyalbot.chat.callbacks import decode
 from loyalbot.chat.i18n import Translator
+from loyalbot.chat.limits import CAPTION_LIMIT
 from loyalbot.chat.outbound import Blocked, Outgoing, SendError
 from loyalbot.chat.port import Reply
-from loyalbot.handlers.support.config import CAPTION_LIMIT, split_text
+from loyalbot.handlers.support.config import split_text
 from loyalbot.handlers.support.desk import Desk, reopen_button
 from loyalbot.handlers.turn import Turn, clip
 from loyalbot.loyalty.errors import Refusal

@@ -17,6 +17,7 @@ import pytest
 import pytest_asyncio
 
 from loyalbot.bot.local_api import LocalApiControl, LocalBotApi
+from loyalbot.handlers.context import Services
 from loyalbot.handlers.support.config import SupportConfig
 from loyalbot.handlers.support.service import SupportService
 from loyalbot.loyalty.handoff import HandoffStore
@@ -89,10 +90,10 @@ async def make_world(request: pytest.FixtureRequest, server: LocalBotApi, tg: Lo
     settings = {**ALWAYS_OPEN, "relay_per_minute": 600.0, "relay_burst": 10, **config}
     support = SupportConfig(staff_group_id=group["id"], **settings)
     app = await start_app(server, store_file, request.param, group["id"], clock,
-                          services={"support_config": support})
+                          services=Services(support_config=support))
     chat = Chat(tg, app, group["id"], clock)
     try:
-        yield SupportWorld(chat, app.context.services["handoff"])
+        yield SupportWorld(chat, app.context.services.handoff)
     finally:
         await app.stop()
 
