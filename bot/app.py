@@ -13,17 +13,20 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 from loyalbot.bot.runtime import Connection, RouterLike, Runtime, quiet_http_loggers
 from loyalbot.bot.settings import Settings, SettingsError
+from loyalbot.chat.i18n import Translator
+from loyalbot.chat.limits import COMMAND_DESCRIPTION_LIMIT
 from loyalbot.chat.outbound import ChatSender, SendError
 from loyalbot.handlers.config import ChatConfig
-from loyalbot.handlers.context import Context
-from loyalbot.handlers.state import RedisStateStore, SqlStateStore
+from loyalbot.handlers.context import Context, Services
+from loyalbot.handlers.router import Router, build_router
+from loyalbot.handlers.state import RedisStateStore, SqlStateStore, StateStore
+from loyalbot.handlers.turn import Command
 from loyalbot.loyalty.programme import Programme
 from loyalbot.loyalty.service import Loyalty
 from loyalbot.storage import Db, utcnow
@@ -87,14 +90,14 @@ def connection_from(settings: Settings, *, polling_timeout: int = 10) -> Connect
     )
 
 
-def command_lists(default_language: str) -> dict[str | None, list[tuple[str, str]]]:
-    """The command menu per Telegram language code (None: everyone else), texts from the chat catalogues."""
-    from loyalbot.chat.i18n import Translator
-    from loyalbot.handlers.menu import MEMBER_COMMANDS
+def command_lists(commands: Sequence[Command], default_language: str) -> dict[str | None, list[tuple[str, str]]]:
+    """The command menu per Telegram language code (None: everyone else): the member commands that
+    declare a /help line, described by it, texts from the chat catalogues."""
 
     def listing(lang: str) -> list[tuple[str, str]]:
         tr = Translator(lang)
-        return [(name, tr.t(key)[:256] or name) for name, key in MEMBER_COMMANDS]
+        return [(command.name, tr.t(command.help)[:COMMAND_DESCRIPTION_LIMIT] or command.name)
+                for command in commands if command.help and not command.staff]
 
     lists: dict[str | None, list[tuple[str, str]]] = {None: listing(default_language)}
     for code, lang in COMMAND_LANGUAGES.items():
@@ -102,10 +105,10 @@ def command_lists(default_language: str) -> dict[str | None, list[tuple[str, str
     return lists
 
 
-async def register_commands(sender: ChatSender, default_language: str) -> None:
+async def register_commands(sender: ChatSender, commands: Sequence[Command], default_language: str) -> None:
     """setMyCommands for each language; a failure is logged, the bot still starts."""
     try:
-        lists = command_lists(default_language)
+        lists = command_lists(commands, default_language)
     except Exception as exc:  # a catalogue problem must not keep the bot from answering
         log.warning("command menu not registered: %s", type(exc).__name__)
         return
@@ -122,10 +125,13 @@ class App:
     def __init__(self, settings: Settings, *, framework: str | None = None, connection: Connection | None = None,
                  clock: Callable[[], datetime] = utcnow, concurrency: int = 64,
                  chat_config: ChatConfig | None = None, programme: Programme | None = None,
-                 services: dict[str, Any] | None = None) -> None:
+                 services: Services | None = None, console_password: str | None = None,
+                 console_port: int | None = None) -> None:
         self.settings = settings
         self.programme = programme
-        self.seed_services = dict(services or {})  # e.g. {"support_config": SupportConfig(...)}
+        self.seed_services = services or Services()  # e.g. Services(support_config=SupportConfig(...))
+        self.console_password = console_password  # else the settings' (the demo keeps its own)
+        self.console_port = console_port if console_port is not None else settings.console_port
         self.framework = framework or settings.framework
         if self.framework not in FRAMEWORKS:
             raise SettingsError(f"--framework: must be one of {', '.join(FRAMEWORKS)}, not {self.framework!r}")
@@ -137,10 +143,10 @@ class App:
         self._started: list[Service] = []
         self.db: Db | None = None
         self.loyalty: Loyalty | None = None
-        self.states: Any = None
+        self.states: StateStore | None = None
         self.context: Context | None = None
         self.runtime: Runtime | None = None
-        self.router: Any = None
+        self.router: Router | None = None
         self.inbox: SqlInbox | None = None
         self._throttle: Throttle | None = None
         self._stop_requested = asyncio.Event()
@@ -181,18 +187,19 @@ class App:
         programme = self.programme or settings.load_programme()
         self.loyalty = Loyalty(self.db, programme)
         await self.loyalty.sync_programme()
-        self.states = RedisStateStore(settings.redis_url) if settings.redis_url else SqlStateStore(self.db)
+        states: StateStore = RedisStateStore(settings.redis_url) if settings.redis_url else SqlStateStore(self.db)
+        self.states = states
         config = self.chat_config or ChatConfig(
             bot_name=programme.programme.name, staff_group_id=settings.staff_group_id,
             support_timezone=settings.timezone)
-        self.context = Context(loyalty=self.loyalty, states=self.states, config=config, clock=self.clock,
-                               services=dict(self.seed_services))
+        services = replace(self.seed_services)
+        self.context = Context(loyalty=self.loyalty, states=states, config=config, clock=self.clock,
+                               services=services)
         # One throttle for the process, shared with every replica (Redis, else the store): counter
         # look-ups, the console's sign-ins and API keys, and wrong webhook secrets all count in it.
-        if "throttle" not in self.context.services:
-            self._throttle = make_throttle(self.db, settings.redis_url)
-            self.context.services["throttle"] = self._throttle
-        throttle = self.context.services["throttle"]
+        if services.throttle is None:
+            self._throttle = services.throttle = make_throttle(self.db, settings.redis_url)
+        throttle = services.throttle
         # Updates are recorded in the store before Telegram is told they arrived (see storage/inbox.py).
         self.inbox = SqlInbox(self.db, bot_id=bot_id_of(self.connection.token), worker=worker_name(settings))
         self.runtime = make_runtime(self.framework, self.connection, concurrency=self.concurrency,
@@ -201,12 +208,10 @@ class App:
                                                   settings.auth_failure_window)
         await self.runtime.open()
         self.context.sender = self.runtime.sender
-        from loyalbot.handlers.router import build_router
-
         self.router = build_router(self.context)
         self.runtime.pipeline.router = self.router
-        await register_commands(self.runtime.sender, programme.programme.default_language)
-        if (support := self.context.services.get("handoff")) is not None:
+        await register_commands(self.runtime.sender, self.router.declared, programme.programme.default_language)
+        if (support := services.handoff) is not None:
             await support.start()  # re-relays member messages a crash left unrelayed
         for service in self.services:
             await service.start(self)
@@ -215,7 +220,7 @@ class App:
 
     async def stop(self) -> None:
         """Stop receiving, finish what was received, stop the services, close the store. Safe to call twice."""
-        support = self.context.services.get("handoff") if self.context is not None else None
+        support = self.context.services.handoff if self.context is not None else None
         if support is not None and self.runtime is not None:
             try:
                 await support.stop()  # drain the staff-group relay while the bot can still send

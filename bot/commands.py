@@ -190,8 +190,7 @@ async def run_demo(database: str, framework: str | None = None, port: int = 8080
         # The operator console runs beside the chat page; its password stays the same for this demo database.
         console_password = _demo_password(where, settings)
         app = App(settings, framework=framework, connection=connection_from(settings, polling_timeout=10),
-                  programme=programme, services={"console_password": console_password,
-                                                 "console_port": console_port})
+                  programme=programme, console_password=console_password, console_port=console_port)
         app.add_service(seed_demo_staff, _no_stop, name="demo staff")
         app.add_service(seed_demo_surveys, _no_stop, name="demo surveys")
         from loyalbot.bot.seed import seed_demo_history
@@ -200,7 +199,7 @@ async def run_demo(database: str, framework: str | None = None, port: int = 8080
         app.attach_rooms()
 
         async def announce(running: App) -> None:
-            web = running.context.services.get("console") if running.context else None
+            web = running.context.services.console if running.context else None
             info: dict[str, Any] = {"page": server.url, "console": f"{web.url}/console" if web else None,
                                     "api_docs": f"{web.url}/api/docs" if web else None, "user": "operator",
                                     "password": console_password, "pid": os.getpid(),

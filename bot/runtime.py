@@ -16,7 +16,6 @@ import functools
 import hashlib
 import logging
 import secrets
-import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from dataclasses import replace as dc_replace
 from typing import Any, Protocol
 
 from loyalbot.chat.outbound import ChatSender
-from loyalbot.chat.port import Contact, Incoming, IncomingMedia, Reply, deliver, parse_command
+from loyalbot.chat.port import Contact, Incoming, IncomingMedia, Reply, deliver, log_failure, parse_command
 from loyalbot.storage.inbox import Claimed, Inbox, MemoryInbox, Received
 from loyalbot.storage.throttle import FailureLimit
 
@@ -57,19 +56,6 @@ def user_tag(user_id: int | None) -> str:
     if user_id is None:
         return "-"
     return hashlib.blake2b(str(user_id).encode(), key=_SALT, digest_size=5).hexdigest()
-
-
-def update_kind(incoming: Incoming) -> str:
-    """What kind of update it was, for logs: never its text."""
-    if incoming.command is not None:
-        return f"command:{incoming.command[:32]}"
-    if incoming.callback_data is not None:
-        return "button"
-    if incoming.contact is not None:
-        return "contact"
-    if incoming.media is not None:
-        return f"media:{incoming.media.kind}"
-    return "text"
 
 
 def quiet_http_loggers() -> None:
@@ -412,11 +398,8 @@ class Pipeline:
             self.handled += 1
         except Exception as exc:
             self.failed += 1
-            # The exception's message may quote the member's text or SQL parameters: log its type and
-            # where it happened, not what it says.
-            where = "".join(traceback.format_tb(exc.__traceback__)[-6:])
-            log.error("update failed: %s (user %s, %s, chat type %s)\n%s", type(exc).__name__,
-                      user_tag(incoming.user_id), update_kind(incoming), incoming.chat_type, where)
+            log_failure(log, "update failed", incoming, exc, frames=6,
+                        detail=f"user {user_tag(incoming.user_id)}, chat type {incoming.chat_type}")
         for listener in self.listeners:
             listener(incoming)
 
@@ -534,4 +517,4 @@ class Runtime(Protocol):
 
 __all__ = ["ALLOWED_UPDATES", "Connection", "Fetch", "Lanes", "Pipeline", "Poller", "RouterLike", "Runtime",
            "fingerprint", "incoming_from_callback", "incoming_from_message", "incoming_from_update", "lane_of",
-           "quiet_http_loggers", "received", "update_kind", "user_tag"]
+           "quiet_http_loggers", "received", "user_tag"]

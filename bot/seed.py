@@ -23,8 +23,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from loyalbot.bot.settings import Settings
 from loyalbot.loyalty import Loyalty
 from loyalbot.loyalty.codes import SEEDED_MEMBER_BASE, member_no_from
+from loyalbot.loyalty.events import LoyaltyEvent, MemberJoined
 from loyalbot.loyalty.programme import Programme
-from loyalbot.loyalty.service import LoyaltyEvent, MemberJoined
 from loyalbot.storage import Db, utcnow
 from loyalbot.storage.migrate import upgrade_async
 from loyalbot.storage.models import LedgerEntry, Member, Purchase

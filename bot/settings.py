@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from loyalbot.chat.languages import LANGUAGES
 from loyalbot.loyalty.programme import Programme, ProgrammeError, load_programme
+from loyalbot.storage.clock import find_zone
 from loyalbot.storage.db import DEFAULT_URL, DbUrlError, normalise_url
 
 TELEGRAM_API = "https://api.telegram.org"
@@ -69,10 +69,8 @@ class Settings(BaseSettings):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
+        if find_zone(value) is None:
+            raise ValueError(f"unknown time zone {value!r}")
         return value
 
     @field_validator("locale")

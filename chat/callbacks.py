@@ -15,8 +15,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from loyalbot.chat.limits import CALLBACK_DATA_BYTES
+
 VERSION = "1"
-MAX_BYTES = 64  # Telegram's limit for callback_data
 ID_MAX = 2**31 - 1  # the largest value of the store's (32-bit) integer id columns
 
 
@@ -65,7 +66,7 @@ ACTIONS: dict[str, dict[str, tuple[Kind, ...]]] = {
     "sm": {"s": (INT,), "j": ()},
     # surveys: answer(survey id, score), skip the comment(survey id)
     "sv": {"a": (INT, SCORE), "s": (INT,)},
-    # support handoff (handlers/support.py): take/hand back/close/end a conversation (its id), other verbs a token
+    # support handoff (handlers/support/): take/hand back/close/end a conversation (its id), other verbs a token
     "sp": {verb: (ID_TEXT,) for verb in ("t", "c", "h", "x")} | {verb: (TOKEN,) for verb in ("r", "b")}
           | {"m": (), "o": ()},
 }
@@ -97,7 +98,7 @@ def _valid_arg(kind: Kind, raw: str) -> str | int | None:
 
 def decode(data: object) -> Callback | None:
     """The callback in `data`, or None when it is not one we made (malformed, stale version, forged)."""
-    if not isinstance(data, str) or not data or len(data.encode("utf-8")) > MAX_BYTES:
+    if not isinstance(data, str) or not data or len(data.encode("utf-8")) > CALLBACK_DATA_BYTES:
         return None
     parts = data.split(":")
     if len(parts) < 3 or parts[0] != VERSION:
@@ -132,5 +133,5 @@ def survey_answer(survey_id: int, score: int) -> str:
     return encode("sv", "a", survey_id, score)
 
 
-__all__ = ["ACTIONS", "ID_MAX", "ID_TEXT", "INT", "MAX_BYTES", "PAGE", "SCORE", "TOKEN", "VERSION", "Callback", "Whole",
+__all__ = ["ACTIONS", "ID_MAX", "ID_TEXT", "INT", "PAGE", "SCORE", "TOKEN", "VERSION", "Callback", "Whole",
            "decode", "encode", "survey_answer"]

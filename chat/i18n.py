@@ -23,7 +23,6 @@ from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.dates import format_date, format_time
 from babel.messages.mofile import write_mo
@@ -33,7 +32,7 @@ from babel.support import NullTranslations, Translations
 from markupsafe import Markup, escape
 
 from loyalbot.chat.languages import FORMAT_LOCALES, LANGUAGES
-from loyalbot.storage.clock import as_utc
+from loyalbot.storage.clock import as_utc, zone_or_utc
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +90,7 @@ class Translator:
     def __init__(self, lang: str, *, timezone: str = "UTC", format_locale: str | None = None) -> None:
         self.lang = lang if lang in LANGUAGES else "en"
         self.locale = format_locale or DEFAULT_FORMAT_LOCALES[self.lang]
-        try:
-            self.zone = ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            self.zone = ZoneInfo("UTC")
+        self.zone = zone_or_utc(timezone)
         self._tr = translations(self.lang)
 
     # --- text --------------------------------------------------------------------------------------

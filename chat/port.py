@@ -7,9 +7,11 @@ replies to `deliver`, which speaks only to a `ChatSender`. Nothing here imports 
 from __future__ import annotations
 
 import logging
+import traceback
 import unicodedata
 from dataclasses import dataclass
 
+from loyalbot.chat.limits import INCOMING_CAPTION_LIMIT, TEXT_LIMIT
 from loyalbot.chat.outbound import (
     Button,
     ChatSender,
@@ -73,13 +75,11 @@ class Incoming:
 
 
 # What a member may send in one message: Telegram's own limits (a forged or relayed update may exceed them).
-TEXT_MAX = 4096
-CAPTION_MAX = 4096  # 1024 for most, but Telegram Premium members may caption up to 4096
 NAME_MAX = 128  # a profile name as the store keeps it (Telegram allows 64)
 LINE_BREAKS = frozenset("\n\r\t")  # the only control characters a typed text may hold
 
 
-def text_problem(text: str | None, *, limit: int = TEXT_MAX, multiline: bool = True) -> str | None:
+def text_problem(text: str | None, *, limit: int = TEXT_LIMIT, multiline: bool = True) -> str | None:
     """Why a text from the chat cannot be taken at all, or None if it can.
 
     "control": a control character (NUL and the rest of Unicode's Cc, except newline, carriage return
@@ -101,9 +101,9 @@ def text_problem(text: str | None, *, limit: int = TEXT_MAX, multiline: bool = T
 def incoming_problem(incoming: Incoming) -> tuple[str, int] | None:
     """Why an update's text (message, command arguments, caption, shared contact) cannot be taken, with the
     length limit of the text at fault; None if it can be taken."""
-    checks: list[tuple[str | None, int, bool]] = [(incoming.text, TEXT_MAX, True), (incoming.args, TEXT_MAX, True)]
+    checks: list[tuple[str | None, int, bool]] = [(incoming.text, TEXT_LIMIT, True), (incoming.args, TEXT_LIMIT, True)]
     if incoming.media is not None:
-        checks += [(incoming.media.caption, CAPTION_MAX, True), (incoming.media.filename, 255, False)]
+        checks += [(incoming.media.caption, INCOMING_CAPTION_LIMIT, True), (incoming.media.filename, 255, False)]
     if incoming.contact is not None:
         checks += [(incoming.contact.phone, 32, False), (incoming.contact.first_name, NAME_MAX, False)]
     for text, limit, multiline in checks:
@@ -135,6 +135,30 @@ def parse_command(text: str) -> tuple[str | None, str]:
     return name, rest.strip()
 
 
+def describe(incoming: Incoming) -> str:
+    """What an update was, for logs: its kind and the command or button action, never its content."""
+    if incoming.callback_data is not None:
+        head = incoming.callback_data.split(":")[1:2]
+        return f"button {head[0][:8] if head else '?'}"
+    if incoming.command is not None:
+        return f"/{incoming.command[:32]}"
+    if incoming.contact is not None:
+        return "contact"
+    if incoming.media is not None:
+        return f"media {incoming.media.kind}"
+    return "text" if incoming.chat_type == "private" else f"{incoming.chat_type} message"
+
+
+def log_failure(logger: logging.Logger, what: str, incoming: Incoming, exc: BaseException, *,
+                detail: str = "", frames: int | None = None) -> None:
+    """Log an update's failure at either boundary (the router's, the runtimes' pipeline): where it
+    happened (the kind of update and the code's frames), never the message or the exception's text,
+    which may quote what the member typed or SQL parameters."""
+    trace = traceback.format_tb(exc.__traceback__)
+    logger.error("%s on %s: %s%s\n%s", what, describe(incoming), type(exc).__name__,
+                 f" ({detail})" if detail else "", "".join(trace[-frames:] if frames else trace))
+
+
 @dataclass(frozen=True)
 class Reply:
     """One thing to send back. By default it goes to the chat (and topic) the update came from."""
@@ -149,6 +173,11 @@ class Reply:
     thread_id: int | None = None
     toast: str | None = None  # the answer to a pressed button (a small notice), if any
     alert: bool = False
+
+    def outgoing(self, chat_id: int, thread_id: int | None = None) -> Outgoing:
+        """This reply as the message the sender sends to `chat_id` (and topic): the one place fields are copied."""
+        return Outgoing(chat_id=chat_id, text=self.text, media=self.media, buttons=self.buttons,
+                        keyboard=self.keyboard, remove_keyboard=self.remove_keyboard, thread_id=thread_id)
 
 
 async def deliver(incoming: Incoming, replies: list[Reply], sender: ChatSender) -> list[Sent]:
@@ -178,12 +207,9 @@ async def deliver(incoming: Incoming, replies: list[Reply], sender: ChatSender) 
                 log.info("edit failed (%s); sending a new message", exc.description)
                 if reply.text is None:
                     continue
-        sent.append(await sender.send(Outgoing(
-            chat_id=chat_id, text=reply.text, media=reply.media, buttons=reply.buttons,
-            keyboard=reply.keyboard, remove_keyboard=reply.remove_keyboard, thread_id=thread_id,
-        )))
+        sent.append(await sender.send(reply.outgoing(chat_id, thread_id)))
     return sent
 
 
-__all__ = ["CAPTION_MAX", "TEXT_MAX", "Button", "Contact", "Incoming", "IncomingMedia", "KeyButton",
-           "Media", "Reply", "clean_name", "deliver", "incoming_problem", "parse_command", "text_problem"]
+__all__ = ["Button", "Contact", "Incoming", "IncomingMedia", "KeyButton",
+           "Media", "Reply", "clean_name", "deliver", "describe", "incoming_problem", "log_failure", "parse_command", "text_problem"]

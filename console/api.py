@@ -39,8 +39,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loyalbot.console.dashboard import build_dashboard, prometheus_text
 from loyalbot.loyalty import Loyalty
+from loyalbot.loyalty.amounts import MAX_AMOUNT
 from loyalbot.loyalty.errors import Refusal
-from loyalbot.loyalty.service import MAX_AMOUNT
 from loyalbot.storage import Db, as_utc, utcnow
 from loyalbot.storage.models import ApiKey
 from loyalbot.storage.rows import stored_id, table_of

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -21,6 +21,9 @@ from loyalbot.loyalty import Loyalty
 from loyalbot.storage import Db
 from loyalbot.storage.db import redact_url
 from loyalbot.storage.throttle import Throttle, make_throttle
+
+if TYPE_CHECKING:
+    from loyalbot.bot.app import App
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +91,13 @@ class ConsoleService:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    async def start(self, app: Any) -> None:
+    async def start(self, app: App) -> None:
+        assert app.db is not None and app.loyalty is not None and app.context is not None, "App.start() first"
         services = app.context.services
-        throttle = services.get("throttle")
+        throttle = services.throttle
         if throttle is None:  # share ours with the handlers (counter look-ups) through the context
-            throttle = self._own_throttle = make_throttle(app.db, app.settings.redis_url)
-            services["throttle"] = throttle
-        password = app.seed_services.get("console_password")
+            throttle = self._own_throttle = services.throttle = make_throttle(app.db, app.settings.redis_url)
+        password = app.console_password
         web = http_app(app.settings, app.db, app.loyalty, throttle=throttle, console_password=password)
         self.server = _EmbeddedServer(_config(web, self.host, self.port))
         self.task = asyncio.create_task(self.server.serve(), name="console")
@@ -104,7 +107,7 @@ class ConsoleService:
                 raise RuntimeError(f"the console could not listen on {self.host}:{self.port}")
             await asyncio.sleep(0.02)
         self.port = self.server.servers[0].sockets[0].getsockname()[1]
-        services["console"] = self
+        services.console = self
         log.info("console and HTTP API on %s%s", self.url,
                  "" if (password or app.settings.console_password) else " (dashboard off: no password)")
 
@@ -118,9 +121,9 @@ class ConsoleService:
             self._own_throttle = None
 
 
-def attach(app: Any) -> None:
+def attach(app: App) -> None:
     """Add the console to the bot's assembly when a port is configured (LOYALBOT_CONSOLE_PORT, 0 = off)."""
-    port = app.seed_services.get("console_port", app.settings.console_port)
+    port = app.console_port
     if port is None or port < 0:
         return
     service = ConsoleService(app.settings.console_host, port)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from loyalbot.chat.i18n import N_
 from loyalbot.chat.port import Media, Reply
 from loyalbot.handlers.turn import Turn, qr_png
 from loyalbot.loyalty.codes import member_qr_payload
@@ -40,4 +41,4 @@ async def show_card(turn: Turn) -> list[Reply]:
 
 
 def register(router: Router) -> None:
-    router.command("card", show_card)
+    router.command("card", show_card, help=N_("help.card"), menu=N_("menu.card"))

@@ -82,5 +82,5 @@ async def pressed(turn: Turn) -> list[Reply]:
 
 
 def register(router: Router) -> None:
-    router.command("coupons", show_active)
+    router.command("coupons", show_active, help=N_("help.coupons"), menu=N_("menu.coupons"))
     router.callback("cp", pressed)

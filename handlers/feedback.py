@@ -1,6 +1,6 @@
 """/feedback: the member writes what is on their mind, optionally rates us 1-5, and gets a reference.
 
-If the support room provides ``ctx.services["feedback_sink"]`` (async callable(member, feedback)),
+If the support room provides ``ctx.services.feedback_sink`` (async callable(member, feedback)),
 it is called after the feedback is stored, e.g. to post it to the staff group; its failure is
 logged and does not trouble the member, whose feedback is already safe.
 """
@@ -11,9 +11,10 @@ import logging
 from typing import TYPE_CHECKING
 
 from loyalbot.chat.callbacks import encode
+from loyalbot.chat.i18n import N_
 from loyalbot.chat.port import Button, Reply
 from loyalbot.handlers.turn import Turn
-from loyalbot.loyalty.service import MAX_FEEDBACK_CHARS
+from loyalbot.loyalty.surveys import MAX_FEEDBACK_CHARS
 
 if TYPE_CHECKING:
     from loyalbot.handlers.router import Router
@@ -72,7 +73,7 @@ async def _record(turn: Turn, rating: int | None) -> list[Reply]:
     feedback = await turn.loyalty.record_feedback(member.id, turn.state.data.get("text"), rating=rating,
                                                   now=turn.now, update_key=turn.incoming.update_key)
     await turn.clear_state()
-    sink = turn.ctx.services.get("feedback_sink")
+    sink = turn.ctx.services.feedback_sink
     if sink is not None:
         try:
             await sink(member, feedback)
@@ -86,6 +87,6 @@ async def _record(turn: Turn, rating: int | None) -> list[Reply]:
 
 
 def register(router: Router) -> None:
-    router.command("feedback", ask)
+    router.command("feedback", ask, help=N_("help.feedback"), menu=N_("menu.feedback"))
     router.step("fb", step, max_chars=MAX_FEEDBACK_CHARS)
     router.callback("fb", pressed)

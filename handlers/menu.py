@@ -1,7 +1,9 @@
 """The main menu, /help, /cancel, and the placeholder for talking to a person.
 
 The menu is a reply keyboard (Card, Points, Rewards, Coupons, Feedback, Talk to a person, Settings,
-Help); its labels, in any of the three languages, are read as the commands they stand for.
+Help); its labels, in any of the three languages, are read as the commands they stand for. Each
+conversation declares its own command, /help line and menu button (`Router.command`); /help, the
+menu and Telegram's command list (bot/app.py) are built from those declarations.
 """
 
 from __future__ import annotations
@@ -15,25 +17,7 @@ from loyalbot.handlers.turn import Turn
 if TYPE_CHECKING:
     from loyalbot.handlers.router import Router
 
-# (command, description key) shown by /help, in this order.
-MEMBER_COMMANDS = (
-    ("card", N_("help.card")),
-    ("points", N_("help.points")),
-    ("rewards", N_("help.rewards")),
-    ("coupons", N_("help.coupons")),
-    ("feedback", N_("help.feedback")),
-    ("support", N_("help.support")),
-    ("settings", N_("help.settings")),
-    ("language", N_("help.language")),
-    ("privacy", N_("help.privacy")),
-    ("cancel", N_("help.cancel")),
-)
-STAFF_COMMANDS = (
-    ("use", N_("help.staff_use")),
-    ("award", N_("help.staff_award")),
-    ("member", N_("help.staff_member")),
-)
-# Support commands, typed in a member's topic of the staff group (handlers/support.py answers them).
+# Support commands, typed in a member's topic of the staff group (handlers/support/staff.py answers them).
 SUPPORT_COMMANDS = (
     ("take", N_("help.support_take")),
     ("handback", N_("help.support_handback")),
@@ -44,10 +28,15 @@ SUPPORT_COMMANDS = (
 )
 
 
+def help_lines(turn: Turn, *, staff: bool) -> list[str]:
+    """The member (or counter) commands as their conversations declared them, in the reader's language."""
+    return [f"/{command.name} — {turn.t(command.help)}" for command in turn.commands
+            if command.help and command.staff == staff]
+
+
 def staff_help_lines(turn: Turn) -> list[str]:
     """The counter and support commands, in the staff member's language (for /help and a staff /start)."""
-    lines = [turn.t("help.staff_title")]
-    lines += [f"/{name} — {turn.t(key)}" for name, key in STAFF_COMMANDS]
+    lines = [turn.t("help.staff_title"), *help_lines(turn, staff=True)]
     lines += ["", turn.t("help.support_title")]
     lines += [f"/{name} — {turn.t(key)}" for name, key in SUPPORT_COMMANDS]
     return lines
@@ -60,8 +49,7 @@ async def show_help(turn: Turn) -> list[Reply]:
         return [Reply(text=turn.t("help.not_member"))]
     if turn.member is None:
         return [Reply(text="\n".join([*staff_help_lines(turn), "", turn.t("help.staff_join")]))]
-    lines = [turn.t("help.title")]
-    lines += [f"/{name} — {turn.t(key)}" for name, key in MEMBER_COMMANDS]
+    lines = [turn.t("help.title"), *help_lines(turn, staff=False)]
     if staff:
         lines += ["", *staff_help_lines(turn)]
     return [Reply(text="\n".join(lines), keyboard=turn.menu_keyboard())]
@@ -83,7 +71,8 @@ async def support_placeholder(turn: Turn) -> list[Reply]:
 
 
 def register(router: Router) -> None:
-    router.command("help", show_help, open=True)
+    router.command("help", show_help, open=True, menu=N_("menu.help"))
     router.command("menu", show_menu)
-    router.command("cancel", cancel)
-    router.command("support", support_placeholder)
+    router.command("cancel", cancel, help=N_("help.cancel"))
+    if not router.has_command("support"):  # the support room, when present, declares its own
+        router.command("support", support_placeholder, help=N_("help.support"), menu=N_("menu.support"))

@@ -45,4 +45,4 @@ async def show_points(turn: Turn) -> list[Reply]:
 
 
 def register(router: Router) -> None:
-    router.command("points", show_points)
+    router.command("points", show_points, help=N_("help.points"), menu=N_("menu.points"))

@@ -8,6 +8,7 @@ import secrets
 from typing import TYPE_CHECKING
 
 from loyalbot.chat.callbacks import encode
+from loyalbot.chat.i18n import N_
 from loyalbot.chat.port import Button, Media, Reply
 from loyalbot.handlers.turn import Turn
 
@@ -60,5 +61,5 @@ async def pressed(turn: Turn) -> list[Reply]:
 
 
 def register(router: Router) -> None:
-    router.command("privacy", show_privacy, open=True)
+    router.command("privacy", show_privacy, open=True, help=N_("help.privacy"))
     router.callback("pv", pressed)

@@ -17,7 +17,7 @@ from loyalbot.chat.port import Button, Reply
 from loyalbot.handlers.coupons import coupon_photo
 from loyalbot.handlers.turn import Turn
 from loyalbot.loyalty.errors import Refusal
-from loyalbot.loyalty.service import CatalogueItem
+from loyalbot.loyalty.results import CatalogueItem
 
 if TYPE_CHECKING:
     from loyalbot.handlers.router import Router
@@ -130,5 +130,5 @@ async def pressed(turn: Turn) -> list[Reply]:
 
 
 def register(router: Router) -> None:
-    router.command("rewards", show_rewards)
+    router.command("rewards", show_rewards, help=N_("help.rewards"), menu=N_("menu.rewards"))
     router.callback("rw", pressed)

@@ -12,24 +12,15 @@ exception is logged without personal data and the member gets a polite apology i
 from __future__ import annotations
 
 import logging
-import traceback
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from loyalbot.chat.callbacks import decode
 from loyalbot.chat.i18n import LANGUAGES, N_, Translator, pick_language, translations
-from loyalbot.chat.port import Incoming, Reply, clean_name, incoming_problem
+from loyalbot.chat.limits import CAPTION_LIMIT, TEXT_LIMIT, TOAST_LIMIT
+from loyalbot.chat.port import Incoming, Reply, clean_name, describe, incoming_problem, log_failure
 from loyalbot.handlers.context import Context
-from loyalbot.handlers.turn import (
-    CAPTION_LIMIT,
-    MENU,
-    TEXT_LIMIT,
-    TOAST_LIMIT,
-    Handler,
-    Interceptor,
-    Turn,
-    clip,
-)
+from loyalbot.handlers.turn import Command, Handler, Interceptor, Turn, clip
 from loyalbot.loyalty.errors import Refusal
 from loyalbot.storage import as_utc
 
@@ -44,6 +35,8 @@ class _Route:
     handler: Handler
     staff: bool = False
     open: bool = False  # allowed before the user has joined
+    help: str | None = None
+    menu: str | None = None
 
 
 class Router:
@@ -58,15 +51,24 @@ class Router:
         self._interceptors: list[Interceptor] = []
         self._groups: list[Interceptor] = []
         self._menu_texts: dict[str, str] | None = None
+        self._declared: tuple[Command, ...] | None = None
         # Set by handlers.registration: how to answer someone who has not joined (or not finished joining).
         self.join_prompt: Handler | None = None
 
     # --- registration of handlers (other rooms use these) -------------------------------------------
 
-    def command(self, name: str, handler: Handler, staff: bool = False, *, open: bool = False) -> None:
-        """Answer `/name`. `staff`: only for users in the staff table; `open`: also before joining.
-        Registering a name again replaces the earlier handler (e.g. support replaces the /support stub)."""
-        self._commands[name.lower()] = _Route(handler, staff=staff, open=open or staff)
+    def command(self, name: str, handler: Handler, staff: bool = False, *, open: bool = False,
+                help: str | None = None, menu: str | None = None) -> None:
+        """Answer `/name`. `staff`: only for users in the staff table; `open`: also before joining; `help`:
+        the msgid of its /help line (and of its description in Telegram's command menu); `menu`: the
+        msgid of its main-menu button. /help, the menu and setMyCommands list what is declared here, in
+        this order. Registering a name again replaces the earlier handler and keeps its place, help and
+        menu entry unless given anew (e.g. support replaces the /support stub)."""
+        key = name.lower()
+        if (earlier := self._commands.get(key)) is not None:
+            help, menu = help or earlier.help, menu or earlier.menu
+        self._commands[key] = _Route(handler, staff=staff, open=open or staff, help=help, menu=menu)
+        self._declared = self._menu_texts = None
 
     def callback(self, action: str, handler: Handler, *, open: bool = False) -> None:
         """Answer pressed buttons whose callback data decodes to `action` (see chat.callbacks.ACTIONS)."""
@@ -91,6 +93,14 @@ class Router:
     def commands(self) -> list[str]:
         return sorted(self._commands)
 
+    @property
+    def declared(self) -> tuple[Command, ...]:
+        """Every command with its help line and menu label, in the order declared."""
+        if self._declared is None:
+            self._declared = tuple(Command(name, help=route.help, menu=route.menu, staff=route.staff)
+                                   for name, route in self._commands.items())
+        return self._declared
+
     def has_command(self, name: str) -> bool:
         return name in self._commands
 
@@ -100,7 +110,7 @@ class Router:
         """The replies to one update. Never raises."""
         incoming = _with_clean_names(incoming)
         tr = Translator(pick_language(incoming.language_code))
-        where = _describe(incoming)
+        where = describe(incoming)
         try:
             turn = await self._turn(incoming)
             tr = turn.tr
@@ -118,10 +128,7 @@ class Router:
             text = Turn(incoming, self.ctx, self.ctx.clock(), tr, None, None).refusal(refusal)
             replies = [Reply(text=text, toast=clip(text, TOAST_LIMIT) if incoming.callback_id else None)]
         except Exception as exc:
-            # Log the place and the kind of failure, never the message or the exception text:
-            # both may carry what the member typed.
-            log.error("handler failed on %s: %s\n%s", where, type(exc).__name__,
-                      "".join(traceback.format_tb(exc.__traceback__)))
+            log_failure(log, "handler failed", incoming, exc)
             text = tr.t("error.unexpected")
             replies = [Reply(text=text, toast=clip(text, TOAST_LIMIT) if incoming.callback_id else None)]
         return [_within_limits(reply) for reply in replies]
@@ -144,7 +151,8 @@ class Router:
             lang = chosen if chosen in LANGUAGES else pick_language(incoming.language_code)
             zone = self.ctx.loyalty.programme.programme.timezone
         tr = Translator(lang, timezone=zone, format_locale=self.ctx.config.format_locales.get(lang))
-        return Turn(incoming=incoming, ctx=self.ctx, now=now, tr=tr, member=member, state=state, origin=state)
+        return Turn(incoming=incoming, ctx=self.ctx, now=now, tr=tr, member=member, state=state, origin=state,
+                    commands=self.declared)
 
     def _over_step_limit(self, turn: Turn) -> tuple[str, int] | None:
         """("too_long", limit) when a typed text is longer than the current step takes."""
@@ -159,7 +167,7 @@ class Router:
 
         Checked at the edge, before interceptors and steps, so no conversation has to think of it and
         nothing (a relayed copy, the conversation state, a stored text) is written from it."""
-        log.info("input refused on %s: %s", _describe(turn.incoming), problem)
+        log.info("input refused on %s: %s", describe(turn.incoming), problem)
         if not turn.incoming.is_private and await turn.staff_role() is None:
             return []  # a group's chatter is not ours to answer
         return [Reply(text=turn.t(INPUT_REFUSALS[problem], limit=limit))]
@@ -209,7 +217,7 @@ class Router:
         callback = decode(turn.incoming.callback_data)
         route = self._callbacks.get(callback.action) if callback is not None else None
         if callback is None or route is None:
-            log.info("stale or forged button on %s", _describe(turn.incoming))
+            log.info("stale or forged button on %s", describe(turn.incoming))
             return turn.toast("error.stale_button", alert=True)
         if turn.member is None and not route.open:
             return await self._join_first(turn)
@@ -219,7 +227,7 @@ class Router:
     async def _command(self, turn: Turn, name: str) -> list[Reply]:
         route = self._commands.get(name)
         if route is None:
-            log.info("unknown command on %s", _describe(turn.incoming))
+            log.info("unknown command on %s", describe(turn.incoming))
             if turn.member is None:
                 return await self._join_first(turn)
             return [Reply(text=turn.t("stray.command", command="/" + name[:32]), keyboard=turn.menu_keyboard())]
@@ -247,8 +255,9 @@ class Router:
             self._menu_texts = {}
             for lang in LANGUAGES:
                 tr = translations(lang)
-                for command, key in MENU:
-                    self._menu_texts[tr.gettext(key).strip().casefold()] = command
+                for command in self.declared:
+                    if command.menu:
+                        self._menu_texts[tr.gettext(command.menu).strip().casefold()] = command.name
         return self._menu_texts.get(text.strip().casefold())
 
 
@@ -259,20 +268,6 @@ def _with_clean_names(incoming: Incoming) -> Incoming:
     names = {"first_name": incoming.first_name, "last_name": incoming.last_name, "username": incoming.username}
     cleaned = {key: clean_name(value) for key, value in names.items()}
     return replace(incoming, **cleaned) if cleaned != names else incoming
-
-
-def _describe(incoming: Incoming) -> str:
-    """Where an update went, for logs: the kind of update and the command/action, no content."""
-    if incoming.callback_data is not None:
-        head = incoming.callback_data.split(":")[1:2]
-        return f"button {head[0][:8] if head else '?'}"
-    if incoming.command is not None:
-        return f"/{incoming.command[:32]}"
-    if incoming.contact is not None:
-        return "contact"
-    if incoming.media is not None:
-        return f"media {incoming.media.kind}"
-    return "text" if incoming.chat_type == "private" else f"{incoming.chat_type} message"
 
 
 def _within_limits(reply: Reply) -> Reply:
@@ -305,8 +300,9 @@ def build_router(ctx: Context) -> Router:
     )
 
     router = Router(ctx)
-    for module in (registration, menu, card, points, rewards, coupons, feedback, settings, privacy, staff,
-                   surveys, support):
+    # The order of /help, the main menu and Telegram's command menu is the order commands are declared in.
+    for module in (registration, card, points, rewards, coupons, feedback, support, settings, privacy, menu, staff,
+                   surveys):
         module.register(router)
     return router
 

@@ -9,9 +9,9 @@ import logging
 from typing import TYPE_CHECKING
 
 from loyalbot.chat.callbacks import encode
-from loyalbot.chat.i18n import N_, Translator
+from loyalbot.chat.i18n import N_
 from loyalbot.chat.port import Button, Reply
-from loyalbot.handlers.registration import (
+from loyalbot.handlers.profile import (
     birthday_saved,
     birthday_text,
     is_skip,
@@ -20,7 +20,7 @@ from loyalbot.handlers.registration import (
 )
 from loyalbot.handlers.turn import Turn
 from loyalbot.loyalty.errors import InvalidSetting
-from loyalbot.loyalty.service import NOTIFY_KINDS
+from loyalbot.loyalty.members import NOTIFY_KINDS
 
 if TYPE_CHECKING:
     from loyalbot.handlers.router import Router
@@ -80,14 +80,6 @@ async def show_settings(turn: Turn) -> list[Reply]:
 async def show_languages(turn: Turn) -> list[Reply]:
     """/language: pick the language of the conversation (the menu follows)."""
     return [Reply(text=turn.t("language.choose"), buttons=language_buttons(turn.lang))]
-
-
-async def switch_language(turn: Turn, lang: str) -> list[Reply]:
-    member = turn.member
-    assert member is not None
-    turn.member = await turn.loyalty.update_member(member.id, language=lang, now=turn.now)
-    turn.tr = Translator(lang, timezone=member.timezone, format_locale=turn.ctx.config.format_locales.get(lang))
-    return [Reply(text=turn.t("language.changed"), keyboard=turn.menu_keyboard())]
 
 
 async def _update(turn: Turn, note_key: str, *, note: str | None = None, **changes: object) -> list[Reply]:
@@ -173,7 +165,7 @@ async def step(turn: Turn) -> list[Reply]:
 
 
 def register(router: Router) -> None:
-    router.command("settings", show_settings)
-    router.command("language", show_languages)
+    router.command("settings", show_settings, help=N_("help.settings"), menu=N_("menu.settings"))
+    router.command("language", show_languages, help=N_("help.language"))
     router.callback("st", pressed)
     router.step("set", step)

@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from loyalbot.chat.callbacks import encode
 from loyalbot.chat.i18n import N_
+from loyalbot.chat.limits import TOAST_LIMIT
 from loyalbot.chat.port import Button, Reply
 from loyalbot.handlers import registration
 from loyalbot.handlers.menu import staff_help_lines
-from loyalbot.handlers.turn import TOAST_LIMIT, Turn, clip
+from loyalbot.handlers.turn import Turn, clip
 from loyalbot.loyalty.amounts import parse_counter_amount
 from loyalbot.loyalty.codes import normalise_coupon_code, valid_member_no
 from loyalbot.loyalty.errors import NotPermitted, Refusal, UnknownCoupon, UnknownMember
@@ -57,9 +58,9 @@ COUNTER_REFUSALS = (N_("error.amount_format"), N_("error.amount_too_large"), N_(
 async def _throttled(turn: Turn, what: str) -> list[Reply] | None:
     """None when this staff member may look something up now; else the answer saying when to try again."""
     services = turn.ctx.services
-    throttle = services.get("throttle")
-    if throttle is None:
-        throttle = services.setdefault("throttle", MemoryThrottle())
+    if services.throttle is None:
+        services.throttle = MemoryThrottle()
+    throttle = services.throttle
     limit = turn.loyalty.programme.counter.lookups_per_minute
     wait = await throttle.hit("counter.lookup", str(turn.incoming.user_id), limit=limit, per=60.0)
     if not wait:
@@ -346,9 +347,9 @@ async def start(turn: Turn) -> list[Reply]:
 
 
 def register(router: Router) -> None:
-    router.command("use", use, staff=True)
-    router.command("award", award, staff=True)
-    router.command("member", lookup, staff=True)
+    router.command("use", use, staff=True, help=N_("help.staff_use"))
+    router.command("award", award, staff=True, help=N_("help.staff_award"))
+    router.command("member", lookup, staff=True, help=N_("help.staff_member"))
     router.callback("us", pressed, open=True)
     router.callback("aw", award_pressed, open=True)
     router.callback("sm", member_pressed, open=True)

@@ -17,27 +17,23 @@ import segno
 
 from loyalbot.chat.callbacks import Callback
 from loyalbot.chat.i18n import N_, Translator
+from loyalbot.chat.limits import TOAST_LIMIT
 from loyalbot.chat.port import Incoming, KeyButton, Reply
 from loyalbot.handlers.context import Context
 from loyalbot.handlers.state import State
+from loyalbot.loyalty import Loyalty
 from loyalbot.loyalty.errors import Refusal
 from loyalbot.storage.models import Member
 
-TEXT_LIMIT = 4096
-CAPTION_LIMIT = 1024
-TOAST_LIMIT = 200
 
-# The main menu, in order: (command, label key). Two buttons a row.
-MENU: tuple[tuple[str, str], ...] = (
-    ("card", N_("menu.card")),
-    ("points", N_("menu.points")),
-    ("rewards", N_("menu.rewards")),
-    ("coupons", N_("menu.coupons")),
-    ("feedback", N_("menu.feedback")),
-    ("support", N_("menu.support")),
-    ("settings", N_("menu.settings")),
-    ("help", N_("menu.help")),
-)
+@dataclass(frozen=True)
+class Command:
+    """A command as its conversation declared it (`Router.command`): its /help line and main-menu label."""
+
+    name: str
+    help: str | None = None  # msgid of its line in /help and its description in Telegram's command menu
+    menu: str | None = None  # msgid of its button on the main menu (two a row, in the order declared)
+    staff: bool = False
 
 # The message of every refusal a service can give (its `code`, see loyalty/errors.py), listed here so
 # that `pybabel extract` finds them; tests/handlers/test_catalogues.py checks none is missing.
@@ -66,12 +62,13 @@ class Turn:
     state: State | None
     callback: Callback | None = None  # the decoded button, when a button was pressed
     origin: State | None = None  # the state before this update changed it (kept with each change, for a replay)
+    commands: tuple[Command, ...] = ()  # every command the router answers, in the order declared
     _staff_role: Any = field(default=False, repr=False)  # False: not looked up yet
 
     # --- shortcuts ----------------------------------------------------------------------------------
 
     @property
-    def loyalty(self) -> Any:
+    def loyalty(self) -> Loyalty:
         return self.ctx.loyalty
 
     @property
@@ -124,7 +121,7 @@ class Turn:
     # --- common replies -----------------------------------------------------------------------------
 
     def menu_keyboard(self) -> list[list[KeyButton]]:
-        labels = [KeyButton(self.t(key)) for _, key in MENU]
+        labels = [KeyButton(self.t(command.menu)) for command in self.commands if command.menu]
         return [labels[i:i + 2] for i in range(0, len(labels), 2)]
 
     def refusal(self, refusal: Refusal) -> str:
@@ -177,5 +174,5 @@ def qr_png(payload: str) -> bytes:
     return buffer.getvalue()
 
 
-__all__ = ["CAPTION_LIMIT", "MENU", "TEXT_LIMIT", "TOAST_LIMIT", "Handler", "Interceptor", "Turn", "clip",
+__all__ = ["Command", "Handler", "Interceptor", "Turn", "clip",
            "qr_png"]

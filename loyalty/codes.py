@@ -1,8 +1,11 @@
-"""Codes people read aloud or type: coupon codes and member numbers."""
+"""Codes people read aloud or type (coupon codes, member numbers), and the idempotency keys callers send."""
 
 from __future__ import annotations
 
 import secrets
+from typing import Any
+
+from loyalbot.loyalty.errors import InvalidSetting
 
 # Crockford's base32: no I, L, O or U, so nothing is mistaken for 1, 0 or V when read aloud.
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -66,3 +69,10 @@ def member_qr_payload(member_no: str) -> str:
 
 def coupon_qr_payload(code: str) -> str:
     return f"LBC:{code}"
+
+
+def check_key(key: Any, what: str) -> str:
+    """An idempotency key as sent (a purchase's external id, a refund id, a request id): 1-128 characters."""
+    if not isinstance(key, str) or not key.strip() or len(key) > 128:
+        raise InvalidSetting(f"{what} must be 1-128 characters", setting=what)
+    return key.strip()

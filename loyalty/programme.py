@@ -9,11 +9,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from importlib import resources
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from loyalbot.chat.languages import LANGUAGES
+from loyalbot.storage.clock import find_zone
 
 DEFAULT_PROGRAMME = Path(__file__).with_name("default_programme.toml")
 
@@ -47,10 +48,8 @@ class Settings(_Strict):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
+        if find_zone(value) is None:
+            raise ValueError(f"unknown time zone {value!r}")
         return value
 
 

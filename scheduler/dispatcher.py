@@ -32,7 +32,7 @@ rows of a dispatcher that died are recovered at start-up and every `recover_ever
 claim is older than `stale_after` seconds.
 
 Throughput: sends run concurrently (up to `max_in_flight`, by default rate/5 and at least 50) while
-the `Pacer` hands out evenly spaced slots on a fixed timeline; the per-chat interval is kept by
+the `Pacer` (chat/pacing.py) hands out evenly spaced slots; the per-chat interval is kept by
 deferring a chat's next row in the outbox. The next batch is claimed while the current one is sent.
 
 A send that gets no answer within `send_timeout` is ambiguous in the same way and is treated the
@@ -50,13 +50,14 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
+from loyalbot.chat.limits import MESSAGES_PER_SECOND
 from loyalbot.chat.outbound import (
     BadRequest,
     Blocked,
@@ -69,6 +70,7 @@ from loyalbot.chat.outbound import (
     ThreadNotFound,
     Transient,
 )
+from loyalbot.chat.pacing import Pacer
 from loyalbot.storage import Db, as_utc, utcnow
 from loyalbot.storage.models import Member, Outbox
 from loyalbot.storage.rows import rows_changed, stored_id
@@ -92,44 +94,6 @@ class DispatchStats:
     errors: dict[str, int] = field(default_factory=dict)
 
 
-class Pacer:
-    """Evenly spaced send slots: one every 1/rate seconds on a fixed timeline; `pause` holds every slot.
-
-    Slots are on an absolute timeline (slot k at start + k/rate), not "1/rate after the last one":
-    the event loop cannot sleep less than about a millisecond and a commit now and then delays a
-    slot, and at 1000/s losing that time on every slot would lose half the rate. A late slot is made
-    up by the next ones, but never more than `slack` seconds' worth, so in any window of T seconds
-    at most rate * (T + slack) + 1 slots are given out: no burst beyond that. 20 ms is what it takes
-    to ride out the scheduling hiccups of a busy two-core machine at 1000/s (10 ms lost 1-6% of the
-    rate there; see bench/fanout.py): 20 messages. When that is less than two slots (below 100/s)
-    the slack is at most half a slot instead, so two slots are never closer than half an interval:
-    at low rates a row's send is answered and recorded before the next is handed over, which keeps a
-    crash's unknown window to one row (see the module doc).
-    """
-
-    def __init__(self, rate: float, *, slack: float = 0.02, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
-        self.interval = 1.0 / rate
-        self.slack = slack if slack >= 2 * self.interval else min(slack, self.interval / 2)
-        self.clock = clock
-        self.sleep = sleep
-        self._next = 0.0
-        self._lock = asyncio.Lock()
-
-    def pause(self, seconds: float) -> None:
-        self._next = max(self._next, self.clock() + seconds)
-
-    async def slot(self) -> None:
-        async with self._lock:
-            now = self.clock()
-            wait = self._next - now
-            if wait > 0:
-                await self.sleep(wait)
-            elif wait < -self.slack:  # idle or stalled for longer than the slack: start again from now
-                self._next = now - self.slack
-            self._next += self.interval
-
-
 def default_worker_id() -> str:
     return f"{socket.gethostname()[:30]}:{os.getpid()}:{secrets.token_hex(3)}"
 
@@ -148,7 +112,7 @@ class Dispatcher:
         db: Db,
         sender: ChatSender,
         *,
-        rate: float = 30.0,
+        rate: float = MESSAGES_PER_SECOND,
         per_chat_interval: float = 1.0,
         max_attempts: int = 5,
         backoff_base: float = 5.0,

@@ -36,11 +36,12 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from loyalbot.loyalty.ledger import lots_left
 from loyalbot.loyalty.service import Loyalty
 from loyalbot.scheduler.kinds import (
     DEFAULT_CAP_DAYS,
@@ -53,6 +54,7 @@ from loyalbot.scheduler.surveys import survey_buttons
 from loyalbot.scheduler.templates import FALLBACK_NAME, CompiledTemplates, TemplateBook
 from loyalbot.scheduler.triggers import parse_daily_time
 from loyalbot.storage import as_utc
+from loyalbot.storage.clock import zone_or_utc
 from loyalbot.storage.models import (
     Coupon,
     LedgerEntry,
@@ -113,12 +115,7 @@ class Target:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@lru_cache(maxsize=1024)
-def member_zone(name: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
+member_zone = zone_or_utc  # a member's stored zone, UTC when unknown
 
 
 def after_quiet_hours(moment: datetime, tz: ZoneInfo, quiet_start: int | None, quiet_end: int | None) -> datetime:
@@ -379,8 +376,7 @@ class Planner:
         while True:
             lots = (sa.select(LedgerEntry.member_id, sa.func.min(LedgerEntry.expires_at),
                               sa.func.sum(LedgerEntry.remaining))
-                    .where(LedgerEntry.member_id > last, LedgerEntry.remaining > 0,
-                           LedgerEntry.expires_at > now, LedgerEntry.expires_at <= horizon)
+                    .where(LedgerEntry.member_id > last, *lots_left(now, until=horizon))
                     .group_by(LedgerEntry.member_id).order_by(LedgerEntry.member_id).limit(self.batch_size))
             async with self.db.read() as s:
                 found = (await s.execute(lots)).all()

@@ -26,13 +26,15 @@ import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from loyalbot.chat.limits import MESSAGES_PER_SECOND, PAID_MESSAGES_PER_SECOND
 from loyalbot.chat.outbound import ChatSender
-from loyalbot.loyalty.service import CouponUsed, Loyalty, LoyaltyEvent, TierChanged
+from loyalbot.loyalty.events import CouponUsed, LoyaltyEvent, TierChanged
+from loyalbot.loyalty.service import Loyalty
 from loyalbot.scheduler.dispatcher import Dispatcher
 from loyalbot.scheduler.kinds import RULES
 from loyalbot.scheduler.notices import DEFAULT_DELAY, Notifier
@@ -43,6 +45,9 @@ from loyalbot.scheduler.triggers import TriggerProblem, build_trigger, missed_ru
 from loyalbot.storage import Db, as_utc, utcnow
 from loyalbot.storage.models import Schedule
 from loyalbot.storage.rows import stored_id
+
+if TYPE_CHECKING:
+    from loyalbot.bot.app import App
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +65,7 @@ class SchedulerService:
         sender: ChatSender | None = None,
         *,
         sender_factory: Callable[[], ChatSender] | None = None,
-        send_rate: float = 30.0,
+        send_rate: float = MESSAGES_PER_SECOND,
         paid_broadcast: bool = False,
         poll_seconds: float = 5.0,
         dispatch: bool = True,
@@ -79,7 +84,7 @@ class SchedulerService:
         self._sender = sender
         self._sender_factory = sender_factory
         # Telegram allows about 30 messages a second; paid broadcasts raise that to 1000.
-        self.send_rate = min(send_rate, 1000.0 if paid_broadcast else 30.0)
+        self.send_rate = min(send_rate, PAID_MESSAGES_PER_SECOND if paid_broadcast else MESSAGES_PER_SECOND)
         self.dispatch = dispatch
         self.dispatcher_options = dict(dispatcher_options or {})
         self.dispatcher: Dispatcher | None = None
@@ -287,17 +292,17 @@ class SchedulerService:
         return made if made.enabled else None
 
 
-def attach(app: Any) -> None:
+def attach(app: App) -> None:
     """Add the scheduler to the bot's assembly (bot/app.py calls this for the rooms present)."""
     holder: dict[str, SchedulerService] = {}
 
-    async def start(app_: Any) -> None:
+    async def start(app_: App) -> None:
         settings = app_.settings
+        assert app_.db is not None and app_.loyalty is not None and app_.context is not None, "App.start() first"
         service = SchedulerService(app_.db, app_.loyalty, app_.sender, send_rate=settings.send_rate,
                                    paid_broadcast=settings.paid_broadcast, clock=app_.clock,
-                                   notice_delay=getattr(settings, "notice_delay", DEFAULT_DELAY))
-        if getattr(app_, "context", None) is not None:
-            app_.context.services["scheduler"] = service
+                                   notice_delay=settings.notice_delay)
+        app_.context.services.scheduler = service
         holder["service"] = service
         await service.start()
 

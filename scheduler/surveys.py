@@ -14,7 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from loyalbot.chat.callbacks import survey_answer
-from loyalbot.loyalty.service import Loyalty, Scores
+from loyalbot.loyalty.results import Scores
+from loyalbot.loyalty.service import Loyalty
 from loyalbot.storage import as_utc
 from loyalbot.storage.models import Member, Outbox, Survey
 

@@ -26,11 +26,11 @@ from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 from loyalbot.chat.languages import FORMAT_LOCALES, LANGUAGES
+from loyalbot.chat.limits import TEXT_LIMIT
 
 LOCALES_DIR = Path(str(resources.files("loyalbot.locales")))  # the catalogues and templates, as installed
 # Same formats as the chat: "31 January 2027", not "January 31".
 BABEL_LOCALES = FORMAT_LOCALES
-MAX_MESSAGE_CHARS = 4096  # Telegram's limit for one text message
 
 # The documented variables, with what they mean (shown by `loyalbot schedule add --help` and the console).
 VARIABLES: dict[str, str] = {
@@ -154,8 +154,7 @@ class CompiledTemplates:
         # What Template.render does, minus the copies: globals first, so the variables win as there.
         context = template.new_context({**self._globals[lang], **variables, "_language": lang}, shared=True)
         text: str = template.environment.concat(template.root_render_func(context))  # concat is "".join
-        text = text.strip()
-        return text[:MAX_MESSAGE_CHARS]
+        return text.strip()[:TEXT_LIMIT]
 
 
 class TemplateBook:

@@ -14,13 +14,13 @@ from __future__ import annotations
 import re
 from datetime import datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 
-from loyalbot.storage.clock import as_utc
+from loyalbot.storage.clock import as_utc, find_zone
 
 LOCAL_TICK_MINUTES = 15
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -38,10 +38,9 @@ def parse_daily_time(value: str) -> time:
 
 
 def zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise TriggerProblem(f"unknown time zone {name!r}") from None
+    if (found := find_zone(name)) is None:
+        raise TriggerProblem(f"unknown time zone {name!r}")
+    return found
 
 
 def cron_trigger(expression: str, timezone: str) -> CronTrigger:

@@ -153,19 +153,6 @@ class TierChange(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class EarningRule(SQLModel, table=True):
-    """A rule of the programme that turns spend into points, mirrored from the programme file."""
-
-    __tablename__ = "earning_rules"
-
-    id: int | None = Field(default=None, primary_key=True)
-    code: str = Field(sa_column=sa.Column(sa.String(32), unique=True, nullable=False))
-    # base (points per currency unit) | birthday_month (multiplier)
-    kind: str = Field(max_length=32)
-    value: Decimal = Field(sa_column=sa.Column(sa.Numeric(10, 4), nullable=False))
-    active: bool = True
-
-
 class Reward(SQLModel, table=True):
     """An item of the catalogue that points can buy."""
 

@@ -5,6 +5,8 @@
 """
 
 from .control import SELF, LocalApiControl, LocalApiControlError
-from .server import ApiError, Limits, LocalBotApi
+from .errors import ApiError
+from .limits import Limits
+from .server import LocalBotApi
 
 __all__ = ["SELF", "ApiError", "Limits", "LocalApiControl", "LocalApiControlError", "LocalBotApi"]

@@ -25,7 +25,8 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from .world import BotRec, ChatRec, FileRec, MsgRec, TopicRec, UserRec, WebhookRec, World
+from .records import BotRec, ChatRec, FileRec, MsgRec, TopicRec, UserRec, WebhookRec
+from .world import World
 
 __all__ = ["ID_GAP", "SavedWorld"]
 
@@ -116,9 +117,9 @@ class SavedWorld:
             world.chats[chat.id] = chat
         for chat_id, data in conn.execute("SELECT chat_id, data FROM localapi_messages ORDER BY chat_id, message_id"):
             msg = MsgRec(**json.loads(data))
-            chat = world.chats.get(chat_id)
-            if chat is not None:
-                chat.messages[msg.message_id] = msg
+            owner = world.chats.get(chat_id)
+            if owner is not None:
+                owner.messages[msg.message_id] = msg
         for token, data in conn.execute("SELECT token, data FROM localapi_bots"):
             raw = json.loads(data)
             commands = raw.pop("commands", [])

@@ -158,15 +158,16 @@ async def test_the_console_inside_the_bot_shares_its_loop_throttle_and_settings(
 
     from loyalbot.bot.settings import load_settings
     from loyalbot.console.service import ConsoleService
+    from loyalbot.handlers.context import Services
     from loyalbot.storage.throttle import SqlThrottle
 
     settings = load_settings(database_url=db.url, console_password="s3cret-pass", lookup_limit=2)
-    bot = SimpleNamespace(settings=settings, db=db, loyalty=loyalty, seed_services={},
-                          context=SimpleNamespace(services={}))
+    bot = SimpleNamespace(settings=settings, db=db, loyalty=loyalty, console_password=None,
+                          context=SimpleNamespace(services=Services()))
     service = ConsoleService("127.0.0.1", 0)
     await service.start(bot)
     try:
-        assert isinstance(bot.context.services["throttle"], SqlThrottle)  # what the counter handlers read
+        assert isinstance(bot.context.services.throttle, SqlThrottle)  # what the counter handlers read
         ann = await loyalty.register_member(telegram_id=1, terms_accepted=True)
         key = await create_api_key(db, "till")
         async with httpx.AsyncClient(base_url=service.url, headers={"Authorization": f"Bearer {key}"}) as client:

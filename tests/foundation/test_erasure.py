@@ -99,7 +99,7 @@ async def test_after_erasure_no_table_holds_the_members_name_phone_telegram_id_o
 
 
 async def test_erasing_tells_listeners_after_the_commit(loyalty, db):
-    from loyalbot.loyalty.service import MemberErased
+    from loyalbot.loyalty.events import MemberErased
 
     ann, _ = await _member_with_a_history(loyalty, db)
     heard: list[Any] = []

@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 from loyalbot.chat.callbacks import ACTIONS, decode, survey_answer
 from loyalbot.chat.i18n import LANGUAGES, Translator
-from loyalbot.chat.port import TEXT_MAX, text_problem
+from loyalbot.chat.limits import TEXT_LIMIT
+from loyalbot.chat.port import text_problem
 from tests.handlers.chatinput_support import store_chat_fixture
 
 store_chat = store_chat_fixture()
@@ -234,7 +235,7 @@ PROPERTY = settings(max_examples=EXAMPLES, deadline=None, database=None,
 @given(text=TEXTS)
 async def test_any_text_at_any_step(store_chat, step, text):
     person = await STEPS[step](store_chat, next(IDS))
-    refuse = text_problem(text) is not None or len(text) > TEXT_MAX
+    refuse = text_problem(text) is not None or len(text) > TEXT_LIMIT
     await _check(store_chat, person, lambda: person.send(text), refuse)
     _count(step, "text")
 

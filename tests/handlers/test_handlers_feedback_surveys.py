@@ -14,7 +14,7 @@ async def test_feedback_with_rating_gets_a_reference_and_reaches_the_sink(chat):
     async def sink(member, feedback):
         posted.append((member.member_no, feedback.text, feedback.rating))
 
-    chat.ctx.services["feedback_sink"] = sink
+    chat.ctx.services.feedback_sink = sink
     ann = await chat.registered(1)
     await ann.send("💬 Feedback")
     await ann.send("The <b>flat white</b> was lovely ☕")
@@ -30,7 +30,7 @@ async def test_feedback_rating_can_be_skipped_and_a_failing_sink_does_not_matter
     async def broken_sink(member, feedback):
         raise RuntimeError("staff group unreachable")
 
-    chat.ctx.services["feedback_sink"] = broken_sink
+    chat.ctx.services.feedback_sink = broken_sink
     ann = await chat.registered(2, lang="zh_Hans")
     await ann.send("/feedback")
     await ann.send("咖啡很好喝")

@@ -276,7 +276,7 @@ async def test_staff_find_a_member_by_name_from_a_short_list(chat):
 
 async def test_look_ups_are_throttled_per_staff_member_in_their_language(chat):
     clock = FakeMonotonic()
-    chat.ctx.services["throttle"] = MemoryThrottle(clock=clock)
+    chat.ctx.services.throttle = MemoryThrottle(clock=clock)
     ann = await chat.registered(40, first_name="Ann")
     number = (await ann.member()).member_no
     sam = await chat.staff(90, lang="zh_Hant")
@@ -301,7 +301,7 @@ async def test_look_ups_are_throttled_per_staff_member_in_their_language(chat):
 
 
 async def test_without_a_throttle_service_look_ups_are_still_throttled(chat):
-    assert "throttle" not in chat.ctx.services
+    assert chat.ctx.services.throttle is None
     sam = await chat.staff(90)
     for _ in range(30):
         await sam.send("/member 123456782")

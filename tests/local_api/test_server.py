@@ -14,7 +14,7 @@ from aiohttp import web
 
 from loyalbot.bot.local_api import LocalApiControl, LocalApiControlError, LocalBotApi
 from loyalbot.bot.local_api.formatting import parse_text
-from loyalbot.bot.local_api.world import make_png
+from loyalbot.bot.local_api.images import make_png
 
 pytestmark = pytest.mark.asyncio
 

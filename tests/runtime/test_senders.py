@@ -59,7 +59,7 @@ async def test_contact_keyboard_then_removal(sender, tg: LocalApiControl) -> Non
 
 @pytest.mark.parametrize("kind", ["photo", "document", "voice", "video", "audio", "sticker"])
 async def test_each_media_kind_arrives_with_its_caption(sender, tg: LocalApiControl, kind: str) -> None:
-    from loyalbot.bot.local_api.world import make_png
+    from loyalbot.bot.local_api.images import make_png
 
     await tg.create_user(ANN, "Ann")
     data = make_png() if kind in ("photo", "sticker") else b"loyalbot test bytes"

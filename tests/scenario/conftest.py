@@ -17,6 +17,7 @@ from loyalbot.bot.app import App
 from loyalbot.bot.local_api import LocalApiControl, LocalBotApi
 from loyalbot.bot.runtime import Connection
 from loyalbot.bot.settings import Settings, load_settings
+from loyalbot.handlers.context import Services
 from tests.scenario.driver import Chat, TestClock
 
 TOKEN = "777000:scenario-token"
@@ -52,7 +53,7 @@ def scenario_settings(server: LocalBotApi, store: Path, staff_group: int | None 
 
 
 async def start_app(server: LocalBotApi, store: Path, framework: str, staff_group: int | None,
-                    clock: TestClock | None = None, services: dict | None = None) -> App:
+                    clock: TestClock | None = None, services: Services | None = None) -> App:
     settings = scenario_settings(server, store, staff_group)
     app = App(settings, framework=framework, clock=clock or TestClock(),
               connection=Connection(token=TOKEN, api_url=server.url, polling_timeout=1), services=services)

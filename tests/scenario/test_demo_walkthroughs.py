@@ -95,7 +95,7 @@ def counts(output: str) -> dict[str, tuple[int, int]]:
 
 def scheduler_of(app: App) -> SchedulerService:
     assert app.context is not None
-    service = app.context.services["scheduler"]
+    service = app.context.services.scheduler
     assert isinstance(service, SchedulerService) and service.dispatcher is not None
     return service
 
@@ -196,7 +196,7 @@ async def test_member_asks_for_help_staff_take_reply_close_and_the_csat_names_th
         sam = Person(chat, sam_id["id"], sam_id["first_name"], sam_id["language_code"])
         await ann.join()
         member = await ann.record()
-        support = app.context.services["handoff"]
+        support = app.context.services.handoff
 
         await ann.send("/support")
         seen["asked"] = ann.last_text

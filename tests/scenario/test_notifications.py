@@ -122,6 +122,7 @@ async def test_an_award_at_the_counter_is_told_in_the_members_language(chat: Cha
     await sam.send(f"/award {member.member_no} 20")
     assert sam.saw(member.member_no)
     before = await newest_id(mei)
+    await sam.press("Confirm")  # staff confirm what the award records before anything is recorded
     text = await told_once(chat, mei, before)
     assert text == "小明，您消费 €20.00，获得 20 积分。⭐\n您现在共有 20 积分。"
 

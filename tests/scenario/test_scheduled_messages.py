@@ -69,7 +69,7 @@ async def chat(request: pytest.FixtureRequest, server: LocalBotApi, tg: LocalApi
 
 def scheduler_of(chat: Chat) -> SchedulerService:
     assert chat.app.context is not None
-    service = chat.app.context.services["scheduler"]
+    service = chat.app.context.services.scheduler
     assert isinstance(service, SchedulerService)
     return service
 

@@ -26,7 +26,7 @@ RATE = 20.0
 async def start_dispatcher(db_url: str, api_url: str) -> asyncio.subprocess.Process:
     env = {**os.environ, "LOYALBOT_BOT_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "loyalbot.scheduler.dispatch", "--database-url", db_url, "--api-url", api_url,
+        sys.executable, "-m", "loyalbot.bot.dispatch", "--database-url", db_url, "--api-url", api_url,
         "--rate", str(RATE), "--stale-after", "1", "--log-level", "WARNING", cwd=ROOT, env=env)
 
 

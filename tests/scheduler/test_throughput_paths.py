@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from loyalbot.bot.local_api import LocalApiControl, LocalBotApi
 from loyalbot.bot.senders import AiogramSender, make_aiogram_bot
 from loyalbot.chat.outbound import Outgoing, Sent
-from loyalbot.scheduler.dispatcher import Dispatcher, Pacer
+from loyalbot.chat.pacing import Pacer
+from loyalbot.scheduler.dispatcher import Dispatcher
 from loyalbot.scheduler.planner import Planner
 from loyalbot.storage.models import Member, Outbox, Schedule
 from tests.scheduler.conftest import FakeChat, add_member, at, outbox_rows

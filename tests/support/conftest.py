@@ -17,7 +17,9 @@ import pytest
 import pytest_asyncio
 
 from loyalbot.bot.local_api import LocalApiControl, LocalBotApi
-from loyalbot.handlers.support import SupportConfig, SupportService
+from loyalbot.handlers.context import Services
+from loyalbot.handlers.support.config import SupportConfig
+from loyalbot.handlers.support.service import SupportService
 from loyalbot.loyalty.handoff import HandoffStore
 from tests.scenario.conftest import FRAMEWORKS, server, start_app, store_file, tg  # noqa: F401 - fixtures
 from tests.scenario.driver import Chat, Person, TestClock
@@ -46,8 +48,8 @@ class SupportWorld:
 
     async def settle(self) -> None:
         """Let the staff relay post everything queued."""
-        if self.service._relay is not None:  # noqa: SLF001 - made on first use
-            assert await self.service._relay.drain(30)  # noqa: SLF001
+        if self.service.relay is not None:  # made on first use
+            assert await self.service.relay.drain(30)
         await asyncio.sleep(0)
 
     async def wait_for(self, check: Callable[[], Any], within: float = 10.0) -> None:
@@ -88,10 +90,10 @@ async def make_world(request: pytest.FixtureRequest, server: LocalBotApi, tg: Lo
     settings = {**ALWAYS_OPEN, "relay_per_minute": 600.0, "relay_burst": 10, **config}
     support = SupportConfig(staff_group_id=group["id"], **settings)
     app = await start_app(server, store_file, request.param, group["id"], clock,
-                          services={"support_config": support})
+                          services=Services(support_config=support))
     chat = Chat(tg, app, group["id"], clock)
     try:
-        yield SupportWorld(chat, app.context.services["handoff"])
+        yield SupportWorld(chat, app.context.services.handoff)
     finally:
         await app.stop()
 
@@ -107,7 +109,7 @@ def closed_today_and_tomorrow() -> str:
     """Support days that leave out today and tomorrow (UTC), so the team is away for a while yet."""
     from datetime import UTC, datetime
 
-    from loyalbot.handlers.support import DAY_NAMES
+    from loyalbot.handlers.support.config import DAY_NAMES
 
     today = datetime.now(UTC).weekday()
     return ",".join(DAY_NAMES[d] for d in range(7) if d not in (today, (today + 1) % 7))

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loyalbot.chat.outbound import Outgoing, RetryAfter, Sent, ThreadNotFound
-from loyalbot.handlers.relay import RelayItem, StaffRelay
-from loyalbot.handlers.support import BusinessHours, split_text
+from loyalbot.handlers.support.config import BusinessHours, split_text
+from loyalbot.handlers.support.relay import RelayItem, StaffRelay
 
 GROUP = -100
 

@@ -19,6 +19,10 @@ the staff group (summary cards, members' messages, notices) goes through one `St
 It is "durable enough": members' messages are stored (handoff_messages) before they are queued and
 marked with the staff copy's id once sent, so after a restart `HandoffStore.unrelayed` finds the few
 that never went out. Nothing here imports a Telegram framework.
+
+The Bot API calls support makes beside the queue (topics closed, reopened, renamed or deleted, messages
+blanked) go through `StaffRelay.call`, so they too stay within the group's budget. `retrying` is the one
+way support tries a call again after Telegram's RetryAfter, for the staff group and for members' chats.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
+from loyalbot.chat.limits import TEXT_LIMIT
 from loyalbot.chat.outbound import (
     BadRequest,
     Blocked,
@@ -44,11 +49,35 @@ from loyalbot.chat.outbound import (
     ThreadNotFound,
     Transient,
 )
+from loyalbot.chat.pacing import Pacer
 
 log = logging.getLogger(__name__)
 
-TEXT_LIMIT = 4096
 MERGE_SEPARATOR = "\n"
+T = TypeVar("T")
+
+
+async def retrying(call: Callable[[], Awaitable[T]], *, wait: Callable[[float], Awaitable[None]], attempts: int = 3,
+                   before: Callable[[], Awaitable[None]] | None = None) -> T:
+    """`call()`, made again after each RetryAfter (at most `attempts` times in all, `wait(seconds)` between).
+
+    `before` runs ahead of every attempt (e.g. taking a call of the group's budget). The last RetryAfter,
+    and any other SendError at once, is raised to the caller, who decides what a failure means."""
+    for attempt in range(1, attempts + 1):
+        if before is not None:
+            await before()
+        try:
+            return await call()
+        except RetryAfter as exc:
+            if attempt == attempts:
+                raise
+            await wait(exc.seconds)
+    raise ValueError("retrying needs at least one attempt")
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before attempt `attempt` + 1 after a transient failure: 2, 4, 8, ... at most a minute."""
+    return min(2.0 ** attempt, 60.0)
 
 
 @dataclass
@@ -103,42 +132,6 @@ class TopicResolver(Protocol):
         ...
 
 
-class Budget:
-    """A token bucket: at most `burst` sends at once, refilled at `per_minute` a minute."""
-
-    def __init__(self, per_minute: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
-        if per_minute <= 0 or burst < 1:
-            raise ValueError("the relay budget needs per_minute > 0 and burst >= 1")
-        self.rate = per_minute / 60.0
-        self.capacity = float(burst)
-        self.clock = clock
-        self.tokens = float(burst)
-        self.stamp = clock()
-        self.hold_until = 0.0
-
-    def _refill(self) -> None:
-        now = self.clock()
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-
-    def wait_time(self) -> float:
-        """Seconds until the next send is allowed (0: now)."""
-        self._refill()
-        now = self.clock()
-        hold = max(0.0, self.hold_until - now)
-        lack = 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
-        return max(hold, lack)
-
-    def take(self) -> None:
-        self._refill()
-        self.tokens -= 1
-
-    def hold(self, seconds: float) -> None:
-        """Telegram said RetryAfter: nothing goes out for `seconds`, and the bucket starts empty again."""
-        self.hold_until = max(self.hold_until, self.clock() + seconds)
-        self.tokens = min(self.tokens, 0.0)
-
-
 class StaffRelay:
     """The in-process queue of posts to the staff group; one worker sends them in order within the budget."""
 
@@ -157,7 +150,7 @@ class StaffRelay:
         self._sender = sender
         self.chat_id = chat_id
         self.resolver = resolver
-        self.budget = Budget(per_minute, burst, clock or time.monotonic)
+        self.budget = Pacer(per_minute / 60.0, burst=burst, clock=clock or time.monotonic)
         self._sleep = sleep or asyncio.sleep
         self.max_attempts = max_attempts
         self._queue: deque[RelayItem] = deque()
@@ -187,6 +180,20 @@ class StaffRelay:
         await self._wait_for_budget()
         self.budget.take()
 
+    async def call(self, call: Callable[[], Awaitable[T]], *, attempts: int = 3) -> T:
+        """One Bot API call into the group beside the queue, within the group's budget.
+
+        A RetryAfter holds the whole group's budget (the queue waits too) and the call is made again;
+        the last RetryAfter and any other SendError are raised."""
+        async def hold(seconds: float) -> None:
+            self.budget.hold(seconds)
+
+        try:
+            return await retrying(call, wait=hold, attempts=attempts, before=self.acquire)
+        except RetryAfter as exc:
+            self.budget.hold(exc.seconds)
+            raise
+
     def forget(self, conversation_id: int) -> int:
         """Drop everything queued for the conversation; returns how many items were dropped."""
         kept = deque(item for item in self._queue if item.conversation_id != conversation_id)
@@ -194,6 +201,10 @@ class StaffRelay:
         self._queue = kept
         self.dropped += dropped
         return dropped
+
+    def holds(self, conversation_id: int, kind: str) -> bool:
+        """Whether an item of `kind` for the conversation is queued and not yet taken by the worker."""
+        return any(item.kind == kind and item.conversation_id == conversation_id for item in self._queue)
 
     @property
     def pending(self) -> int:
@@ -286,7 +297,7 @@ class StaffRelay:
         except RetryAfter as exc:
             log.info("staff group rate limited: retry after %.1fs", exc.seconds)
             self.retried += 1
-            self.budget.hold(exc.seconds)
+            self.budget.pause(exc.seconds)
             self._queue.appendleft(item)
             return
         except ThreadNotFound:
@@ -314,7 +325,7 @@ class StaffRelay:
                 return
             self.retried += 1
             self._queue.appendleft(item)
-            await self._sleep(min(2.0 ** item.attempts, 60.0))
+            await self._sleep(backoff(item.attempts))
             return
         except BadRequest as exc:
             if item.kind == "edit" and "not modified" in exc.description.lower():
@@ -378,4 +389,4 @@ class StaffRelay:
                          html=False, mergeable=False, refs=refs)
 
 
-__all__ = ["Budget", "NoTopic", "RelayItem", "StaffRelay", "TopicResolver"]
+__all__ = ["NoTopic", "RelayItem", "StaffRelay", "TopicResolver", "backoff", "retrying"]
