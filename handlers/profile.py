@@ -13,8 +13,8 @@ from loyalbot.chat.port import Button, Reply
 from loyalbot.handlers.birthdays import Unreadable, format_birthday, read_birthday
 from loyalbot.handlers.turn import Turn
 from loyalbot.loyalty.errors import InvalidBirthday
+from loyalbot.loyalty.members import check_birthday
 from loyalbot.loyalty.programme import BIRTHDAY_YEAR_UNKNOWN
-from loyalbot.loyalty.service import check_birthday
 
 LANGUAGE_NAMES = {"en": "English", "zh_Hans": "简体中文", "zh_Hant": "繁體中文"}
 _SKIP_WORDS = {"skip", "跳过", "跳過", "-", "no", "none"}
