@@ -23,7 +23,7 @@ from dataclasses import replace as dc_replace
 from typing import Any, Protocol
 
 from handlers.port import Contact, Incoming, IncomingMedia, Reply, deliver, parse_command
-from loyalty.outbound import ChatSender
+from loyalty.outbound import ChatSender, RetryAfter, Transient
 from storage.inbox import Claimed, Inbox, MemoryInbox, Received
 from storage.throttle import FailureLimit
 
@@ -277,6 +277,48 @@ def received(updates: list[dict[str, Any]]) -> list[Received]:
 Parse = Callable[[dict[str, Any]], "Incoming | None"]
 
 
+class Persistent:
+    """A `ChatSender` that tries a call again after a transient failure, so a reply is not lost to a blip.
+
+    A Bot API 5xx, a timeout or a network failure (`Transient`) is tried again after 0.5, 1, 2 ...
+    seconds, a 429 (`RetryAfter`) after the time Telegram names (up to `max_wait`), at most `attempts`
+    calls in all; a 400 or 403 (or any other refusal) is never tried again. A timeout may hide a
+    message that did arrive, so a retried send can, rarely, show a reply twice; that is the price of
+    not losing it. What still fails after the last attempt is raised to the caller.
+    """
+
+    def __init__(self, sender: ChatSender, *, attempts: int = 4, backoff: float = 0.5, max_wait: float = 30.0,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.sender = sender
+        self.attempts = max(1, attempts)
+        self.backoff = backoff
+        self.max_wait = max_wait
+        self.sleep = sleep
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self.sender, name)
+        if not callable(call):
+            return call
+
+        async def persistent(*args: Any, **kwargs: Any) -> Any:
+            for attempt in range(1, self.attempts + 1):
+                try:
+                    return await call(*args, **kwargs)
+                except RetryAfter as exc:
+                    if attempt == self.attempts or exc.seconds > self.max_wait:
+                        raise
+                    wait = exc.seconds
+                except Transient as exc:
+                    if attempt == self.attempts:
+                        raise
+                    wait = self.backoff * 2 ** (attempt - 1)
+                    log.info("%s failed (%s); trying again in %.1fs", name, type(exc).__name__, wait)
+                await self.sleep(wait)
+            raise AssertionError("unreachable")
+
+        return persistent
+
+
 class Pipeline:
     """Updates in: recorded in the inbox, then handled from it (router -> deliver) per member in order.
 
@@ -290,6 +332,9 @@ class Pipeline:
     def __init__(self, sender: ChatSender, router: RouterLike | None = None, *, concurrency: int = 64,
                  inbox: Inbox | None = None) -> None:
         self.sender = sender
+        # Replies go out through this: a transient failure is tried again before the update is marked
+        # done, since a done update is never handled again.
+        self.replies = Persistent(sender)
         self.router = router
         self.inbox: Inbox = inbox or MemoryInbox()
         self.parse: Parse | None = None  # set by the runtime: raw update -> Incoming (None: nothing to do)
@@ -407,7 +452,7 @@ class Pipeline:
             return
         try:
             replies = await self.router.handle(incoming)
-            await deliver(incoming, replies, self.sender)
+            await deliver(incoming, replies, self.replies)  # type: ignore[arg-type]
             self.handled += 1
         except Exception as exc:
             self.failed += 1
@@ -527,6 +572,7 @@ class Runtime(Protocol):
         """Stop receiving, finish the updates already received, close the connection."""
 
 
-__all__ = ["ALLOWED_UPDATES", "Connection", "Fetch", "Lanes", "Pipeline", "Poller", "RouterLike", "Runtime",
+__all__ = ["ALLOWED_UPDATES", "Connection", "Fetch", "Lanes", "Persistent", "Pipeline", "Poller", "RouterLike",
+           "Runtime",
            "fingerprint", "incoming_from_callback", "incoming_from_message", "incoming_from_update", "lane_of",
            "quiet_http_loggers", "received", "update_kind", "user_tag"]
