@@ -32,7 +32,8 @@ async def pressed(turn: Turn) -> list[Reply]:
         return turn.toast("error.stale_button")
     score = int(callback.args[2])
     try:
-        await turn.loyalty.record_survey_answer(member.id, survey_id, score, now=turn.now)
+        await turn.loyalty.record_survey_answer(member.id, survey_id, score, now=turn.now,
+                                                update_key=turn.incoming.update_key)
     except Refusal as refusal:
         log.info("survey answer refused: %s", refusal.code)
         return [Reply(toast=turn.refusal(refusal)[:200], alert=True)]
@@ -49,7 +50,8 @@ async def step(turn: Turn) -> list[Reply]:
     if text is None or not text.strip():
         return [Reply(text=turn.t("survey.comment_text_only"))]
     try:
-        await turn.loyalty.add_survey_comment(turn.member.id, int(turn.state.data.get("survey", 0)), text)
+        await turn.loyalty.add_survey_comment(turn.member.id, int(turn.state.data.get("survey", 0)), text,
+                                              update_key=turn.incoming.update_key)
     except InvalidFeedback as refusal:
         log.info("survey comment refused: too long")
         return [Reply(text=turn.refusal(refusal))]
