@@ -2,7 +2,8 @@
 
 The buttons' data is `loyalty.callbacks.survey_answer(survey_id, score)`. A second tap, a survey
 that has closed, someone else's survey or a forged score is answered with a polite toast and
-changes nothing (the service refuses; nothing is written).
+changes nothing (the service refuses; nothing is written). The same update handled again after a
+crash (same `update_key`) is not a second tap: it gets the first answer, and nothing is stored twice.
 """
 
 from __future__ import annotations
