@@ -522,6 +522,12 @@ class SupportService:
     async def relay_member_message(self, turn: Turn, conv: HandoffConversation) -> None:
         """Store the member's message, then queue its copy for the staff topic (a long caption is split)."""
         incoming = turn.incoming
+        if incoming.message_id is not None and await self.store.message_by_member_copy(
+                conv.id or 0, incoming.message_id) is not None:
+            # The same message again (its update handled again after a crash): stored and queued once
+            # already; if its copy never went out, `resume` queued it again at start-up.
+            log.info("support: member message already recorded; not relayed twice")
+            return
         media = incoming.media
         words = incoming.text if media is None else media.caption
         row = await self.store.record_message(conv.id or 0, "in", member_message_id=incoming.message_id,
@@ -811,6 +817,10 @@ class SupportService:
         sender = self.ctx.sender
         if sender is None or member.chat_id is None or incoming.message_id is None:
             return [Reply(text=tr.t("support.staff.not_delivered"))]
+        done = await self.store.message_by_staff_copy(conv.id or 0, incoming.message_id)
+        if done is not None and done.direction == "out":
+            log.info("support: staff message already delivered; not copied twice")  # its update, again
+            return []
         media = incoming.media
         words = incoming.text if media is None else media.caption
         caption = None

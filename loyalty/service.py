@@ -13,6 +13,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from dataclasses import replace as dc_replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -591,8 +592,11 @@ class Loyalty:
         source: str = "api",
         recorded_by: int | None = None,
         now: datetime | None = None,
+        update_key: str | None = None,
     ) -> AwardResult:
         """Award points for a purchase. A repeat of `external_id` returns the first result and awards nothing.
+        With `update_key` (the Telegram update of a counter /award) the same update handled again gets the
+        first result as it was (not `repeated`); another update with the same `external_id` is a repeat.
 
         The shop API's hot path: on PostgreSQL, prepared statements straight on asyncpg (four round trips:
         BEGIN, lock + look up, write, COMMIT); on SQLite, SQLAlchemy Core. tests/award holds the two to
@@ -608,18 +612,18 @@ class Loyalty:
         if occurred > now + timedelta(minutes=5):
             raise errors.InvalidAmount("the purchase is dated in the future")
         source = source[:32]
-        if self.db.is_postgres:
+        if self.db.is_postgres and update_key is None:
             result = await self._award_on_postgres(member_id, external_id, amount, currency, occurred, source,
                                                    recorded_by, now)
-        else:
+        else:  # a counter award (with its update) is no hot path: the Core path also remembers the update
             result = await self._award_with_core(member_id, external_id, amount, currency, occurred, source,
-                                                 recorded_by, now)
+                                                 recorded_by, now, update_key)
         await self._emit(result.tier_change)
         return result
 
     async def _award_with_core(self, member_id: int, external_id: str, amount: Decimal, currency: str,
-                               occurred: datetime, source: str, recorded_by: int | None, now: datetime
-                               ) -> AwardResult:
+                               occurred: datetime, source: str, recorded_by: int | None, now: datetime,
+                               update_key: str | None = None) -> AwardResult:
         """award_purchase in SQLAlchemy Core: the SQLite path (writers queue; FOR UPDATE is a no-op there)."""
         tier_event: TierChanged | None = None
         members, purchases, ledger = Member.__table__, Purchase.__table__, LedgerEntry.__table__
@@ -637,7 +641,10 @@ class Loyalty:
                     raise errors.MemberErased()
                 first = (await tx.execute(sa.select(purchases).where(purchases.c.external_id == external_id))).first()
                 if first is not None:
-                    return self._repeat_of(Purchase(**first._mapping), member_id, amount, currency)
+                    repeat = self._repeat_of(Purchase(**first._mapping), member_id, amount, currency)
+                    if update_key and await effect_of(tx, f"award:{update_key}") is not None:
+                        return dc_replace(repeat, repeated=False)  # this very update recorded it: its first answer
+                    return repeat
                 birthday_month = row.birthday is not None and (
                     occurred.astimezone(_zone(row.timezone)).month == row.birthday.month)
                 points = self.programme.points_for(amount, tier=row.tier, birthday_month=birthday_month)
@@ -648,6 +655,8 @@ class Loyalty:
                 purchase.id = (await tx.execute(
                     sa.insert(purchases).values(purchase.model_dump(exclude={"id"})).returning(purchases.c.id)
                 )).scalar_one()
+                if update_key:
+                    await remember_effect(tx, f"award:{update_key}", {"purchase": purchase.id}, now=now)
                 if points > 0:
                     await tx.execute(sa.insert(ledger).values(
                         member_id=member_id, kind="earn", delta=points, remaining=points,
@@ -741,7 +750,7 @@ class Loyalty:
 
     async def refund_purchase(
         self, purchase_external_id: str, *, refund_id: str, amount: Any, now: datetime | None = None,
-        actor: str | None = None,
+        actor: str | None = None, update_key: str | None = None,
     ) -> RefundResult:
         """Take back the points of a refunded part of a purchase, never below zero; any shortfall is recorded.
         With `actor` (e.g. "staff:42" undoing an /award) the refund is audited in the same transaction."""
@@ -760,8 +769,9 @@ class Loyalty:
             if done is not None:
                 if done.purchase_id != purchase.id or Decimal(done.amount) != amount:
                     raise errors.PurchaseConflict("this refund id was already used for a different refund")
+                ours = bool(update_key) and await effect_of(tx, f"refund:{update_key}") is not None
                 return RefundResult(refund=done, points_taken=done.points_taken, shortfall=done.shortfall,
-                                    repeated=True)
+                                    repeated=not ours)
             purchase = await tx.get(Purchase, purchase.id, populate_existing=True)
             assert purchase is not None
             left = Decimal(purchase.amount) - Decimal(purchase.refunded_amount)
@@ -785,6 +795,8 @@ class Loyalty:
             refund = Refund(external_id=refund_id, purchase_id=purchase.id, amount=amount, points_taken=taken,
                             shortfall=shortfall, created_at=now)
             tx.add_all([purchase, member, refund])
+            if update_key:
+                await remember_effect(tx, f"refund:{update_key}", {"refund": refund_id}, now=now)
             if actor is not None:
                 tx.add(AuditLog(actor=actor[:64], action="refund_purchase", member_id=member.id, created_at=now,
                                 details={"purchase_id": purchase.id, "refund_id": refund_id, "amount": str(amount),
@@ -1027,8 +1039,9 @@ class Loyalty:
         return reward
 
     async def redeem_reward(self, member_id: int, reward_id: int, *, request_id: str,
-                            now: datetime | None = None) -> RedeemResult:
-        """Spend points on a reward and issue its coupon. Repeating `request_id` returns the same coupon."""
+                            now: datetime | None = None, update_key: str | None = None) -> RedeemResult:
+        """Spend points on a reward and issue its coupon. Repeating `request_id` returns the same coupon
+        (`repeated`), except to the update that issued it (`update_key`), handled again after a crash."""
         now = as_utc(now or utcnow())
         request_id = _check_key(request_id, "request_id")
         async with self.db.transaction() as tx:
@@ -1039,7 +1052,8 @@ class Loyalty:
                     raise errors.PurchaseConflict("this request id was already used for another redemption")
                 reward = await tx.get(Reward, done.reward_id)
                 assert reward is not None
-                return RedeemResult(coupon=done, reward=reward, repeated=True)
+                ours = bool(update_key) and await effect_of(tx, f"redeem:{update_key}") is not None
+                return RedeemResult(coupon=done, reward=reward, repeated=not ours)
             reward = (await tx.execute(select(Reward).where(Reward.id == reward_id).with_for_update()
                                        .execution_options(populate_existing=True))).scalar_one_or_none()
             if reward is None:
@@ -1060,6 +1074,8 @@ class Loyalty:
             tx.add(LedgerEntry(member_id=member_id, kind="redeem", delta=-reward.cost, reference=coupon.code,
                                note=reward.code, created_at=now))
             member.last_activity_at = now
+            if update_key:
+                await remember_effect(tx, f"redeem:{update_key}", {"request": request_id}, now=now)
             return RedeemResult(coupon=coupon, reward=reward, repeated=False)
 
     async def coupons_of(self, member_id: int, *, status: str | None = "active", now: datetime | None = None
@@ -1103,8 +1119,10 @@ class Loyalty:
             raise refusal
         return CouponView(coupon=coupon, reward=reward, member=member)
 
-    async def use_coupon(self, code: str, *, staff_id: int, now: datetime | None = None) -> CouponView:
-        """Mark a coupon used at the counter, exactly once. Unknown, expired, used and void are refused."""
+    async def use_coupon(self, code: str, *, staff_id: int, now: datetime | None = None,
+                         update_key: str | None = None) -> CouponView:
+        """Mark a coupon used at the counter, exactly once. Unknown, expired, used and void are refused;
+        but the update that used it (`update_key`), handled again after a crash, gets its first answer."""
         now = as_utc(now or utcnow())
         await self.require_staff(staff_id)
         canonical = normalise_coupon_code(code or "")
@@ -1115,10 +1133,17 @@ class Loyalty:
                                        .execution_options(populate_existing=True))).scalar_one_or_none()
             if coupon is None:
                 raise errors.UnknownCoupon()
+            if update_key and await effect_of(tx, f"coupon_use:{update_key}") is not None:
+                reward = await tx.get(Reward, coupon.reward_id)
+                member = await tx.get(Member, coupon.member_id)
+                assert reward is not None and member is not None
+                return CouponView(coupon=coupon, reward=reward, member=member)
             refusal = await self._coupon_refusal(coupon, now)
             if refusal is not None:
                 raise refusal
             coupon.status, coupon.used_at, coupon.used_by = "used", now, staff_id
+            if update_key:
+                await remember_effect(tx, f"coupon_use:{update_key}", {"coupon": coupon.id}, now=now)
             tx.add(coupon)
             tx.add(AuditLog(actor=f"staff:{staff_id}", action="use_coupon", member_id=coupon.member_id,
                             details={"coupon": coupon.code}, created_at=now))
@@ -1224,8 +1249,8 @@ class Loyalty:
         now = as_utc(now or utcnow())
         return self.programme.points_for(amount, tier=member.tier, birthday_month=_in_birthday_month(member, now))
 
-    async def undo_counter_purchase(self, purchase_id: int, *, staff_id: int, now: datetime | None = None
-                                    ) -> CounterUndo:
+    async def undo_counter_purchase(self, purchase_id: int, *, staff_id: int, now: datetime | None = None,
+                                    update_key: str | None = None) -> CounterUndo:
         """Undo a purchase recorded at the counter by mistake: a full refund of it, audited with the staff member.
 
         Only within `counter.undo_minutes` of recording it, only by whoever recorded it (or an operator or
@@ -1239,9 +1264,10 @@ class Loyalty:
         refund_id = f"counter-undo:{purchase.id}"
         async with self.db.read() as s:
             done = (await s.execute(select(Refund).where(Refund.external_id == refund_id))).scalar_one_or_none()
-        if done is not None:
+            ours = bool(update_key) and await effect_of(s, f"refund:{update_key}") is not None
+        if done is not None:  # a double tap; or this update handled again (`ours`): its first answer
             result = RefundResult(refund=done, points_taken=done.points_taken, shortfall=done.shortfall,
-                                  repeated=True)
+                                  repeated=not ours)
             return CounterUndo(purchase=purchase, refund=result, member=await self.member(purchase.member_id))
         if purchase.source != "counter" or (purchase.recorded_by != staff_id and role == "agent"):
             raise errors.UndoNotPossible()
@@ -1252,7 +1278,7 @@ class Loyalty:
             raise errors.UndoExpired(minutes=minutes)
         # The same refund id and amount on every try: refund_purchase then returns the first undo.
         result = await self.refund_purchase(purchase.external_id, refund_id=refund_id, amount=purchase.amount,
-                                            now=now, actor=f"staff:{staff_id}")
+                                            now=now, actor=f"staff:{staff_id}", update_key=update_key)
         return CounterUndo(purchase=purchase, refund=result, member=await self.member(purchase.member_id))
 
     # --- feedback and surveys -----------------------------------------------------------------------
@@ -1302,10 +1328,16 @@ class Loyalty:
             return survey
 
     async def record_survey_answer(self, member_id: int, survey_id: int, score: Any, *,
-                                   comment: str | None = None, now: datetime | None = None) -> SurveyAnswer:
-        """Store an answer to an open survey of this member; out-of-range scores and second answers are refused."""
+                                   comment: str | None = None, now: datetime | None = None,
+                                   update_key: str | None = None) -> SurveyAnswer:
+        """Store an answer to an open survey of this member; out-of-range scores and second answers are refused.
+        The update that stored it (`update_key`), handled again after a crash, gets the stored answer back."""
         now = as_utc(now or utcnow())
         async with self.db.transaction() as tx:
+            if update_key and (done := await effect_of(tx, f"survey:{update_key}")) is not None:
+                earlier = await tx.get(SurveyAnswer, int(done.get("answer", 0)))
+                if earlier is not None:
+                    return earlier
             survey = (await tx.execute(select(Survey).where(Survey.id == survey_id).with_for_update()
                                        .execution_options(populate_existing=True))).scalar_one_or_none()
             if survey is None or survey.member_id != member_id:
@@ -1320,10 +1352,15 @@ class Loyalty:
                                   comment=(comment or "").strip()[:MAX_COMMENT_CHARS] or None,
                                   staff_id=survey.staff_id, created_at=now)
             tx.add_all([survey, answer])
+            if update_key:
+                await tx.flush()
+                await remember_effect(tx, f"survey:{update_key}", {"answer": answer.id}, now=now)
             return answer
 
-    async def add_survey_comment(self, member_id: int, survey_id: int, comment: str) -> SurveyAnswer:
-        """Attach the optional follow-up comment to an answered survey (once)."""
+    async def add_survey_comment(self, member_id: int, survey_id: int, comment: str, *,
+                                 update_key: str | None = None) -> SurveyAnswer:
+        """Attach the optional follow-up comment to an answered survey (once; the update that attached it,
+        `update_key`, handled again after a crash, gets the answer back instead of a refusal)."""
         comment = (comment or "").strip()
         if not comment or len(comment) > MAX_COMMENT_CHARS:
             raise errors.InvalidFeedback(limit=MAX_COMMENT_CHARS)
@@ -1332,10 +1369,14 @@ class Loyalty:
                                        .with_for_update())).scalar_one_or_none()
             if answer is None or answer.member_id != member_id:
                 raise errors.UnknownSurvey()
+            if update_key and await effect_of(tx, f"survey_comment:{update_key}") is not None:
+                return answer
             if answer.comment:
                 raise errors.SurveyClosed()
             answer.comment = comment
             tx.add(answer)
+            if update_key:
+                await remember_effect(tx, f"survey_comment:{update_key}", {"answer": answer.id})
             return answer
 
     async def scores(self, kind: str, *, since: datetime, until: datetime, tier: str | None = None,
@@ -1403,7 +1444,8 @@ class Loyalty:
             "support_messages": [dump(m, ("staff_id",)) for m in messages],
         }
 
-    async def erase_member(self, member_id: int, *, actor: str, now: datetime | None = None) -> None:
+    async def erase_member(self, member_id: int, *, actor: str, now: datetime | None = None,
+                           update_key: str | None = None) -> None:
         """Erase the member's personal data. The ledger stays, anonymised, so the books still add up;
         the remaining balance is forfeited (recorded as an adjust entry), active coupons are voided.
 
@@ -1460,7 +1502,16 @@ class Loyalty:
                 conv.closed_at = now
                 conv.resolution_seconds = max(0, int((now - as_utc(conv.opened_at)).total_seconds()))
             tx.add(AuditLog(actor=actor[:64], action="erase", member_id=member_id, created_at=now))
+            if update_key:  # the member's own "yes": a replay of it is told "erased" again, not "join first"
+                await remember_effect(tx, f"erase:{update_key}", {"lang": member.language}, now=now)
         await self._emit(MemberErased(member_id))
+
+    async def update_effect(self, name: str, update_key: str | None) -> dict[str, Any] | None:
+        """What the Telegram update `update_key` already did as `name` (remembered with its write), or None."""
+        if not update_key:
+            return None
+        async with self.db.read() as s:
+            return await effect_of(s, f"{name}:{update_key}")
 
 
 def _jsonable(value: Any) -> Any:
