@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from dataclasses import replace as dc_replace
 from typing import Any, Protocol
 
-from loyalbot.chat.outbound import ChatSender
+from loyalbot.chat.outbound import ChatSender, RetryAfter, Transient
 from loyalbot.chat.port import Contact, Incoming, IncomingMedia, Reply, deliver, parse_command
 from loyalbot.storage.inbox import Claimed, Inbox, MemoryInbox, Received
 from loyalbot.storage.throttle import FailureLimit
@@ -173,6 +173,39 @@ def incoming_from_update(update: Any) -> Incoming | None:
     return None
 
 
+class Fields:
+    """A Bot API object as JSON, read the way aiogram and PTB objects are read: by attribute, with the
+    framework's names (`from_user` for "from"), an absent field None, nested objects as `Fields` too."""
+
+    __slots__ = ("_raw",)
+    ALIASES = {"from_user": "from"}
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self._raw = raw
+
+    def __getattr__(self, name: str) -> Any:
+        return _fields(self._raw.get(self.ALIASES.get(name, name)))
+
+
+def _fields(value: Any) -> Any:
+    if isinstance(value, dict):
+        return Fields(value)
+    if isinstance(value, list):
+        return [_fields(item) for item in value]
+    return value
+
+
+def incoming_from_json(update: dict[str, Any]) -> Incoming | None:
+    """A recorded update (Bot API JSON) as an `Incoming`, without building a framework's objects first.
+
+    The same reading as `incoming_from_update` (the very same functions), so it gives exactly the
+    `Incoming` that aiogram's or PTB's parse would (tests/runtime/test_parse.py holds the three to it);
+    a framework's parse of every update costs more than the rest of a simple answer's CPU (PTB: ~0.3 ms)."""
+    if not isinstance(update, dict):
+        raise TypeError("an update is a JSON object")
+    return incoming_from_update(Fields(update))
+
+
 class RouterLike(Protocol):
     """What a runtime needs of `handlers.router.Router`."""
 
@@ -277,19 +310,67 @@ def received(updates: list[dict[str, Any]]) -> list[Received]:
 Parse = Callable[[dict[str, Any]], "Incoming | None"]
 
 
+class Persistent:
+    """A `ChatSender` that tries a call again after a transient failure, so a reply is not lost to a blip.
+
+    A Bot API 5xx, a timeout or a network failure (`Transient`) is tried again after 0.5, 1, 2 ...
+    seconds, a 429 (`RetryAfter`) after the time Telegram names (up to `max_wait`), at most `attempts`
+    calls in all; a 400 or 403 (or any other refusal) is never tried again. A timeout may hide a
+    message that did arrive, so a retried send can, rarely, show a reply twice; that is the price of
+    not losing it. What still fails after the last attempt is raised to the caller.
+    """
+
+    def __init__(self, sender: ChatSender, *, attempts: int = 4, backoff: float = 0.5, max_wait: float = 30.0,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.sender = sender
+        self.attempts = max(1, attempts)
+        self.backoff = backoff
+        self.max_wait = max_wait
+        self.sleep = sleep
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self.sender, name)
+        if not callable(call):
+            return call
+
+        async def persistent(*args: Any, **kwargs: Any) -> Any:
+            for attempt in range(1, self.attempts + 1):
+                try:
+                    return await call(*args, **kwargs)
+                except RetryAfter as exc:
+                    if attempt == self.attempts or exc.seconds > self.max_wait:
+                        raise
+                    wait = exc.seconds
+                except Transient as exc:
+                    if attempt == self.attempts:
+                        raise
+                    wait = self.backoff * 2 ** (attempt - 1)
+                    log.info("%s failed (%s); trying again in %.1fs", name, type(exc).__name__, wait)
+                await self.sleep(wait)
+            raise AssertionError("unreachable")
+
+        return persistent
+
+
 class Pipeline:
     """Updates in: recorded in the inbox, then handled from it (router -> deliver) per member in order.
 
     `receive` returns once the updates are durably recorded: only then may the runtime confirm them to
     Telegram. A worker claims recorded updates (the oldest of each member first, also what a crash
     left unfinished), runs each through the router inside an error boundary, delivers the replies and
-    marks the update done. A crash between sending a reply and marking the update done repeats that
-    reply on restart: at most one per update in flight (`concurrency`).
+    marks the update done, in the transaction of the worker's next claim (one transaction a round, not
+    one per update). A crash between sending a reply and that mark handles the update again on restart:
+    its effects are not repeated (handlers remember them by `Incoming.update_key`) and its answer is the
+    same, sent again. At most the updates this process held at the crash are repeated: never more than
+    `2 * concurrency` (what one worker may claim at a time), and only those whose replies had gone out.
     """
 
     def __init__(self, sender: ChatSender, router: RouterLike | None = None, *, concurrency: int = 64,
                  inbox: Inbox | None = None) -> None:
         self.sender = sender
+        # Replies go out through this: a transient failure is tried again before the update is marked
+        # done, since a done update is never handled again.
+        self.replies = Persistent(sender)
         self.router = router
         self.inbox: Inbox = inbox or MemoryInbox()
         self.parse: Parse | None = None  # set by the runtime: raw update -> Incoming (None: nothing to do)
@@ -300,7 +381,8 @@ class Pipeline:
         self.listeners: list[Callable[[Incoming], None]] = []  # e.g. a bench counting handled updates
         self.heartbeat = 10.0  # seconds between lease renewals of updates in hand
         self.prune_every = 3600.0
-        self._inflight: set[int] = set()
+        self._inflight: set[int] = set()  # claimed and not yet marked done
+        self._finished: list[int] = []  # handled, to be marked done with the next claim
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._stopping = False
@@ -346,8 +428,15 @@ class Pipeline:
         while not self._stopping:
             self._wake.clear()
             try:
-                room = self.concurrency * 2 - len(self._inflight)
-                claimed = await self.inbox.claim(limit=room, skip=self._inflight) if room > 0 else []
+                # Updates handled since the last round are marked done in the claim's own transaction.
+                finished, self._finished = self._finished, []
+                room = self.concurrency * 2 - len(self._inflight) + len(finished)
+                try:
+                    claimed = await self.inbox.claim(limit=max(room, 0), skip=self._inflight, finished=finished)
+                except BaseException:
+                    self._finished = finished + self._finished  # not marked: with the next round
+                    raise
+                self._inflight.difference_update(finished)
                 self._rounds += 1
                 if not claimed and not self._inflight:
                     self._empty_round = self._rounds
@@ -379,13 +468,23 @@ class Pipeline:
             incoming = self._incoming(row)
             if incoming is not None:
                 await self.process(incoming)
-            try:
-                await self.inbox.done(row.update_id)
-            except Exception as exc:  # stays claimed; the lease runs out and it is handled again
-                log.error("update %s handled but not marked done: %s", row.update_id, type(exc).__name__)
-        finally:
+        except BaseException:  # cancelled (a stop that could not wait): not handled, stays in the inbox
             self._inflight.discard(row.update_id)
-            self._wake.set()
+            raise
+        # Handled: marked done with the worker's next claim (it stays in `_inflight`, so it is not taken
+        # again meanwhile). A kill before that mark repeats its replies on restart, nothing else.
+        self._finished.append(row.update_id)
+        self._wake.set()
+
+    async def _mark_finished(self) -> None:
+        """Mark done what was handled and not marked yet (at a stop, when no claim round follows)."""
+        finished, self._finished = self._finished, []
+        for update_id in finished:
+            try:
+                await self.inbox.done(update_id)
+            except Exception as exc:  # stays claimed; after a restart (or its lease) it is handled again
+                log.error("update %s handled but not marked done: %s", update_id, type(exc).__name__)
+            self._inflight.discard(update_id)
 
     def _incoming(self, row: Claimed) -> Incoming | None:
         if self.parse is None:
@@ -407,7 +506,7 @@ class Pipeline:
             return
         try:
             replies = await self.router.handle(incoming)
-            await deliver(incoming, replies, self.sender)
+            await deliver(incoming, replies, self.replies)  # type: ignore[arg-type]
             self.handled += 1
         except Exception as exc:
             self.failed += 1
@@ -455,6 +554,7 @@ class Pipeline:
         if not await self.lanes.drain(max(0.1, deadline - loop.time())):
             log.warning("stopping with %d update(s) unhandled; they stay in the inbox", self.lanes.pending)
             await self.lanes.cancel()
+        await self._mark_finished()
         self._inflight.clear()
 
 
@@ -527,6 +627,8 @@ class Runtime(Protocol):
         """Stop receiving, finish the updates already received, close the connection."""
 
 
-__all__ = ["ALLOWED_UPDATES", "Connection", "Fetch", "Lanes", "Pipeline", "Poller", "RouterLike", "Runtime",
-           "fingerprint", "incoming_from_callback", "incoming_from_message", "incoming_from_update", "lane_of",
+__all__ = ["ALLOWED_UPDATES", "Connection", "Fetch", "Lanes", "Persistent", "Pipeline", "Poller", "RouterLike",
+           "Runtime",
+           "Fields", "fingerprint", "incoming_from_callback", "incoming_from_json", "incoming_from_message",
+           "incoming_from_update", "lane_of",
            "quiet_http_loggers", "received", "update_kind", "user_tag"]
