@@ -12,13 +12,13 @@ from typing import Any
 
 from aiogram.methods import GetUpdates
 
+from loyalbot.bot.incoming import incoming_from_json
 from loyalbot.bot.runtime import (
     ALLOWED_UPDATES,
     Connection,
     Pipeline,
     Poller,
     RouterLike,
-    incoming_from_json,
 )
 from loyalbot.bot.senders import AiogramSender, make_aiogram_bot
 from loyalbot.bot.webhook import WebhookServer, check_webhook_settings

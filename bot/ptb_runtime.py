@@ -14,13 +14,13 @@ from typing import Any
 
 from telegram.ext import Application, ApplicationBuilder
 
+from loyalbot.bot.incoming import incoming_from_json
 from loyalbot.bot.runtime import (
     ALLOWED_UPDATES,
     Connection,
     Pipeline,
     Poller,
     RouterLike,
-    incoming_from_json,
     quiet_http_loggers,
 )
 from loyalbot.bot.senders import PtbSender

@@ -14,8 +14,9 @@ import telegram
 from aiogram.types import Update as AiogramUpdate
 
 from loyalbot.bot.aiogram_runtime import AiogramRuntime
+from loyalbot.bot.incoming import incoming_from_json, incoming_from_update
 from loyalbot.bot.ptb_runtime import PtbRuntime
-from loyalbot.bot.runtime import Connection, incoming_from_json, incoming_from_update
+from loyalbot.bot.runtime import Connection
 
 TOKEN = "424242:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 ANN = {"id": 1001, "is_bot": False, "first_name": "Ann", "last_name": "Lee", "username": "ann_l",
