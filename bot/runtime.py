@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import secrets
@@ -314,7 +315,7 @@ class Pipeline:
                 self._round_done.set()
                 for row in claimed:
                     self._inflight.add(row.update_id)
-                    self.lanes.submit(row.lane, lambda row=row: self._handle(row))
+                    self.lanes.submit(row.lane, functools.partial(self._handle, row))
                 if loop.time() >= next_beat:
                     next_beat = loop.time() + self.heartbeat
                     await self.inbox.extend(set(self._inflight))
@@ -377,7 +378,7 @@ class Pipeline:
             return
         try:
             replies = await self.router.handle(incoming)
-            await deliver(incoming, replies, self.replies)  # type: ignore[arg-type]
+            await deliver(incoming, replies, self.replies)
             self.handled += 1
         except Exception as exc:
             self.failed += 1
