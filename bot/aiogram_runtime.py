@@ -11,15 +11,14 @@ import logging
 from typing import Any
 
 from aiogram.methods import GetUpdates
-from aiogram.types import Update
 
+from loyalbot.bot.incoming import incoming_from_json
 from loyalbot.bot.runtime import (
     ALLOWED_UPDATES,
     Connection,
     Pipeline,
     Poller,
     RouterLike,
-    incoming_from_update,
 )
 from loyalbot.bot.senders import AiogramSender, make_aiogram_bot
 from loyalbot.bot.webhook import WebhookServer, check_webhook_settings
@@ -51,8 +50,8 @@ class AiogramRuntime:
     # --- updates -------------------------------------------------------------------------------------
 
     def parse(self, raw: dict[str, Any]) -> Incoming | None:
-        """A recorded update (Bot API JSON) as an `Incoming`."""
-        return incoming_from_update(Update.model_validate(raw, context={"bot": self.bot}))
+        """A recorded update (Bot API JSON) as an `Incoming`: read as aiogram would (see `incoming_from_json`)."""
+        return incoming_from_json(raw)
 
     async def fetch(self, offset: int | None, wait: int) -> list[dict[str, Any]]:
         """One getUpdates: confirms every update below `offset`, returns the next ones as Bot API JSON."""

@@ -12,16 +12,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from telegram import Update
 from telegram.ext import Application, ApplicationBuilder
 
+from loyalbot.bot.incoming import incoming_from_json
 from loyalbot.bot.runtime import (
     ALLOWED_UPDATES,
     Connection,
     Pipeline,
     Poller,
     RouterLike,
-    incoming_from_update,
     quiet_http_loggers,
 )
 from loyalbot.bot.senders import PtbSender
@@ -68,13 +67,19 @@ class PtbRuntime:
     # --- updates -------------------------------------------------------------------------------------
 
     def parse(self, raw: dict[str, Any]) -> Incoming | None:
-        """A recorded update (Bot API JSON) as an `Incoming`."""
-        return incoming_from_update(Update.de_json(raw, self.bot))
+        """A recorded update (Bot API JSON) as an `Incoming`: read as PTB would (see `incoming_from_json`)."""
+        return incoming_from_json(raw)
 
     async def fetch(self, offset: int | None, wait: int) -> list[dict[str, Any]]:
-        """One getUpdates: confirms every update below `offset`, returns the next ones as Bot API JSON."""
-        updates = await self.bot.get_updates(offset=offset, timeout=wait, allowed_updates=ALLOWED_UPDATES)
-        return [u.to_dict() for u in updates]
+        """One getUpdates: confirms every update below `offset`, returns the next ones as Bot API JSON.
+
+        Through PTB's own request path (its polling connection, timeouts and error mapping), but without
+        `Bot.get_updates`' parse into `Update` objects, which the inbox would only turn back into JSON."""
+        data = {"offset": offset, "timeout": wait, "allowed_updates": ALLOWED_UPDATES}
+        updates = await self.bot._post(  # noqa: SLF001 - get_updates minus Update.de_list
+            "getUpdates", {k: v for k, v in data.items() if v is not None},
+            read_timeout=self.connection.polling_timeout + 10 + wait)
+        return [u for u in updates if isinstance(u, dict)] if isinstance(updates, list) else []
 
     async def feed(self, update: dict[str, Any]) -> None:
         """Record one raw update (a webhook body); returns once it is stored."""

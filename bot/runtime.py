@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from dataclasses import replace as dc_replace
 from typing import Any, Protocol
 
-from loyalbot.chat.outbound import ChatSender
-from loyalbot.chat.port import Contact, Incoming, IncomingMedia, Reply, deliver, log_failure, parse_command
+from loyalbot.chat.outbound import ChatSender, RetryAfter, Transient
+from loyalbot.chat.port import Incoming, Reply, deliver, log_failure
 from loyalbot.storage.inbox import Claimed, Inbox, MemoryInbox, Received
 from loyalbot.storage.throttle import FailureLimit
 
@@ -62,102 +62,6 @@ def quiet_http_loggers() -> None:
     """httpx logs every request URL at INFO, and Bot API URLs contain the bot token: keep it out of logs."""
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
-
-
-# --- framework objects -> Incoming -------------------------------------------------------------------
-# aiogram and python-telegram-bot both mirror the Bot API's field names (from_user, chat.type,
-# message_thread_id, photo[-1].file_id ...), so one reading of a Message serves both runtimes and
-# guarantees a conversation sees exactly the same Incoming whichever framework is running.
-
-MEDIA_FIELDS = ("photo", "document", "voice", "video", "audio", "sticker", "animation", "video_note")
-
-
-def _plain(value: Any) -> str:
-    return str(getattr(value, "value", value))
-
-
-def _where(message: Any) -> tuple[int, str, int | None]:
-    chat = message.chat
-    chat_type = _plain(chat.type)
-    thread_id = getattr(message, "message_thread_id", None)
-    # Outside forum topics a thread id only marks a reply chain; replies must not be sent "into" it.
-    if thread_id is not None and not (getattr(message, "is_topic_message", None) or getattr(chat, "is_forum", None)):
-        thread_id = None
-    return chat.id, chat_type, thread_id
-
-
-def _media(message: Any) -> IncomingMedia | None:
-    for kind in MEDIA_FIELDS:
-        item = getattr(message, kind, None)
-        if not item:
-            continue
-        if isinstance(item, (list, tuple)):  # photo sizes, smallest first
-            item = item[-1]
-        name = kind if kind in ("photo", "document", "voice", "video", "audio", "sticker") else "other"
-        return IncomingMedia(kind=name, file_id=item.file_id, caption=getattr(message, "caption", None),
-                             filename=getattr(item, "file_name", None))
-    return None
-
-
-def incoming_from_message(message: Any, *, edited: bool = False) -> Incoming | None:
-    """An aiogram or PTB Message as an `Incoming`; None for what no conversation handles (service messages)."""
-    user = getattr(message, "from_user", None)
-    if user is None or getattr(user, "is_bot", False):
-        return None  # channel posts, anonymous admins, other bots
-    chat_id, chat_type, thread_id = _where(message)
-    reply_to = getattr(message, "reply_to_message", None)
-    reply_to_id = reply_to.message_id if reply_to is not None else None
-    if reply_to_id is not None and reply_to_id == thread_id:
-        reply_to_id = None  # in a forum topic every message "replies" to the topic's first message
-    base: dict[str, Any] = dict(
-        user_id=user.id, chat_id=chat_id, chat_type=chat_type, language_code=user.language_code,
-        first_name=user.first_name, last_name=user.last_name, username=user.username, thread_id=thread_id,
-        message_id=message.message_id, reply_to_message_id=reply_to_id, edited=edited,
-    )
-    text = getattr(message, "text", None)
-    if text is not None:
-        command, args = parse_command(text)
-        if command is not None:
-            return Incoming(**base, command=command, args=args)
-        return Incoming(**base, text=text)
-    contact = getattr(message, "contact", None)
-    if contact is not None:
-        return Incoming(**base, contact=Contact(phone=contact.phone_number, user_id=contact.user_id,
-                                                first_name=contact.first_name))
-    media = _media(message)
-    if media is not None:
-        return Incoming(**base, media=media)
-    if chat_type == "private":
-        # A location, poll, dice ...: still a member talking to us, who deserves an answer.
-        return Incoming(**base, media=IncomingMedia(kind="other", file_id=""))
-    return None
-
-
-def incoming_from_callback(query: Any) -> Incoming | None:
-    """An aiogram or PTB CallbackQuery (a pressed inline button) as an `Incoming`."""
-    user = query.from_user
-    message = getattr(query, "message", None)
-    if message is not None and getattr(message, "chat", None) is not None:
-        chat_id, chat_type, thread_id = _where(message)
-        message_id: int | None = message.message_id
-    else:  # a button under an inline-mode message: no chat to answer in but the user's own
-        chat_id, chat_type, thread_id, message_id = user.id, "private", None, None
-    return Incoming(
-        user_id=user.id, chat_id=chat_id, chat_type=chat_type, language_code=user.language_code,
-        first_name=user.first_name, last_name=user.last_name, username=user.username, thread_id=thread_id,
-        message_id=message_id, callback_data=query.data or "", callback_id=query.id,
-    )
-
-
-def incoming_from_update(update: Any) -> Incoming | None:
-    """An aiogram or PTB Update as an `Incoming`: its message, edited message or pressed button."""
-    if getattr(update, "message", None) is not None:
-        return incoming_from_message(update.message)
-    if getattr(update, "edited_message", None) is not None:
-        return incoming_from_message(update.edited_message, edited=True)
-    if getattr(update, "callback_query", None) is not None:
-        return incoming_from_callback(update.callback_query)
-    return None
 
 
 class RouterLike(Protocol):
@@ -264,19 +168,67 @@ def received(updates: list[dict[str, Any]]) -> list[Received]:
 Parse = Callable[[dict[str, Any]], "Incoming | None"]
 
 
+class Persistent:
+    """A `ChatSender` that tries a call again after a transient failure, so a reply is not lost to a blip.
+
+    A Bot API 5xx, a timeout or a network failure (`Transient`) is tried again after 0.5, 1, 2 ...
+    seconds, a 429 (`RetryAfter`) after the time Telegram names (up to `max_wait`), at most `attempts`
+    calls in all; a 400 or 403 (or any other refusal) is never tried again. A timeout may hide a
+    message that did arrive, so a retried send can, rarely, show a reply twice; that is the price of
+    not losing it. What still fails after the last attempt is raised to the caller.
+    """
+
+    def __init__(self, sender: ChatSender, *, attempts: int = 4, backoff: float = 0.5, max_wait: float = 30.0,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.sender = sender
+        self.attempts = max(1, attempts)
+        self.backoff = backoff
+        self.max_wait = max_wait
+        self.sleep = sleep
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self.sender, name)
+        if not callable(call):
+            return call
+
+        async def persistent(*args: Any, **kwargs: Any) -> Any:
+            for attempt in range(1, self.attempts + 1):
+                try:
+                    return await call(*args, **kwargs)
+                except RetryAfter as exc:
+                    if attempt == self.attempts or exc.seconds > self.max_wait:
+                        raise
+                    wait = exc.seconds
+                except Transient as exc:
+                    if attempt == self.attempts:
+                        raise
+                    wait = self.backoff * 2 ** (attempt - 1)
+                    log.info("%s failed (%s); trying again in %.1fs", name, type(exc).__name__, wait)
+                await self.sleep(wait)
+            raise AssertionError("unreachable")
+
+        return persistent
+
+
 class Pipeline:
     """Updates in: recorded in the inbox, then handled from it (router -> deliver) per member in order.
 
     `receive` returns once the updates are durably recorded: only then may the runtime confirm them to
     Telegram. A worker claims recorded updates (the oldest of each member first, also what a crash
     left unfinished), runs each through the router inside an error boundary, delivers the replies and
-    marks the update done. A crash between sending a reply and marking the update done repeats that
-    reply on restart: at most one per update in flight (`concurrency`).
+    marks the update done, in the transaction of the worker's next claim (one transaction a round, not
+    one per update). A crash between sending a reply and that mark handles the update again on restart:
+    its effects are not repeated (handlers remember them by `Incoming.update_key`) and its answer is the
+    same, sent again. At most the updates this process held at the crash are repeated: never more than
+    `2 * concurrency` (what one worker may claim at a time), and only those whose replies had gone out.
     """
 
     def __init__(self, sender: ChatSender, router: RouterLike | None = None, *, concurrency: int = 64,
                  inbox: Inbox | None = None) -> None:
         self.sender = sender
+        # Replies go out through this: a transient failure is tried again before the update is marked
+        # done, since a done update is never handled again.
+        self.replies = Persistent(sender)
         self.router = router
         self.inbox: Inbox = inbox or MemoryInbox()
         self.parse: Parse | None = None  # set by the runtime: raw update -> Incoming (None: nothing to do)
@@ -287,7 +239,8 @@ class Pipeline:
         self.listeners: list[Callable[[Incoming], None]] = []  # e.g. a bench counting handled updates
         self.heartbeat = 10.0  # seconds between lease renewals of updates in hand
         self.prune_every = 3600.0
-        self._inflight: set[int] = set()
+        self._inflight: set[int] = set()  # claimed and not yet marked done
+        self._finished: list[int] = []  # handled, to be marked done with the next claim
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._stopping = False
@@ -333,8 +286,15 @@ class Pipeline:
         while not self._stopping:
             self._wake.clear()
             try:
-                room = self.concurrency * 2 - len(self._inflight)
-                claimed = await self.inbox.claim(limit=room, skip=self._inflight) if room > 0 else []
+                # Updates handled since the last round are marked done in the claim's own transaction.
+                finished, self._finished = self._finished, []
+                room = self.concurrency * 2 - len(self._inflight) + len(finished)
+                try:
+                    claimed = await self.inbox.claim(limit=max(room, 0), skip=self._inflight, finished=finished)
+                except BaseException:
+                    self._finished = finished + self._finished  # not marked: with the next round
+                    raise
+                self._inflight.difference_update(finished)
                 self._rounds += 1
                 if not claimed and not self._inflight:
                     self._empty_round = self._rounds
@@ -366,13 +326,23 @@ class Pipeline:
             incoming = self._incoming(row)
             if incoming is not None:
                 await self.process(incoming)
-            try:
-                await self.inbox.done(row.update_id)
-            except Exception as exc:  # stays claimed; the lease runs out and it is handled again
-                log.error("update %s handled but not marked done: %s", row.update_id, type(exc).__name__)
-        finally:
+        except BaseException:  # cancelled (a stop that could not wait): not handled, stays in the inbox
             self._inflight.discard(row.update_id)
-            self._wake.set()
+            raise
+        # Handled: marked done with the worker's next claim (it stays in `_inflight`, so it is not taken
+        # again meanwhile). A kill before that mark repeats its replies on restart, nothing else.
+        self._finished.append(row.update_id)
+        self._wake.set()
+
+    async def _mark_finished(self) -> None:
+        """Mark done what was handled and not marked yet (at a stop, when no claim round follows)."""
+        finished, self._finished = self._finished, []
+        for update_id in finished:
+            try:
+                await self.inbox.done(update_id)
+            except Exception as exc:  # stays claimed; after a restart (or its lease) it is handled again
+                log.error("update %s handled but not marked done: %s", update_id, type(exc).__name__)
+            self._inflight.discard(update_id)
 
     def _incoming(self, row: Claimed) -> Incoming | None:
         if self.parse is None:
@@ -394,7 +364,7 @@ class Pipeline:
             return
         try:
             replies = await self.router.handle(incoming)
-            await deliver(incoming, replies, self.sender)
+            await deliver(incoming, replies, self.replies)
             self.handled += 1
         except Exception as exc:
             self.failed += 1
@@ -439,6 +409,7 @@ class Pipeline:
         if not await self.lanes.drain(max(0.1, deadline - loop.time())):
             log.warning("stopping with %d update(s) unhandled; they stay in the inbox", self.lanes.pending)
             await self.lanes.cancel()
+        await self._mark_finished()
         self._inflight.clear()
 
 
@@ -515,6 +486,5 @@ class Runtime(Protocol):
         """Stop receiving, finish the updates already received, close the connection."""
 
 
-__all__ = ["ALLOWED_UPDATES", "Connection", "Fetch", "Lanes", "Pipeline", "Poller", "RouterLike", "Runtime",
-           "fingerprint", "incoming_from_callback", "incoming_from_message", "incoming_from_update", "lane_of",
-           "quiet_http_loggers", "received", "user_tag"]
+__all__ = ["ALLOWED_UPDATES", "Connection", "Fetch", "Lanes", "Persistent", "Pipeline", "Poller", "RouterLike",
+           "Runtime", "fingerprint", "lane_of", "quiet_http_loggers", "received", "user_tag"]

@@ -103,7 +103,7 @@ async def confirm(turn: Turn, reward_id: int, request: str) -> list[Reply]:
     assert member is not None
     try:
         result = await turn.loyalty.redeem_reward(member.id, reward_id, request_id=f"chat:{member.id}:{request}",
-                                                  now=turn.now)
+                                                  now=turn.now, update_key=turn.incoming.update_key)
     except Refusal as refusal:
         log.info("redeem refused: %s", refusal.code)
         text = turn.refusal(refusal)

@@ -212,7 +212,8 @@ async def pressed(turn: Turn) -> list[Reply]:
     if callback.verb == "c":
         return await _check(turn, normalise_coupon_code(str(callback.args[1])))
     try:
-        view = await turn.loyalty.use_coupon(str(callback.args[1]), staff_id=turn.incoming.user_id, now=turn.now)
+        view = await turn.loyalty.use_coupon(str(callback.args[1]), staff_id=turn.incoming.user_id, now=turn.now,
+                                             update_key=turn.incoming.update_key)
     except Refusal as refusal:
         log.info("counter: use refused: %s", refusal.code)
         return turn.refusal_reply(refusal)
@@ -294,7 +295,8 @@ async def award_pressed(turn: Turn) -> list[Reply]:
     try:
         result = await turn.loyalty.award_purchase(int(data["member_id"]), external_id=data["ref"],
                                                    amount=Decimal(data["amount"]), source="counter",
-                                                   recorded_by=turn.incoming.user_id, now=turn.now)
+                                                   recorded_by=turn.incoming.user_id, now=turn.now,
+                                                   update_key=turn.incoming.update_key)
         member = await turn.loyalty.member(int(data["member_id"]))
     except Refusal as refusal:
         await turn.clear_state()
@@ -317,7 +319,7 @@ async def award_pressed(turn: Turn) -> list[Reply]:
 async def _undo(turn: Turn, purchase_id: int) -> list[Reply]:
     try:
         undone = await turn.loyalty.undo_counter_purchase(purchase_id, staff_id=turn.incoming.user_id,
-                                                          now=turn.now)
+                                                          now=turn.now, update_key=turn.incoming.update_key)
     except Refusal as refusal:
         log.info("counter: undo refused: %s", refusal.code)
         return turn.refusal_reply(refusal)

@@ -2,7 +2,8 @@
 
 The buttons' data is `chat.callbacks.survey_answer(survey_id, score)`. A second tap, a survey
 that has closed, someone else's survey or a forged score is answered with a polite toast and
-changes nothing (the service refuses; nothing is written).
+changes nothing (the service refuses; nothing is written). The same update handled again after a
+crash (same `update_key`) is not a second tap: it gets the first answer, and nothing is stored twice.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ async def pressed(turn: Turn) -> list[Reply]:
         return turn.toast("error.stale_button")
     score = int(callback.args[2])
     try:
-        await turn.loyalty.record_survey_answer(member.id, survey_id, score, now=turn.now)
+        await turn.loyalty.record_survey_answer(member.id, survey_id, score, now=turn.now,
+                                                update_key=turn.incoming.update_key)
     except Refusal as refusal:
         log.info("survey answer refused: %s", refusal.code)
         return [Reply(toast=turn.refusal(refusal)[:200], alert=True)]
@@ -49,7 +51,8 @@ async def step(turn: Turn) -> list[Reply]:
     if text is None or not text.strip():
         return [Reply(text=turn.t("survey.comment_text_only"))]
     try:
-        await turn.loyalty.add_survey_comment(turn.member.id, int(turn.state.data.get("survey", 0)), text)
+        await turn.loyalty.add_survey_comment(turn.member.id, int(turn.state.data.get("survey", 0)), text,
+                                              update_key=turn.incoming.update_key)
     except InvalidFeedback as refusal:
         log.info("survey comment refused: too long")
         return [Reply(text=turn.refusal(refusal))]

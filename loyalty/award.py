@@ -3,16 +3,19 @@
 `points_earned` prices a purchase (the programme's rate, the tier's multiplier, the birthday month in
 the member's own time zone); `award_purchase`, the counter's preview and both stores use it. The award
 itself is written once, in `_award`, over an `AwardWriter`: prepared statements on asyncpg for
-PostgreSQL (the shop API's hot path), SQLAlchemy Core for SQLite (storage/award_writers.py).
+PostgreSQL (the shop API's hot path), SQLAlchemy Core for SQLite (storage/award_writers.py) and for a
+counter award on either store, which also remembers its Telegram update (`update_key`) with the write.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import select
 
 from loyalbot.loyalty import errors
@@ -25,6 +28,7 @@ from loyalbot.loyalty.results import AwardResult
 from loyalbot.loyalty.tiers import REASON_CHARS, tier_change
 from loyalbot.storage import Db, as_utc, utcnow
 from loyalbot.storage.award_writers import CoreAwardWriter, LockedMember, PgAwardWriter, Written
+from loyalbot.storage.inbox import effect_of, remember_effect
 from loyalbot.storage.models import Member, Purchase
 
 
@@ -61,11 +65,14 @@ def _repeat_of(first: Purchase, member_id: int, amount: Decimal, currency: str) 
     return AwardResult(purchase=first, points=first.points_awarded, repeated=True)
 
 
-async def _award(writer: AwardWriter, programme: Programme, purchase: Purchase) -> AwardResult:
+async def _award(writer: AwardWriter, programme: Programme, purchase: Purchase, *,
+                 update: tuple[AsyncConnection, str] | None = None) -> AwardResult:
     """Record `purchase` (its points still to price) with its lot, balance and any tier it reaches.
 
     A repeat of the external id, found by the lock or committed while we waited for it (the write then
-    writes nothing), returns the first result."""
+    writes nothing), returns the first result. With `update` (the writer's connection and the effect's
+    key) the write is remembered, and that same update handled again gets the first answer as it was
+    (not `repeated`)."""
     member_id, amount, currency = purchase.member_id, Decimal(purchase.amount), purchase.currency
     locked = await writer.lock(member_id, purchase.external_id)
     if locked is None:
@@ -73,7 +80,10 @@ async def _award(writer: AwardWriter, programme: Programme, purchase: Purchase) 
     if locked.status == "erased":
         raise errors.MemberErased()
     if locked.seen:
-        return _repeat_of(Purchase(**await writer.recorded(purchase.external_id)), member_id, amount, currency)
+        repeat = _repeat_of(Purchase(**await writer.recorded(purchase.external_id)), member_id, amount, currency)
+        if update is not None and await effect_of(*update) is not None:
+            return replace(repeat, repeated=False)  # this very update recorded it: its first answer
+        return repeat
     occurred, now = purchase.occurred_at, purchase.created_at
     purchase.points_awarded = points_earned(programme, amount, tier=locked.tier, birthday=locked.birthday,
                                             timezone=locked.timezone, at=occurred)
@@ -82,6 +92,8 @@ async def _award(writer: AwardWriter, programme: Programme, purchase: Purchase) 
     if written is None:
         return _repeat_of(Purchase(**await writer.recorded(purchase.external_id)), member_id, amount, currency)
     purchase.id = written.purchase_id
+    if update is not None:
+        await remember_effect(*update, {"purchase": purchase.id}, now=now)
     change = None
     if start is not None and written.spend_before is not None:
         # The spend was summed before this purchase was written: it counts if it falls in the window.
@@ -111,8 +123,11 @@ class Awards:
         source: str = "api",
         recorded_by: int | None = None,
         now: datetime | None = None,
+        update_key: str | None = None,
     ) -> AwardResult:
         """Award points for a purchase. A repeat of `external_id` returns the first result and awards nothing.
+        With `update_key` (the Telegram update of a counter /award) the same update handled again gets the
+        first result as it was (not `repeated`); another update with the same `external_id` is a repeat.
 
         The shop API's hot path: on PostgreSQL, prepared statements straight on asyncpg (four round trips:
         BEGIN, lock + look up, write, COMMIT); on SQLite, SQLAlchemy Core. tests/award holds the two to
@@ -131,13 +146,14 @@ class Awards:
         purchase = Purchase(external_id=external_id, member_id=member_id, amount=amount, currency=currency,
                             occurred_at=occurred, points_awarded=0, source=source[:32], recorded_by=recorded_by,
                             created_at=now, refunded_amount=Decimal(0), points_refunded=0, refund_shortfall=0)
-        if self.db.is_postgres:
+        if self.db.is_postgres and update_key is None:
             async with self.db.driver_transaction() as conn:
                 result = await _award(PgAwardWriter(conn), self.programme, purchase)
-        else:
+        else:  # a counter award (with its update) is no hot path: the Core writer also remembers the update
             try:
                 async with self.db.connection() as tx:
-                    result = await _award(CoreAwardWriter(tx), self.programme, purchase)
+                    update = (tx, f"award:{update_key}") if update_key else None
+                    result = await _award(CoreAwardWriter(tx), self.programme, purchase, update=update)
             except IntegrityError:
                 # Another process recorded the same external id at the same moment (this one's writers queue).
                 async with self.db.read() as s:

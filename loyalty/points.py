@@ -26,13 +26,16 @@ from loyalbot.loyalty.programme import Programme
 from loyalbot.loyalty.results import CounterUndo, ExpiringPoints, PointsSummary, RefundResult
 from loyalbot.loyalty.staff import StaffRoles
 from loyalbot.storage import Db, as_utc, utcnow
+from loyalbot.storage.inbox import effect_of, remember_effect
 from loyalbot.storage.models import AuditLog, LedgerEntry, Member, Purchase, Refund
 
 MAX_ADJUSTMENT = 10_000_000
 
 
-def _repeated(refund: Refund) -> RefundResult:
-    return RefundResult(refund=refund, points_taken=refund.points_taken, shortfall=refund.shortfall, repeated=True)
+def _repeated(refund: Refund, *, ours: bool = False) -> RefundResult:
+    """The first result of a refund asked for again: `repeated`, unless `ours` (its own update, handled again)."""
+    return RefundResult(refund=refund, points_taken=refund.points_taken, shortfall=refund.shortfall,
+                        repeated=not ours)
 
 
 class Points:
@@ -46,10 +49,11 @@ class Points:
 
     async def refund_purchase(
         self, purchase_external_id: str, *, refund_id: str, amount: Any, now: datetime | None = None,
-        actor: str | None = None,
+        actor: str | None = None, update_key: str | None = None,
     ) -> RefundResult:
         """Take back the points of a refunded part of a purchase, never below zero; any shortfall is recorded.
-        With `actor` (e.g. "staff:42" undoing an /award) the refund is audited in the same transaction."""
+        With `actor` (e.g. "staff:42" undoing an /award) the refund is audited in the same transaction; with
+        `update_key` (the Telegram update that asked) that update, handled again, gets its first answer."""
         now = as_utc(now or utcnow())
         purchase_external_id = check_key(purchase_external_id, "external_id")
         refund_id = check_key(refund_id, "refund_id")
@@ -65,7 +69,8 @@ class Points:
             if done is not None:
                 if done.purchase_id != found.id or Decimal(done.amount) != amount:
                     raise errors.PurchaseConflict("this refund id was already used for a different refund")
-                return _repeated(done)
+                return _repeated(done, ours=bool(update_key)
+                                 and await effect_of(tx, f"refund:{update_key}") is not None)
             purchase = await tx.get(Purchase, found.id, populate_existing=True)
             assert purchase is not None
             left = Decimal(purchase.amount) - Decimal(purchase.refunded_amount)
@@ -90,14 +95,16 @@ class Points:
             refund = Refund(external_id=refund_id, purchase_id=purchase.id, amount=amount, points_taken=taken,
                             shortfall=shortfall, created_at=now)
             tx.add_all([purchase, member, refund])
+            if update_key:
+                await remember_effect(tx, f"refund:{update_key}", {"refund": refund_id}, now=now)
             if actor is not None:
                 tx.add(AuditLog(actor=actor[:64], action="refund_purchase", member_id=member.id, created_at=now,
                                 details={"purchase_id": purchase.id, "refund_id": refund_id, "amount": str(amount),
                                          "points_taken": taken, "shortfall": shortfall}))
             return RefundResult(refund=refund, points_taken=taken, shortfall=shortfall, repeated=False)
 
-    async def undo_counter_purchase(self, purchase_id: int, *, staff_id: int, now: datetime | None = None
-                                    ) -> CounterUndo:
+    async def undo_counter_purchase(self, purchase_id: int, *, staff_id: int, now: datetime | None = None,
+                                    update_key: str | None = None) -> CounterUndo:
         """Undo a purchase recorded at the counter by mistake: a full refund of it, audited with the staff member.
 
         Only within `counter.undo_minutes` of recording it, only by whoever recorded it (or an operator or
@@ -111,8 +118,9 @@ class Points:
         refund_id = f"counter-undo:{purchase.id}"
         async with self.db.read() as s:
             done = (await s.execute(select(Refund).where(Refund.external_id == refund_id))).scalar_one_or_none()
-        if done is not None:
-            return CounterUndo(purchase=purchase, refund=_repeated(done),
+            ours = bool(update_key) and await effect_of(s, f"refund:{update_key}") is not None
+        if done is not None:  # a double tap; or this update handled again (`ours`): its first answer
+            return CounterUndo(purchase=purchase, refund=_repeated(done, ours=ours),
                                member=await self.members.member(purchase.member_id))
         if purchase.source != "counter" or (purchase.recorded_by != staff_id and role == "agent"):
             raise errors.UndoNotPossible()
@@ -123,7 +131,7 @@ class Points:
             raise errors.UndoExpired(minutes=minutes)
         # The same refund id and amount on every try: refund_purchase then returns the first undo.
         result = await self.refund_purchase(purchase.external_id, refund_id=refund_id, amount=purchase.amount,
-                                            now=now, actor=f"staff:{staff_id}")
+                                            now=now, actor=f"staff:{staff_id}", update_key=update_key)
         return CounterUndo(purchase=purchase, refund=result, member=await self.members.member(purchase.member_id))
 
     async def adjust_points(self, member_id: int, points: Any, *, reason: str, actor: str,

@@ -15,6 +15,7 @@ from loyalbot.loyalty.ledger import consume
 from loyalbot.loyalty.members import NOTIFY_KINDS, Members, lock_member
 from loyalbot.loyalty.programme import Programme
 from loyalbot.storage import Db, as_utc, utcnow
+from loyalbot.storage.inbox import remember_effect
 from loyalbot.storage.models import (
     AuditLog,
     ConversationState,
@@ -91,7 +92,8 @@ class Privacy:
             "support_messages": [dump(m, ("staff_id",)) for m in messages],
         }
 
-    async def erase_member(self, member_id: int, *, actor: str, now: datetime | None = None) -> None:
+    async def erase_member(self, member_id: int, *, actor: str, now: datetime | None = None,
+                           update_key: str | None = None) -> None:
         """Erase the member's personal data. The ledger stays, anonymised, so the books still add up;
         the remaining balance is forfeited (recorded as an adjust entry), active coupons are voided.
 
@@ -152,6 +154,8 @@ class Privacy:
                 conv.closed_at = now
                 conv.resolution_seconds = max(0, int((now - as_utc(conv.opened_at)).total_seconds()))
             tx.add(AuditLog(actor=actor[:64], action="erase", member_id=member_id, created_at=now))
+            if update_key:  # the member's own "yes": a replay of it is told "erased" again, not "join first"
+                await remember_effect(tx, f"erase:{update_key}", {"lang": member.language}, now=now)
         await self.events.emit(MemberErased(member_id))
 
 

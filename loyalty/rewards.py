@@ -21,6 +21,7 @@ from loyalbot.loyalty.results import CatalogueItem, CouponView, RedeemResult
 from loyalbot.loyalty.staff import StaffRoles
 from loyalbot.loyalty.tiers import mirror_tiers
 from loyalbot.storage import Db, as_utc, utcnow
+from loyalbot.storage.inbox import effect_of, remember_effect
 from loyalbot.storage.models import AuditLog, Coupon, LedgerEntry, Member, Reward
 
 
@@ -46,6 +47,14 @@ async def _taken(s: AsyncSession, member_id: int) -> dict[int, int]:
                             .where(Coupon.member_id == member_id, Coupon.status != "void")
                             .group_by(col(Coupon.reward_id)))).all()
     return {reward_id: int(n) for reward_id, n in rows}
+
+
+async def _view(s: AsyncSession, coupon: Coupon) -> CouponView:
+    """The coupon with its reward and member, as the counter shows it."""
+    reward = await s.get(Reward, coupon.reward_id)
+    member = await s.get(Member, coupon.member_id)
+    assert reward is not None and member is not None
+    return CouponView(coupon=coupon, reward=reward, member=member)
 
 
 class Rewards:
@@ -126,8 +135,9 @@ class Rewards:
         return reward
 
     async def redeem_reward(self, member_id: int, reward_id: int, *, request_id: str,
-                            now: datetime | None = None) -> RedeemResult:
-        """Spend points on a reward and issue its coupon. Repeating `request_id` returns the same coupon."""
+                            now: datetime | None = None, update_key: str | None = None) -> RedeemResult:
+        """Spend points on a reward and issue its coupon. Repeating `request_id` returns the same coupon
+        (`repeated`), except to the update that issued it (`update_key`), handled again after a crash."""
         now = as_utc(now or utcnow())
         request_id = check_key(request_id, "request_id")
         async with self.db.transaction() as tx:
@@ -138,7 +148,8 @@ class Rewards:
                     raise errors.PurchaseConflict("this request id was already used for another redemption")
                 first = await tx.get(Reward, done.reward_id)
                 assert first is not None
-                return RedeemResult(coupon=done, reward=first, repeated=True)
+                ours = bool(update_key) and await effect_of(tx, f"redeem:{update_key}") is not None
+                return RedeemResult(coupon=done, reward=first, repeated=not ours)
             reward = (await tx.execute(select(Reward).where(Reward.id == reward_id).with_for_update()
                                        .execution_options(populate_existing=True))).scalar_one_or_none()
             if reward is None:
@@ -159,6 +170,8 @@ class Rewards:
             tx.add(LedgerEntry(member_id=member_id, kind="redeem", delta=-reward.cost, reference=coupon.code,
                                note=reward.code, created_at=now))
             member.last_activity_at = now
+            if update_key:
+                await remember_effect(tx, f"redeem:{update_key}", {"request": request_id}, now=now)
             return RedeemResult(coupon=coupon, reward=reward, repeated=False)
 
     async def coupons_of(self, member_id: int, *, status: str | None = "active", now: datetime | None = None
@@ -194,8 +207,10 @@ class Rewards:
             raise refusal
         return CouponView(coupon=coupon, reward=reward, member=member)
 
-    async def use_coupon(self, code: str, *, staff_id: int, now: datetime | None = None) -> CouponView:
-        """Mark a coupon used at the counter, exactly once. Unknown, expired, used and void are refused."""
+    async def use_coupon(self, code: str, *, staff_id: int, now: datetime | None = None,
+                         update_key: str | None = None) -> CouponView:
+        """Mark a coupon used at the counter, exactly once. Unknown, expired, used and void are refused;
+        but the update that used it (`update_key`), handled again after a crash, gets its first answer."""
         now = as_utc(now or utcnow())
         await self.staff.require_staff(staff_id)
         canonical = normalise_coupon_code(code or "")
@@ -206,18 +221,19 @@ class Rewards:
                                        .execution_options(populate_existing=True))).scalar_one_or_none()
             if coupon is None:
                 raise errors.UnknownCoupon()
+            if update_key and await effect_of(tx, f"coupon_use:{update_key}") is not None:
+                return await _view(tx, coupon)  # told once already (and listeners with it)
             refusal = _coupon_refusal(coupon, now)
             if refusal is not None:
                 raise refusal
             coupon.status, coupon.used_at, coupon.used_by = "used", now, staff_id
+            if update_key:
+                await remember_effect(tx, f"coupon_use:{update_key}", {"coupon": coupon.id}, now=now)
             tx.add(coupon)
             tx.add(AuditLog(actor=f"staff:{staff_id}", action="use_coupon", member_id=coupon.member_id,
                             details={"coupon": coupon.code}, created_at=now))
             await record_notice(tx, coupon.member_id, "coupon_used", f"coupon_used:{coupon.id}", now)
-            reward = await tx.get(Reward, coupon.reward_id)
-            member = await tx.get(Member, coupon.member_id)
-            assert reward is not None and member is not None
-            view = CouponView(coupon=coupon, reward=reward, member=member)
+            view = await _view(tx, coupon)
         await self.events.emit(CouponUsed(member_id=coupon.member_id, coupon_id=coupon.id or 0, staff_id=staff_id))
         return view
 

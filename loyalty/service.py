@@ -14,9 +14,12 @@ nothing. Where each call lives:
     privacy.py   export and erasure
     staff.py     staff roles
     events.py    what listeners are told after commit; results.py what the calls return
+    update_effect: what a Telegram update already did (replay-safe conversations; storage/inbox.py)
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from loyalbot.loyalty.award import Awards
 from loyalbot.loyalty.checks import ledger_check
@@ -30,6 +33,7 @@ from loyalbot.loyalty.staff import StaffRoles
 from loyalbot.loyalty.surveys import Surveys
 from loyalbot.loyalty.tiers import Tiers
 from loyalbot.storage import Db
+from loyalbot.storage.inbox import effect_of
 
 
 class Loyalty:
@@ -105,6 +109,13 @@ class Loyalty:
     async def ledger_check(self, member_id: int) -> tuple[int, int, int]:
         """(cached balance, ledger sum, lots remaining) for a member: all three must be equal."""
         return await ledger_check(self.db, member_id)
+
+    async def update_effect(self, name: str, update_key: str | None) -> dict[str, Any] | None:
+        """What the Telegram update `update_key` already did as `name` (remembered with its write), or None."""
+        if not update_key:
+            return None
+        async with self.db.read() as s:
+            return await effect_of(s, f"{name}:{update_key}")
 
 
 __all__ = ["Loyalty"]

@@ -71,10 +71,16 @@ class Surveys:
             return survey
 
     async def record_survey_answer(self, member_id: int, survey_id: int, score: Any, *,
-                                   comment: str | None = None, now: datetime | None = None) -> SurveyAnswer:
-        """Store an answer to an open survey of this member; out-of-range scores and second answers are refused."""
+                                   comment: str | None = None, now: datetime | None = None,
+                                   update_key: str | None = None) -> SurveyAnswer:
+        """Store an answer to an open survey of this member; out-of-range scores and second answers are refused.
+        The update that stored it (`update_key`), handled again after a crash, gets the stored answer back."""
         now = as_utc(now or utcnow())
         async with self.db.transaction() as tx:
+            if update_key and (done := await effect_of(tx, f"survey:{update_key}")) is not None:
+                earlier = await tx.get(SurveyAnswer, int(done.get("answer", 0)))
+                if earlier is not None:
+                    return earlier
             survey = (await tx.execute(select(Survey).where(Survey.id == survey_id).with_for_update()
                                        .execution_options(populate_existing=True))).scalar_one_or_none()
             if survey is None or survey.member_id != member_id:
@@ -89,10 +95,15 @@ class Surveys:
                                   comment=(comment or "").strip()[:MAX_COMMENT_CHARS] or None,
                                   staff_id=survey.staff_id, created_at=now)
             tx.add_all([survey, answer])
+            if update_key:
+                await tx.flush()
+                await remember_effect(tx, f"survey:{update_key}", {"answer": answer.id}, now=now)
             return answer
 
-    async def add_survey_comment(self, member_id: int, survey_id: int, comment: str) -> SurveyAnswer:
-        """Attach the optional follow-up comment to an answered survey (once)."""
+    async def add_survey_comment(self, member_id: int, survey_id: int, comment: str, *,
+                                 update_key: str | None = None) -> SurveyAnswer:
+        """Attach the optional follow-up comment to an answered survey (once; the update that attached it,
+        `update_key`, handled again after a crash, gets the answer back instead of a refusal)."""
         comment = (comment or "").strip()
         if not comment or len(comment) > MAX_COMMENT_CHARS:
             raise errors.InvalidFeedback(limit=MAX_COMMENT_CHARS)
@@ -101,10 +112,14 @@ class Surveys:
                                        .with_for_update())).scalar_one_or_none()
             if answer is None or answer.member_id != member_id:
                 raise errors.UnknownSurvey()
+            if update_key and await effect_of(tx, f"survey_comment:{update_key}") is not None:
+                return answer
             if answer.comment:
                 raise errors.SurveyClosed()
             answer.comment = comment
             tx.add(answer)
+            if update_key:
+                await remember_effect(tx, f"survey_comment:{update_key}", {"answer": answer.id})
             return answer
 
     async def scores(self, kind: str, *, since: datetime, until: datetime, tier: str | None = None,

@@ -152,6 +152,12 @@ class MemberSide:
     async def relay_message(self, turn: Turn, conv: HandoffConversation) -> None:
         """Store the member's message, then queue its copy for the staff topic (a long caption is split)."""
         incoming = turn.incoming
+        if incoming.message_id is not None and await self.desk.store.message_by_member_copy(
+                conv.id or 0, incoming.message_id) is not None:
+            # The same message again (its update handled again after a crash): stored and queued once
+            # already; if its copy never went out, `resume` queued it again at start-up.
+            log.info("support: member message already recorded; not relayed twice")
+            return
         media = incoming.media
         words = incoming.text if media is None else media.caption
         row = await self.desk.store.record_message(conv.id or 0, "in", member_message_id=incoming.message_id,

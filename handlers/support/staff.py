@@ -175,6 +175,10 @@ class StaffSide:
         member = await self._member(conv)
         if desk.ctx.sender is None or member.chat_id is None or incoming.message_id is None:
             return [Reply(text=tr.t("support.staff.not_delivered"))]
+        done = await desk.store.message_by_staff_copy(conv.id or 0, incoming.message_id)
+        if done is not None and done.direction == "out":
+            log.info("support: staff message already delivered; not copied twice")  # its update, again
+            return []
         media = incoming.media
         words = incoming.text if media is None else media.caption
         caption = None

@@ -220,3 +220,34 @@ async def test_an_update_that_cannot_be_recorded_is_not_confirmed_to_telegram() 
     finally:
         await runner.cleanup()
     assert answer.status_code == 503, "Telegram sends it again"
+
+
+@pytest.mark.parametrize("kind", ["sql", "memory"])
+async def test_updates_handled_since_the_last_claim_are_marked_done_by_the_next_one(db, kind: str) -> None:
+    from loyalbot.storage.inbox import MemoryInbox
+
+    inbox = SqlInbox(db, bot_id=1, worker="w1") if kind == "sql" else MemoryInbox()
+    await inbox.record(received([message(1, 10, "a1"), message(2, 10, "a2"), message(3, 11, "b1"),
+                                 message(4, 11, "b2")]))
+    assert [r.update_id for r in await inbox.claim(limit=10)] == [1, 3]
+    # Both handled: marked done in the claim itself, which then finds each member's next update.
+    assert [r.update_id for r in await inbox.claim(limit=10, skip=[1, 3], finished=[1, 3])] == [2, 4]
+    assert await inbox.unfinished() == 2
+    assert await inbox.claim(limit=0, finished=[2]) == [] and await inbox.unfinished() == 1
+    assert await inbox.record(received([message(1, 10, "a1")])) == [], "a marked update is known when redelivered"
+    if kind == "sql":
+        async with db.read() as s:
+            rows = {r.update_id: (r.status, r.payload) for r in (await s.execute(sa.select(InboxUpdate))).scalars()}
+        assert rows[1] == ("done", None) and rows[2] == ("done", None) and rows[4][0] == "pending"
+
+
+async def test_a_kill_before_the_done_marks_repeats_only_what_was_in_hand(db) -> None:
+    """The pipeline marks handled updates done with its next claim; killed before that, a restart (same
+    worker name) hands exactly those again, and nothing that was marked."""
+    inbox = SqlInbox(db, bot_id=1, worker="w1")
+    await inbox.record(received([message(i, 100 + i, f"m{i}") for i in range(1, 7)]))
+    assert len(await inbox.claim(limit=3)) == 3
+    await inbox.claim(limit=0, finished=[1])  # 1 marked; 2 and 3 handled but not marked at the kill
+    restarted = SqlInbox(db, bot_id=1, worker="w1")
+    assert await restarted.recover() == 2
+    assert [r.update_id for r in await restarted.claim(limit=10)] == [2, 3, 4, 5, 6]
