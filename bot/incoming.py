@@ -129,7 +129,7 @@ def incoming_from_json(update: dict[str, Any]) -> Incoming | None:
     """A recorded update (Bot API JSON) as an `Incoming`, without building a framework's objects first.
 
     The same reading as `incoming_from_update` (the very same functions), so it gives exactly the
-    `Incoming` that aiogram's or PTB's parse would (tests/runtime/test_parse.py holds the three to it);
+    `Incoming` that aiogram's or PTB's parse would (tests/bot/test_parse.py holds the three to it);
     a framework's parse of every update costs more than the rest of a simple answer's CPU (PTB: ~0.3 ms)."""
     if not isinstance(update, dict):
         raise TypeError("an update is a JSON object")

@@ -130,7 +130,7 @@ class Awards:
         first result as it was (not `repeated`); another update with the same `external_id` is a repeat.
 
         The shop API's hot path: on PostgreSQL, prepared statements straight on asyncpg (four round trips:
-        BEGIN, lock + look up, write, COMMIT); on SQLite, SQLAlchemy Core. tests/award holds the two to
+        BEGIN, lock + look up, write, COMMIT); on SQLite, SQLAlchemy Core. tests/loyalty/test_award_paths.py holds the two to
         writing the same rows and telling the shop the same thing.
         """
         now = as_utc(now or utcnow())

@@ -2,7 +2,7 @@
 
 What to write (the points, the lot's expiry, whether the tier rises) is decided by the programme's rules
 in loyalty/award.py; a writer here only writes it, in as few round trips as it can, inside the caller's
-transaction. Both give the same answers and leave the same rows (tests/award holds them to it):
+transaction. Both give the same answers and leave the same rows (tests/loyalty/test_award_paths.py holds them to it):
 
 * `PgAwardWriter`: PostgreSQL, prepared statements straight on the asyncpg connection (see
   `Db.driver_transaction`): lock + look up in one round trip, the whole write in a second. The texts are

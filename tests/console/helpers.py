@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from loyalbot.storage import Db
-from tests.foundation.helpers import snapshot
+from tests.loyalty.helpers import snapshot
 
 KEY_LAST_USED = 6  # position of api_keys.last_used_at in a snapshot row (columns in table order)
 

@@ -10,7 +10,7 @@ import pytest
 from loyalbot.chat.i18n import Translator
 from loyalbot.loyalty import Loyalty
 from loyalbot.loyalty.handoff import BOT, CLOSED, HUMAN, WAITING
-from tests.foundation.helpers import personal_data_left
+from tests.loyalty.helpers import personal_data_left
 from tests.scenario.driver import Person
 from tests.support.conftest import SupportWorld
 

@@ -159,7 +159,7 @@ async def test_unknown_chat_is_a_bad_request(sender, tg: LocalApiControl) -> Non
 
 
 async def test_an_unreachable_server_is_transient(sender, tg: LocalApiControl) -> None:
-    from tests.runtime.conftest import TOKEN, free_port
+    from tests.bot.conftest import TOKEN, free_port
 
     dead = f"http://127.0.0.1:{free_port()}"
     if isinstance(sender, AiogramSender):

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from loyalbot.loyalty import Loyalty, errors, load_programme
 from loyalbot.storage import Db
 from tests.conftest import truncate_all
-from tests.foundation.helpers import snapshot
+from tests.loyalty.helpers import snapshot
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 STAFF = 777

@@ -17,7 +17,7 @@ from loyalbot.storage import Db
 from loyalbot.storage.migrate import schema_drift, upgrade
 from loyalbot.storage.models import Outbox, Schedule, outbox_key
 from tests.conftest import NO_PG, _admin_exec, pg_server_url
-from tests.foundation.helpers import snapshot
+from tests.loyalty.helpers import snapshot
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 

@@ -9,7 +9,7 @@ import pytest
 
 from loyalbot.loyalty import errors
 from loyalbot.loyalty.codes import valid_member_no
-from tests.foundation.helpers import snapshot
+from tests.loyalty.helpers import snapshot
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 

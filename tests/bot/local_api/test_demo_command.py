@@ -18,7 +18,7 @@ import httpx
 import pytest
 import typer
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def env(**extra: str) -> dict[str, str]:

@@ -15,7 +15,7 @@ from loyalbot.bot.ptb_runtime import PtbRuntime
 from loyalbot.bot.runtime import Connection
 from loyalbot.bot.webhook import SECRET_HEADER, WebhookConfigError, check_webhook_settings, webhook_app
 from loyalbot.chat.port import Incoming, Reply
-from tests.runtime.conftest import TOKEN, free_port
+from tests.bot.conftest import TOKEN, free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

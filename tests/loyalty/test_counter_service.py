@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from loyalbot.loyalty import errors
 from loyalbot.loyalty.programme import load_programme
 from loyalbot.storage.models import AuditLog, LedgerEntry
-from tests.foundation.helpers import snapshot
+from tests.loyalty.helpers import snapshot
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 

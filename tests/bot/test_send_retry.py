@@ -14,7 +14,7 @@ from loyalbot.bot.ptb_runtime import PtbRuntime
 from loyalbot.bot.runtime import Connection, Persistent
 from loyalbot.chat.outbound import BadRequest, Outgoing, Sent, Transient
 from loyalbot.chat.port import Incoming, Reply
-from tests.runtime.conftest import TOKEN
+from tests.bot.conftest import TOKEN
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

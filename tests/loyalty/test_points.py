@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from loyalbot.loyalty import errors
-from tests.foundation.helpers import snapshot
+from tests.loyalty.helpers import snapshot
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 

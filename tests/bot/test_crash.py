@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from loyalbot.bot.local_api import LocalApiControl, LocalBotApi
 from loyalbot.storage.models import Feedback, InboxUpdate, Member
-from tests.runtime.conftest import free_port
+from tests.bot.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "626262:crash-inbox-token"

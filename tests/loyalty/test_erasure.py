@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from loyalbot.loyalty.handoff import CLOSED, HandoffStore
 from loyalbot.storage.models import ConversationState, InboxUpdate, LedgerEntry, Outbox, Purchase, Schedule
-from tests.foundation import helpers
+from tests.loyalty import helpers
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 TELEGRAM_ID = 734512987

@@ -21,7 +21,7 @@ from loyalbot.chat.port import Incoming, Reply
 from loyalbot.storage import utcnow
 from loyalbot.storage.inbox import SqlInbox
 from loyalbot.storage.models import InboxUpdate
-from tests.runtime.conftest import TOKEN, free_port
+from tests.bot.conftest import TOKEN, free_port
 
 SECRET = "inbox-Secret_9"
 
