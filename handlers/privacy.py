@@ -11,6 +11,7 @@ from loyalbot.chat.callbacks import encode
 from loyalbot.chat.i18n import N_
 from loyalbot.chat.port import Button, Media, Reply
 from loyalbot.handlers.turn import Turn
+from loyalbot.storage.rows import stored_id
 
 if TYPE_CHECKING:
     from loyalbot.handlers.router import Router
@@ -34,7 +35,7 @@ async def pressed(turn: Turn) -> list[Reply]:
     assert callback is not None and member is not None
     verb = callback.verb
     if verb == "x":
-        document = await turn.loyalty.export_member_data(member.id)
+        document = await turn.loyalty.export_member_data(stored_id(member.id))
         data = json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8")
         return [Reply(text=turn.t("privacy.export_caption"),
                       media=Media(kind="document", data=data, filename="loyalbot-data.json"))]
@@ -53,7 +54,7 @@ async def pressed(turn: Turn) -> list[Reply]:
     if state is None or state.step != ERASE_STEP or state.data.get("token") != callback.args[1]:
         log.info("erase confirmation without a matching question; ignored")
         return [Reply(toast=turn.label("error.stale_button"))]
-    await turn.loyalty.erase_member(member.id, actor=f"member:{member.id}", now=turn.now)
+    await turn.loyalty.erase_member(stored_id(member.id), actor=f"member:{member.id}", now=turn.now)
     await turn.ctx.states.clear(*turn.key)  # the Redis store is not cleared by the service
     log.info("member erased at their request")
     return [Reply(text=turn.t("privacy.erased"), edit=True),

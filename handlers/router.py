@@ -23,6 +23,7 @@ from loyalbot.handlers.context import Context
 from loyalbot.handlers.turn import Command, Handler, Interceptor, Turn, clip
 from loyalbot.loyalty.errors import Refusal
 from loyalbot.storage import as_utc
+from loyalbot.storage.rows import stored_id
 
 log = logging.getLogger(__name__)
 ACTIVITY_GRANULARITY = timedelta(minutes=5)
@@ -187,7 +188,7 @@ class Router:
                 or as_utc(member.last_activity_at) < turn.now - ACTIVITY_GRANULARITY):
             # A write per message would serialise every chat on SQLite; activity only needs minutes' precision
             # (win-back counts days), but a member marked unreachable is reachable again at once.
-            await turn.loyalty.touch(member.id, now=turn.now)
+            await turn.loyalty.touch(stored_id(member.id), now=turn.now)
         for interceptor in self._interceptors:
             replies = await interceptor(turn)
             if replies is not None:
