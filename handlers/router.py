@@ -266,21 +266,25 @@ class Router:
 
 def _with_clean_names(incoming: Incoming) -> Incoming:
     """The update with its profile names fit to store (see chat.port.clean_name)."""
-    names = {"first_name": incoming.first_name, "last_name": incoming.last_name, "username": incoming.username}
-    cleaned = {key: clean_name(value) for key, value in names.items()}
-    return replace(incoming, **cleaned) if cleaned != names else incoming
+    names = (incoming.first_name, incoming.last_name, incoming.username)
+    first_name, last_name, username = cleaned = tuple(clean_name(name) for name in names)
+    if cleaned == names:
+        return incoming
+    return replace(incoming, first_name=first_name, last_name=last_name, username=username)
 
 
 def _within_limits(reply: Reply) -> Reply:
     """Keep a reply inside Telegram's limits (text 4096, caption 1024, toast 200)."""
-    changes = {}
+    text, toast = reply.text, reply.toast
     limit = CAPTION_LIMIT if reply.media is not None else TEXT_LIMIT
-    if reply.text is not None and len(reply.text) > limit:
-        log.warning("reply text of %d characters cut to %d", len(reply.text), limit)
-        changes["text"] = clip(reply.text, limit)
-    if reply.toast is not None and len(reply.toast) > TOAST_LIMIT:
-        changes["toast"] = clip(reply.toast, TOAST_LIMIT)
-    return replace(reply, **changes) if changes else reply
+    if text is not None and len(text) > limit:
+        log.warning("reply text of %d characters cut to %d", len(text), limit)
+        text = clip(text, limit)
+    if toast is not None and len(toast) > TOAST_LIMIT:
+        toast = clip(toast, TOAST_LIMIT)
+    if text is reply.text and toast is reply.toast:
+        return reply
+    return replace(reply, text=text, toast=toast)
 
 
 def build_router(ctx: Context) -> Router:
