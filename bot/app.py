@@ -112,9 +112,9 @@ async def register_commands(sender: ChatSender, commands: Sequence[Command], def
     except Exception as exc:  # a catalogue problem must not keep the bot from answering
         log.warning("command menu not registered: %s", type(exc).__name__)
         return
-    for code, commands in lists.items():
+    for code, listed in lists.items():
         try:
-            await sender.set_commands(commands, language=code)
+            await sender.set_commands(listed, language=code)
         except SendError as exc:
             log.warning("setMyCommands(%s) failed: %s", code or "default", exc.description)
 

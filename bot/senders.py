@@ -13,7 +13,7 @@ import contextlib
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Required, TypedDict, TypeVar
 
 import aiogram
 import telegram
@@ -38,6 +38,8 @@ from loyalbot.chat.outbound import (
 )
 
 T = TypeVar("T")
+AgMarkup = ag.InlineKeyboardMarkup | ag.ReplyKeyboardMarkup | ag.ReplyKeyboardRemove | None
+PtbMarkup = telegram.InlineKeyboardMarkup | telegram.ReplyKeyboardMarkup | telegram.ReplyKeyboardRemove | None
 
 MEDIA_KINDS = ("photo", "document", "voice", "sticker", "video", "audio")
 # Telegram's descriptions for a message_thread_id that names no (longer existing) topic.
@@ -50,6 +52,57 @@ def _bad_request(description: str) -> SendError:
     if any(marker in lowered for marker in THREAD_GONE):
         return ThreadNotFound(description)
     return BadRequest(description)
+
+
+class _Flags(TypedDict, total=False):
+    """Send options a caller may set in `Outgoing.extra`; left out (the framework's default) unless set."""
+
+    disable_notification: bool
+    protect_content: bool
+
+
+class _Caption(TypedDict, total=False):
+    """A media message's caption and how it is formatted; empty without a caption."""
+
+    caption: str
+    parse_mode: str | None
+
+
+class _AgCommon(_Flags, total=False):
+    """The keyword arguments every aiogram send_* call of `AiogramSender.send` takes."""
+
+    chat_id: Required[int]
+    message_thread_id: Required[int | None]
+    reply_markup: Required[AgMarkup]
+
+
+class _PtbCommon(_Flags, total=False):
+    """The keyword arguments every PTB send_* call of `PtbSender.send` takes."""
+
+    chat_id: Required[int]
+    message_thread_id: Required[int | None]
+    reply_markup: Required[PtbMarkup]
+
+
+def _flags(extra: dict[str, Any]) -> _Flags:
+    flags: _Flags = {}
+    if "disable_notification" in extra:
+        flags["disable_notification"] = extra["disable_notification"]
+    if "protect_content" in extra:
+        flags["protect_content"] = extra["protect_content"]
+    return flags
+
+
+def _caption(message: Outgoing, parse_mode: str | None) -> _Caption:
+    # With media, the text is its caption (that is how a Reply carries both).
+    caption: str | None = message.text if message.text is not None else message.extra.get("caption")
+    return {"caption": caption, "parse_mode": parse_mode} if caption else {}
+
+
+def _text(message: Outgoing) -> str:
+    """The text of a message without media (`_check` made sure it has one)."""
+    assert message.text is not None
+    return message.text
 
 
 def _check(message: Outgoing) -> None:
@@ -94,7 +147,7 @@ def _ag_inline(buttons: Keyboard | None) -> ag.InlineKeyboardMarkup | None:
     ])
 
 
-def _ag_markup(message: Outgoing) -> Any:
+def _ag_markup(message: Outgoing) -> AgMarkup:
     if message.buttons is not None:
         return _ag_inline(message.buttons)
     if message.keyboard is not None:
@@ -109,7 +162,7 @@ def _ag_markup(message: Outgoing) -> Any:
     return None
 
 
-def _one_time(keyboard: list[list[KeyButton]], extra: dict) -> bool:
+def _one_time(keyboard: list[list[KeyButton]], extra: dict[str, Any]) -> bool:
     # A keyboard asking for the phone number is answered once; other keyboards stay unless told.
     default = any(k.request_contact for row in keyboard for k in row)
     return bool(extra.get("one_time_keyboard", default))
@@ -134,25 +187,16 @@ class AiogramSender:
     async def send(self, message: Outgoing) -> Sent:
         _check(message)
         bot = self.bot
-        common: dict[str, Any] = {
-            "chat_id": message.chat_id,
-            "message_thread_id": message.thread_id,
-            "reply_markup": _ag_markup(message),
-        }
-        for key in ("disable_notification", "protect_content"):
-            if key in message.extra:
-                common[key] = message.extra[key]
+        common: _AgCommon = {"chat_id": message.chat_id, "message_thread_id": message.thread_id,
+                             "reply_markup": _ag_markup(message), **_flags(message.extra)}
         parse_mode = "HTML" if message.html else None
         if message.media is None:
-            sent = await self._call(lambda: bot.send_message(
-                text=message.text, parse_mode=parse_mode, **common))
+            text = _text(message)
+            sent = await self._call(lambda: bot.send_message(text=text, parse_mode=parse_mode, **common))
             return Sent(sent.message_id, sent.message_thread_id)
         media = message.media
-        assert media is not None
-        file: Any = media.file_id or ag.BufferedInputFile(media.data or b"", filename=media.filename)
-        # With media, the text is its caption (that is how a Reply carries both).
-        caption = message.text if message.text is not None else message.extra.get("caption")
-        captioned = {"caption": caption, "parse_mode": parse_mode} if caption else {}
+        file: str | ag.InputFile = media.file_id or ag.BufferedInputFile(media.data or b"", filename=media.filename)
+        captioned = _caption(message, parse_mode)
         senders: dict[str, Callable[[], Awaitable[ag.Message]]] = {
             "photo": lambda: bot.send_photo(photo=file, **captioned, **common),
             "document": lambda: bot.send_document(document=file, **captioned, **common),
@@ -251,7 +295,7 @@ def _ptb_inline(buttons: Keyboard | None) -> telegram.InlineKeyboardMarkup | Non
     ])
 
 
-def _ptb_markup(message: Outgoing) -> Any:
+def _ptb_markup(message: Outgoing) -> PtbMarkup:
     if message.buttons is not None:
         return _ptb_inline(message.buttons)
     if message.keyboard is not None:
@@ -266,7 +310,7 @@ def _ptb_markup(message: Outgoing) -> Any:
     return None
 
 
-def _ptb_file(media: Media) -> Any:
+def _ptb_file(media: Media) -> str | telegram.InputFile:
     if media.file_id is not None:
         return media.file_id
     return telegram.InputFile(media.data or b"", filename=media.filename)
@@ -291,24 +335,16 @@ class PtbSender:
     async def send(self, message: Outgoing) -> Sent:
         _check(message)
         bot = self.bot
-        common: dict[str, Any] = {
-            "chat_id": message.chat_id,
-            "message_thread_id": message.thread_id,
-            "reply_markup": _ptb_markup(message),
-        }
-        for key in ("disable_notification", "protect_content"):
-            if key in message.extra:
-                common[key] = message.extra[key]
+        common: _PtbCommon = {"chat_id": message.chat_id, "message_thread_id": message.thread_id,
+                              "reply_markup": _ptb_markup(message), **_flags(message.extra)}
         parse_mode = telegram.constants.ParseMode.HTML if message.html else None
         if message.media is None:
-            sent = await self._call(lambda: bot.send_message(text=message.text, parse_mode=parse_mode, **common))
+            text = _text(message)
+            sent = await self._call(lambda: bot.send_message(text=text, parse_mode=parse_mode, **common))
             return Sent(sent.message_id, sent.message_thread_id)
         media = message.media
-        assert media is not None
         file = _ptb_file(media)
-        # With media, the text is its caption (that is how a Reply carries both).
-        caption = message.text if message.text is not None else message.extra.get("caption")
-        captioned = {"caption": caption, "parse_mode": parse_mode} if caption else {}
+        captioned = _caption(message, parse_mode)
         senders: dict[str, Callable[[], Awaitable[telegram.Message]]] = {
             "photo": lambda: bot.send_photo(photo=file, **captioned, **common),
             "document": lambda: bot.send_document(document=file, **captioned, **common),

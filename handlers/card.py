@@ -8,6 +8,7 @@ from loyalbot.chat.i18n import N_
 from loyalbot.chat.port import Media, Reply
 from loyalbot.handlers.turn import Turn, qr_png
 from loyalbot.loyalty.codes import member_qr_payload
+from loyalbot.storage.rows import stored_id
 
 if TYPE_CHECKING:
     from loyalbot.handlers.router import Router
@@ -17,7 +18,7 @@ async def card_text(turn: Turn) -> str:
     """The card's caption: who, which tier, how far to the next, how many points."""
     member = turn.member
     assert member is not None
-    progress = await turn.loyalty.tier_progress(member.id, now=turn.now)
+    progress = await turn.loyalty.tier_progress(stored_id(member.id), now=turn.now)
     currency = turn.loyalty.programme.programme.currency
     lines = [
         turn.t("card.title", name=turn.ctx.config.bot_name),

@@ -10,6 +10,7 @@ from loyalbot.chat.port import Button, Media, Reply
 from loyalbot.handlers.turn import Turn, qr_png
 from loyalbot.loyalty.codes import coupon_qr_payload
 from loyalbot.storage.models import Coupon, Reward
+from loyalbot.storage.rows import stored_id
 
 if TYPE_CHECKING:
     from loyalbot.handlers.router import Router
@@ -33,7 +34,7 @@ async def show_active(turn: Turn) -> list[Reply]:
     """The active coupons, each with a button that shows its QR; and a way to see old ones."""
     member = turn.member
     assert member is not None
-    coupons = await turn.loyalty.coupons_of(member.id, status="active", now=turn.now)
+    coupons = await turn.loyalty.coupons_of(stored_id(member.id), status="active", now=turn.now)
     limit = turn.ctx.config.coupons_shown
     old = [[Button(turn.t("coupons.show_old"), encode("cp", "o"))]]
     if not coupons:
@@ -55,7 +56,7 @@ async def show_active(turn: Turn) -> list[Reply]:
 async def show_old(turn: Turn) -> list[Reply]:
     member = turn.member
     assert member is not None
-    coupons = await turn.loyalty.coupons_of(member.id, status="inactive", now=turn.now)
+    coupons = await turn.loyalty.coupons_of(stored_id(member.id), status="inactive", now=turn.now)
     if not coupons:
         return [Reply(text=turn.t("coupons.none_old"))]
     lines = [turn.t("coupons.old_title")]
@@ -74,7 +75,7 @@ async def pressed(turn: Turn) -> list[Reply]:
     if verb == "o":
         return await show_old(turn)
     coupon_id = turn.callback.args[1]
-    for coupon, reward in await turn.loyalty.coupons_of(turn.member.id, status="active", now=turn.now):
+    for coupon, reward in await turn.loyalty.coupons_of(stored_id(turn.member.id), status="active", now=turn.now):
         if coupon.id == coupon_id:
             return [coupon_photo(turn, coupon, reward)]
     # Someone else's coupon id, or one that was used or expired since the list was shown.

@@ -15,6 +15,7 @@ from loyalbot.chat.i18n import N_
 from loyalbot.chat.port import Button, Reply
 from loyalbot.handlers.turn import Turn
 from loyalbot.loyalty.surveys import MAX_FEEDBACK_CHARS
+from loyalbot.storage.rows import stored_id
 
 if TYPE_CHECKING:
     from loyalbot.handlers.router import Router
@@ -70,7 +71,7 @@ async def pressed(turn: Turn) -> list[Reply]:
 async def _record(turn: Turn, rating: int | None) -> list[Reply]:
     member = turn.member
     assert member is not None and turn.state is not None
-    feedback = await turn.loyalty.record_feedback(member.id, turn.state.data.get("text"), rating=rating,
+    feedback = await turn.loyalty.record_feedback(stored_id(member.id), turn.state.data.get("text"), rating=rating,
                                                   now=turn.now, update_key=turn.incoming.update_key)
     await turn.clear_state()
     sink = turn.ctx.services.feedback_sink

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from loyalbot.chat.i18n import N_
 from loyalbot.chat.port import Reply
 from loyalbot.handlers.turn import Turn
+from loyalbot.storage.rows import stored_id
 
 if TYPE_CHECKING:
     from loyalbot.handlers.router import Router
@@ -24,7 +25,7 @@ LEDGER_KINDS = {
 async def show_points(turn: Turn) -> list[Reply]:
     member = turn.member
     assert member is not None
-    summary = await turn.loyalty.points_summary(member.id, now=turn.now,
+    summary = await turn.loyalty.points_summary(stored_id(member.id), now=turn.now,
                                                 recent=turn.ctx.config.ledger_entries_shown)
     lines = [turn.n("points.balance", "points.balance_plural", summary.balance)]
     upcoming = summary.next_expiry

@@ -11,6 +11,7 @@ from loyalbot.chat.callbacks import encode
 from loyalbot.chat.i18n import LANGUAGES, N_, Translator
 from loyalbot.chat.port import Button, Media, Reply
 from loyalbot.handlers.turn import Turn
+from loyalbot.storage.rows import stored_id
 
 if TYPE_CHECKING:
     from loyalbot.handlers.router import Router
@@ -44,7 +45,7 @@ async def pressed(turn: Turn) -> list[Reply]:
             return _erased(turn)
         return turn.toast("start.join_first", alert=True)
     if verb == "x":
-        document = await turn.loyalty.export_member_data(member.id)
+        document = await turn.loyalty.export_member_data(stored_id(member.id))
         data = json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8")
         return [Reply(text=turn.t("privacy.export_caption"),
                       media=Media(kind="document", data=data, filename="loyalbot-data.json"))]
@@ -63,7 +64,7 @@ async def pressed(turn: Turn) -> list[Reply]:
     if state is None or state.step != ERASE_STEP or state.data.get("token") != callback.args[1]:
         log.info("erase confirmation without a matching question; ignored")
         return [Reply(toast=turn.label("error.stale_button"))]
-    await turn.loyalty.erase_member(member.id, actor=f"member:{member.id}", now=turn.now,
+    await turn.loyalty.erase_member(stored_id(member.id), actor=f"member:{member.id}", now=turn.now,
                                     update_key=turn.incoming.update_key)
     # Cleared without a replay mark: a mark would keep a row under their Telegram id after erasure
     # (and the Redis store is not cleared by the service). A replay is recognised by the service instead.

@@ -15,6 +15,7 @@ from loyalbot.handlers.turn import Turn
 from loyalbot.loyalty.errors import InvalidBirthday
 from loyalbot.loyalty.members import check_birthday
 from loyalbot.loyalty.programme import BIRTHDAY_YEAR_UNKNOWN
+from loyalbot.storage.rows import stored_id
 
 LANGUAGE_NAMES = {"en": "English", "zh_Hans": "简体中文", "zh_Hant": "繁體中文"}
 _SKIP_WORDS = {"skip", "跳过", "跳過", "-", "no", "none"}
@@ -74,7 +75,7 @@ async def switch_language(turn: Turn, lang: str) -> list[Reply]:
     """A member chose `lang` (a language button or /language): stored, and the answer already in it."""
     member = turn.member
     assert member is not None
-    turn.member = await turn.loyalty.update_member(member.id, language=lang, now=turn.now)
+    turn.member = await turn.loyalty.update_member(stored_id(member.id), language=lang, now=turn.now)
     turn.tr = Translator(lang, timezone=member.timezone, format_locale=turn.ctx.config.format_locales.get(lang))
     return [Reply(text=turn.t("language.changed"), keyboard=turn.menu_keyboard())]
 

@@ -18,6 +18,7 @@ from loyalbot.handlers.coupons import coupon_photo
 from loyalbot.handlers.turn import Turn
 from loyalbot.loyalty.errors import Refusal
 from loyalbot.loyalty.results import CatalogueItem
+from loyalbot.storage.rows import stored_id
 
 if TYPE_CHECKING:
     from loyalbot.handlers.router import Router
@@ -45,7 +46,7 @@ def _why_not(turn: Turn, item: CatalogueItem, balance: int) -> str:
 async def show_page(turn: Turn, page: int = 0, *, edit: bool = False) -> list[Reply]:
     member = turn.member
     assert member is not None
-    items = await turn.loyalty.catalogue(member.id, now=turn.now)
+    items = await turn.loyalty.catalogue(stored_id(member.id), now=turn.now)
     if not items:
         return [Reply(text=turn.t("rewards.empty"), edit=edit)]
     size = max(turn.ctx.config.rewards_per_page, 1)
@@ -80,7 +81,7 @@ async def choose(turn: Turn, reward_id: int) -> list[Reply]:
     """A reward was chosen: explain why not, or ask to confirm with a fresh request id."""
     member = turn.member
     assert member is not None
-    items = await turn.loyalty.catalogue(member.id, now=turn.now)
+    items = await turn.loyalty.catalogue(stored_id(member.id), now=turn.now)
     item = next((i for i in items if i.reward.id == reward_id), None)
     if item is None:
         return turn.toast("error.unknown_reward", alert=True)
@@ -102,7 +103,7 @@ async def confirm(turn: Turn, reward_id: int, request: str) -> list[Reply]:
     member = turn.member
     assert member is not None
     try:
-        result = await turn.loyalty.redeem_reward(member.id, reward_id, request_id=f"chat:{member.id}:{request}",
+        result = await turn.loyalty.redeem_reward(stored_id(member.id), reward_id, request_id=f"chat:{member.id}:{request}",
                                                   now=turn.now, update_key=turn.incoming.update_key)
     except Refusal as refusal:
         log.info("redeem refused: %s", refusal.code)

@@ -23,6 +23,7 @@ from loyalbot.handlers.context import Context
 from loyalbot.handlers.turn import Command, Handler, Interceptor, Turn, clip
 from loyalbot.loyalty.errors import Refusal
 from loyalbot.storage import as_utc
+from loyalbot.storage.rows import stored_id
 
 log = logging.getLogger(__name__)
 ACTIVITY_GRANULARITY = timedelta(minutes=5)
@@ -187,7 +188,7 @@ class Router:
                 or as_utc(member.last_activity_at) < turn.now - ACTIVITY_GRANULARITY):
             # A write per message would serialise every chat on SQLite; activity only needs minutes' precision
             # (win-back counts days), but a member marked unreachable is reachable again at once.
-            await turn.loyalty.touch(member.id, now=turn.now)
+            await turn.loyalty.touch(stored_id(member.id), now=turn.now)
         for interceptor in self._interceptors:
             replies = await interceptor(turn)
             if replies is not None:
@@ -265,21 +266,25 @@ class Router:
 
 def _with_clean_names(incoming: Incoming) -> Incoming:
     """The update with its profile names fit to store (see chat.port.clean_name)."""
-    names = {"first_name": incoming.first_name, "last_name": incoming.last_name, "username": incoming.username}
-    cleaned = {key: clean_name(value) for key, value in names.items()}
-    return replace(incoming, **cleaned) if cleaned != names else incoming
+    names = (incoming.first_name, incoming.last_name, incoming.username)
+    first_name, last_name, username = cleaned = tuple(clean_name(name) for name in names)
+    if cleaned == names:
+        return incoming
+    return replace(incoming, first_name=first_name, last_name=last_name, username=username)
 
 
 def _within_limits(reply: Reply) -> Reply:
     """Keep a reply inside Telegram's limits (text 4096, caption 1024, toast 200)."""
-    changes = {}
+    text, toast = reply.text, reply.toast
     limit = CAPTION_LIMIT if reply.media is not None else TEXT_LIMIT
-    if reply.text is not None and len(reply.text) > limit:
-        log.warning("reply text of %d characters cut to %d", len(reply.text), limit)
-        changes["text"] = clip(reply.text, limit)
-    if reply.toast is not None and len(reply.toast) > TOAST_LIMIT:
-        changes["toast"] = clip(reply.toast, TOAST_LIMIT)
-    return replace(reply, **changes) if changes else reply
+    if text is not None and len(text) > limit:
+        log.warning("reply text of %d characters cut to %d", len(text), limit)
+        text = clip(text, limit)
+    if toast is not None and len(toast) > TOAST_LIMIT:
+        toast = clip(toast, TOAST_LIMIT)
+    if text is reply.text and toast is reply.toast:
+        return reply
+    return replace(reply, text=text, toast=toast)
 
 
 def build_router(ctx: Context) -> Router:

@@ -21,6 +21,7 @@ from loyalbot.handlers.profile import (
 from loyalbot.handlers.turn import Turn
 from loyalbot.loyalty.errors import InvalidSetting
 from loyalbot.loyalty.members import NOTIFY_KINDS
+from loyalbot.storage.rows import stored_id
 
 if TYPE_CHECKING:
     from loyalbot.handlers.router import Router
@@ -85,7 +86,7 @@ async def show_languages(turn: Turn) -> list[Reply]:
 async def _update(turn: Turn, note_key: str, *, note: str | None = None, **changes: object) -> list[Reply]:
     assert turn.member is not None
     try:
-        turn.member = await turn.loyalty.update_member(turn.member.id, now=turn.now, **changes)
+        turn.member = await turn.loyalty.update_member(stored_id(turn.member.id), now=turn.now, **changes)
     except InvalidSetting as refusal:
         log.info("setting refused: %s", refusal.params.get("setting"))
         return turn.refusal_reply(refusal)
@@ -147,7 +148,7 @@ async def step(turn: Turn) -> list[Reply]:
             return [Reply(text=turn.t("error.invalid_timezone"))]
         assert turn.member is not None  # only a member gets to this step, from their settings
         try:
-            turn.member = await turn.loyalty.update_member(turn.member.id, timezone=text, now=turn.now)
+            turn.member = await turn.loyalty.update_member(stored_id(turn.member.id), timezone=text, now=turn.now)
         except InvalidSetting:
             log.info("unknown time zone refused")
             return [Reply(text=turn.t("error.invalid_timezone"))]

@@ -36,6 +36,7 @@ from loyalbot.loyalty.codes import normalise_coupon_code, valid_member_no
 from loyalbot.loyalty.errors import NotPermitted, Refusal, UnknownCoupon, UnknownMember
 from loyalbot.loyalty.phones import looks_like_phone
 from loyalbot.storage.models import Member
+from loyalbot.storage.rows import stored_id
 from loyalbot.storage.throttle import MemoryThrottle
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ def _name(member: Member) -> str:
 
 
 async def _card(turn: Turn, member: Member) -> Reply:
-    coupons = await turn.loyalty.coupons_of(member.id, status="active", now=turn.now)
+    coupons = await turn.loyalty.coupons_of(stored_id(member.id), status="active", now=turn.now)
     last = turn.tr.date(member.last_purchase_at) if member.last_purchase_at else turn.t("staff.never")
     return Reply(text=turn.t("staff.member", name=_name(member), member_no=member.member_no,
                              tier=turn.tier_name(member.tier), points=member.balance, coupons=len(coupons),
@@ -175,7 +176,7 @@ async def _coupons_to_pick(turn: Turn, who: str) -> list[Reply]:
     if len(members) > 1:
         return [_choices(turn, members)]
     member = members[0]
-    coupons = await turn.loyalty.coupons_of(member.id, status="active", now=turn.now)
+    coupons = await turn.loyalty.coupons_of(stored_id(member.id), status="active", now=turn.now)
     if not coupons:
         return [Reply(text=turn.t("staff.use_no_coupons", name=_name(member), member_no=member.member_no))]
     buttons = [[Button(f"{turn.title(reward.titles, reward.code)} · {coupon.code}", encode("us", "c", coupon.code))]

@@ -15,6 +15,7 @@ from loyalbot.chat.callbacks import encode
 from loyalbot.chat.port import Button, Reply
 from loyalbot.handlers.turn import Turn
 from loyalbot.loyalty.errors import InvalidFeedback, Refusal
+from loyalbot.storage.rows import stored_id
 
 if TYPE_CHECKING:
     from loyalbot.handlers.router import Router
@@ -33,7 +34,7 @@ async def pressed(turn: Turn) -> list[Reply]:
         return turn.toast("error.stale_button")
     score = int(callback.args[2])
     try:
-        await turn.loyalty.record_survey_answer(member.id, survey_id, score, now=turn.now,
+        await turn.loyalty.record_survey_answer(stored_id(member.id), survey_id, score, now=turn.now,
                                                 update_key=turn.incoming.update_key)
     except Refusal as refusal:
         log.info("survey answer refused: %s", refusal.code)
@@ -51,7 +52,7 @@ async def step(turn: Turn) -> list[Reply]:
     if text is None or not text.strip():
         return [Reply(text=turn.t("survey.comment_text_only"))]
     try:
-        await turn.loyalty.add_survey_comment(turn.member.id, int(turn.state.data.get("survey", 0)), text,
+        await turn.loyalty.add_survey_comment(stored_id(turn.member.id), int(turn.state.data.get("survey", 0)), text,
                                               update_key=turn.incoming.update_key)
     except InvalidFeedback as refusal:
         log.info("survey comment refused: too long")

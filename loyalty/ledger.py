@@ -94,7 +94,7 @@ async def points_to_expire(s: AsyncSession, member_id: int, now: datetime, withi
     """The member's points still to expire (within `within_days`, or ever), by expiry time, soonest first."""
     until = now + timedelta(days=within_days) if within_days is not None else None
     rows = (await s.execute(
-        select(col(LedgerEntry.expires_at), sa.func.sum(LedgerEntry.remaining))
+        select(LedgerEntry.expires_at, sa.func.sum(LedgerEntry.remaining))
         .where(LedgerEntry.member_id == member_id, *lots_left(now, until=until))
         .group_by(col(LedgerEntry.expires_at)).order_by(col(LedgerEntry.expires_at))
     )).all()

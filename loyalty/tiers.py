@@ -47,7 +47,7 @@ async def qualifying_spend(tx: AsyncSession | AsyncConnection, programme: Progra
     """What the member spent (less refunds) in the window that ends `now`."""
     start = programme.window_start(now)
     spend = (await tx.execute(
-        select(sa.func.coalesce(sa.func.sum(col(Purchase.amount) - col(Purchase.refunded_amount)), 0))
+        select(sa.func.coalesce(sa.func.sum(Purchase.amount - Purchase.refunded_amount), 0))
         .where(Purchase.member_id == member_id, col(Purchase.occurred_at) > start,
                col(Purchase.occurred_at) <= now)
     )).scalar_one()
@@ -83,7 +83,7 @@ class Tiers:
         while True:
             async with self.db.read() as s:
                 ids = [i for i in (await s.execute(
-                    select(col(Member.id)).where(col(Member.id) > last_id, col(Member.status) != "erased")
+                    select(Member.id).where(col(Member.id) > last_id, col(Member.status) != "erased")
                     .order_by(col(Member.id)).limit(batch))).scalars() if i is not None]
             if not ids:
                 break

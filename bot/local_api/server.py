@@ -30,7 +30,7 @@ from .errors import ApiError
 from .faults import Fault
 from .hub import Hub, HubOptions
 from .methods.dispatch import execute
-from .page import add_page_routes
+from .page_routes import add_page_routes
 from .params import MAX_UPLOAD_BYTES, TOKEN_RE, Params, dumps
 from .records import BotRec, ChatRec, UserRec
 

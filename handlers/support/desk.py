@@ -34,6 +34,7 @@ from loyalbot.loyalty.errors import MemberErased as MemberGone
 from loyalbot.loyalty.errors import Refusal
 from loyalbot.loyalty.handoff import HUMAN, HandoffStore, Transition
 from loyalbot.storage.models import HandoffConversation, Member
+from loyalbot.storage.rows import stored_id
 
 if TYPE_CHECKING:
     from loyalbot.handlers.context import Context
@@ -396,7 +397,7 @@ class Desk:
         if scheduler is not None:
             # The scheduler sends it later through the outbox (its delay, quiet hours, opt-outs).
             try:
-                await scheduler.schedule_csat(member.id, "support", f"handoff:{conv.id}", conversation_id=conv.id,
+                await scheduler.schedule_csat(stored_id(member.id), "support", f"handoff:{conv.id}", conversation_id=conv.id,
                                               staff_id=conv.staff_id, now=now)
             except Exception:  # the conversation is closed either way; a lost survey is only logged
                 log.exception("CSAT for conversation %d could not be scheduled", conv.id or 0)

@@ -186,12 +186,12 @@ class StaffRelay:
         A RetryAfter holds the whole group's budget (the queue waits too) and the call is made again;
         the last RetryAfter and any other SendError are raised."""
         async def hold(seconds: float) -> None:
-            self.budget.hold(seconds)
+            self.budget.pause(seconds)
 
         try:
             return await retrying(call, wait=hold, attempts=attempts, before=self.acquire)
         except RetryAfter as exc:
-            self.budget.hold(exc.seconds)
+            self.budget.pause(exc.seconds)
             raise
 
     def forget(self, conversation_id: int) -> int:

@@ -83,7 +83,8 @@ class HandoffRecords:
             return [int(v) for v in (await s.execute(
                 select(HandoffConversation.first_response_seconds)
                 .where(col(HandoffConversation.first_response_seconds).is_not(None))
-                .order_by(col(HandoffConversation.first_response_at).desc()).limit(limit))).scalars()]
+                .order_by(col(HandoffConversation.first_response_at).desc()).limit(limit))).scalars()
+                    if v is not None]
 
     async def last_feedback(self, member_id: int) -> str | None:
         """The member's latest feedback (with its stars), for the staff's summary card."""
@@ -179,7 +180,7 @@ class HandoffRecords:
                 .where(HandoffMessage.conversation_id == conversation_id,
                        col(HandoffMessage.staff_message_id).is_not(None))
                 .order_by(col(HandoffMessage.id)))).all()
-        return list(dict.fromkeys((str(d), int(m)) for d, m in rows))
+        return list(dict.fromkeys((str(d), int(m)) for d, m in rows if m is not None))
 
     async def erased_topics(self, member_id: int | None = None) -> list[HandoffConversation]:
         """Conversations of erased members that still name a staff topic (it must be cleared away)."""
