@@ -48,6 +48,13 @@ def settings_or_exit(**overrides: object) -> Settings:
         raise typer.Exit(2) from None
 
 
+@app.callback()
+def main(ctx: typer.Context) -> None:
+    # Hand the one way of reading the settings down to every sub-command (the schedule and outbox ones too).
+    # (A comment, not a docstring: typer would show a docstring as the help of `loyalbot` itself.)
+    ctx.obj = settings_or_exit
+
+
 def _logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

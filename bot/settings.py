@@ -93,6 +93,10 @@ class Settings(BaseSettings):
         except ProgrammeError as exc:
             raise SettingsError(f"LOYALBOT_PROGRAMME: {exc}") from None
 
+    def shop_timezone(self, programme: Programme) -> str:
+        """The shop's time zone: LOYALBOT_TIMEZONE when it is set, else the programme's."""
+        return self.timezone if "timezone" in self.model_fields_set else programme.programme.timezone
+
     def token(self) -> str:
         if self.bot_token is None or not self.bot_token.get_secret_value().strip():
             raise SettingsError("LOYALBOT_BOT_TOKEN: not set; ask @BotFather for a token")

@@ -1,7 +1,8 @@
 """`loyalbot schedule ...` and `loyalbot outbox ...`: operators' commands for care messages and reminders.
 
-Each command opens the store at --database-url (LOYALBOT_DATABASE_URL) with the programme at
---programme (LOYALBOT_PROGRAMME). Changes are written to the schedules table with a fresh
+Each command opens the store at --database-url with the programme at --programme; without them, the
+one `Settings` of every entry point (LOYALBOT_DATABASE_URL, LOYALBOT_PROGRAMME, LOYALBOT_TIMEZONE, read
+by bot/settings.py and handed down by the root command) says where. Changes are written to the schedules table with a fresh
 `updated_at`; a running bot notices within seconds and rebuilds its jobs. A bad cron expression,
 an unknown template variable, a template that does not render or a segment that matches nobody
 is refused with exit code 2 before anything is saved.
@@ -12,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import html.parser
 import json
-import os
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 import typer
@@ -25,7 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from loyalbot.chat.languages import LANGUAGES
-from loyalbot.loyalty.programme import ProgrammeError, load_programme
+from loyalbot.loyalty.programme import Programme, ProgrammeError, load_programme
 from loyalbot.loyalty.service import Loyalty
 from loyalbot.scheduler.dispatcher import outbox_counts
 from loyalbot.scheduler.kinds import DEFAULT_PARAMS, KINDS, RULES
@@ -45,21 +46,63 @@ schedule_app = typer.Typer(help="Care messages and reminders: list, add, edit, p
                            no_args_is_help=True)
 outbox_app = typer.Typer(help="Messages planned and sent.", no_args_is_help=True)
 
-DbUrl = Annotated[str, typer.Option("--database-url", envvar="LOYALBOT_DATABASE_URL", help="The store.")]
-ProgrammePath = Annotated[str | None, typer.Option("--programme", envvar="LOYALBOT_PROGRAMME",
-                                                   help="The programme file (default: the shipped one).")]
+DbUrl = Annotated[str | None, typer.Option("--database-url", help="The store (default: LOYALBOT_DATABASE_URL).")]
+ProgrammePath = Annotated[str | None, typer.Option("--programme",
+                                                   help="The programme file (default: LOYALBOT_PROGRAMME).")]
+
+
+class ShopSettings(Protocol):
+    """What these commands need of the one `Settings` (bot/settings.py), which the root command hands down."""
+
+    @property
+    def database_url(self) -> str: ...
+
+    def load_programme(self) -> Programme: ...
+
+    def shop_timezone(self, programme: Programme) -> str: ...
+
+
+@dataclass(frozen=True)
+class GivenSettings:
+    """Only what was given on the command line: for these commands run without the root command (tests)."""
+
+    database_url: str
+    programme: str | None = None
+
+    def load_programme(self) -> Programme:
+        try:
+            return load_programme(self.programme)
+        except ProgrammeError as exc:
+            raise Refused(str(exc)) from None
+
+    def shop_timezone(self, programme: Programme) -> str:
+        return programme.programme.timezone
+
+
+def shop_settings(ctx: typer.Context, database_url: str | None, programme: str | None) -> ShopSettings:
+    """The settings for this command: the root command's loader (`ctx.obj`) with the options given, or those alone."""
+    loader = ctx.find_root().obj
+    if not callable(loader):
+        return GivenSettings(database_url or DEFAULT_URL, programme)
+    overrides = {key: value for key, value in (("database_url", database_url), ("programme", programme))
+                 if value is not None}
+    settings: ShopSettings = loader(**overrides)
+    return settings
 
 
 class Refused(Exception):
     """The operator's input cannot be used; printed, exit code 2, nothing saved."""
 
 
-def _run(database_url: str, programme: str | None, work: Callable[[Loyalty], Awaitable[T]]) -> T:
+def _run(ctx: typer.Context, database_url: str | None, programme: str | None,
+         work: Callable[[Loyalty], Awaitable[T]]) -> T:
+    settings = shop_settings(ctx, database_url, programme)
+
     async def go() -> T:
         try:
-            prog = load_programme(programme)
-            await upgrade_async(database_url)
-            db = Db(database_url)
+            prog = settings.load_programme()
+            await upgrade_async(settings.database_url)
+            db = Db(settings.database_url)
         except (ProgrammeError, DbUrlError) as exc:
             raise Refused(str(exc)) from None
         try:
@@ -75,9 +118,13 @@ def _run(database_url: str, programme: str | None, work: Callable[[Loyalty], Awa
         raise typer.Exit(2) from None
 
 
-def shop_timezone(loyalty: Loyalty) -> str:
+def shop_timezone(ctx: typer.Context, database_url: str | None, programme: str | None) -> str:
     """The shop's time zone, as the bot has it: LOYALBOT_TIMEZONE, else the programme's."""
-    return os.environ.get("LOYALBOT_TIMEZONE", "").strip() or loyalty.programme.programme.timezone
+    settings = shop_settings(ctx, database_url, programme)
+    try:
+        return settings.shop_timezone(settings.load_programme())
+    except ProgrammeError as exc:
+        raise Refused(str(exc)) from None
 
 
 async def _get(loyalty: Loyalty, name: str) -> Schedule:
@@ -196,14 +243,14 @@ def _print_stats(stats: PlanStats, *, title: str) -> None:
 
 
 @schedule_app.command("list")
-def schedule_list(database_url: DbUrl = DEFAULT_URL, programme: ProgrammePath = None) -> None:
+def schedule_list(ctx: typer.Context, database_url: DbUrl = None, programme: ProgrammePath = None) -> None:
     """All schedules: kind, timing, on or paused, last run."""
 
     async def work(loyalty: Loyalty) -> list[Schedule]:
         async with loyalty.db.read() as s:
             return list((await s.execute(sa.select(Schedule).order_by(Schedule.name))).scalars())
 
-    rows = _run(database_url, programme, work)
+    rows = _run(ctx, database_url, programme, work)
     if not rows:
         console.print("No schedules yet: add one with `loyalbot schedule add NAME --kind birthday --daily-time 10:00 "
                       "--member-local-time`.")
@@ -226,9 +273,9 @@ def _when(row: Schedule) -> str:
 
 
 @schedule_app.command("show")
-def schedule_show(name: str, database_url: DbUrl = DEFAULT_URL, programme: ProgrammePath = None) -> None:
+def schedule_show(ctx: typer.Context, name: str, database_url: DbUrl = None, programme: ProgrammePath = None) -> None:
     """One schedule in full, with its templates."""
-    row = _run(database_url, programme, lambda loyalty: _get(loyalty, name))
+    row = _run(ctx, database_url, programme, lambda loyalty: _get(loyalty, name))
     console.print(f"[b]{row.name}[/b]  {row.kind}  {'on' if row.enabled else 'paused'}  {_when(row)}")
     console.print(f"offset days {row.offset_days}; frequency cap {row.frequency_cap_days or '-'} days; "
                   f"segment {json.dumps(row.segment)}; params {json.dumps(row.params)}")
@@ -244,7 +291,7 @@ ParamOpt = Annotated[list[str] | None, typer.Option(
 
 
 @schedule_app.command("add")
-def schedule_add(
+def schedule_add(ctx: typer.Context,
     name: str,
     kind: Annotated[str, typer.Option(help=f"One of: {', '.join(KINDS)}.")],
     cron: Annotated[str | None, typer.Option(help="Crontab line, e.g. '0 10 * * *'.")] = None,
@@ -259,7 +306,7 @@ def schedule_add(
     param: ParamOpt = None,
     at: Annotated[datetime | None, typer.Option(help="One-off broadcast moment (UTC unless it has an offset).")] = None,
     paused: Annotated[bool, typer.Option(help="Save it paused.")] = False,
-    database_url: DbUrl = DEFAULT_URL,
+    database_url: DbUrl = None,
     programme: ProgrammePath = None,
 ) -> None:
     """Add a schedule. Templates default to the shipped ones for the kind.
@@ -274,7 +321,7 @@ def schedule_add(
         if kind not in KINDS:
             raise Refused(f"unknown kind {kind!r}; use {', '.join(KINDS)}")
         params = {**DEFAULT_PARAMS.get(kind, {}), **_parse_params(param, kind)}
-        zone = timezone or shop_timezone(loyalty)
+        zone = timezone or shop_timezone(ctx, database_url, programme)
         row = Schedule(name=name.strip()[:100], kind=kind, cron=cron, daily_time=daily_time, timezone=zone,
                        member_local_time=member_local_time, offset_days=offset_days,
                        segment=_parse_segment(segment) or {}, frequency_cap_days=frequency_cap_days,
@@ -290,12 +337,12 @@ def schedule_add(
                 raise Refused(f"a schedule called {row.name!r} exists; change it with `schedule edit`")
             tx.add(row)
 
-    _run(database_url, programme, work)
+    _run(ctx, database_url, programme, work)
     console.print(f"Added {name!r} ({kind}). A running bot picks it up within seconds.")
 
 
 @schedule_app.command("edit")
-def schedule_edit(
+def schedule_edit(ctx: typer.Context,
     name: str,
     cron: Annotated[str | None, typer.Option()] = None,
     daily_time: Annotated[str | None, typer.Option()] = None,
@@ -307,7 +354,7 @@ def schedule_edit(
     frequency_cap_days: Annotated[int | None, typer.Option()] = None,
     param: ParamOpt = None,
     at: Annotated[datetime | None, typer.Option()] = None,
-    database_url: DbUrl = DEFAULT_URL,
+    database_url: DbUrl = None,
     programme: ProgrammePath = None,
 ) -> None:
     """Change a schedule; only the options given change. Checked before it is saved."""
@@ -335,35 +382,35 @@ def schedule_edit(
         async with loyalty.db.transaction() as tx:
             await tx.execute(sa.update(Schedule).where(Schedule.id == row.id).values(**changes, updated_at=now))
 
-    _run(database_url, programme, work)
+    _run(ctx, database_url, programme, work)
     console.print(f"Changed {name!r}.")
 
 
-def _set_enabled(name: str, enabled: bool, database_url: str, programme: str | None) -> None:
+def _set_enabled(ctx: typer.Context, name: str, enabled: bool, database_url: str | None, programme: str | None) -> None:
     async def work(loyalty: Loyalty) -> None:
         row = await _get(loyalty, name)
         async with loyalty.db.transaction() as tx:
             await tx.execute(sa.update(Schedule).where(Schedule.id == row.id)
                              .values(enabled=enabled, updated_at=utcnow()))
 
-    _run(database_url, programme, work)
+    _run(ctx, database_url, programme, work)
     console.print(f"{name!r} is {'on' if enabled else 'paused'}.")
 
 
 @schedule_app.command("pause")
-def schedule_pause(name: str, database_url: DbUrl = DEFAULT_URL, programme: ProgrammePath = None) -> None:
+def schedule_pause(ctx: typer.Context, name: str, database_url: DbUrl = None, programme: ProgrammePath = None) -> None:
     """Stop a schedule from running (messages already planned still go out)."""
-    _set_enabled(name, False, database_url, programme)
+    _set_enabled(ctx, name, False, database_url, programme)
 
 
 @schedule_app.command("resume")
-def schedule_resume(name: str, database_url: DbUrl = DEFAULT_URL, programme: ProgrammePath = None) -> None:
+def schedule_resume(ctx: typer.Context, name: str, database_url: DbUrl = None, programme: ProgrammePath = None) -> None:
     """Let a paused schedule run again."""
-    _set_enabled(name, True, database_url, programme)
+    _set_enabled(ctx, name, True, database_url, programme)
 
 
 @schedule_app.command("preview")
-def schedule_preview(name: str, database_url: DbUrl = DEFAULT_URL, programme: ProgrammePath = None) -> None:
+def schedule_preview(ctx: typer.Context, name: str, database_url: DbUrl = None, programme: ProgrammePath = None) -> None:
     """Dry run: per language how many would get it now, how many are skipped and why, three samples."""
 
     async def work(loyalty: Loyalty) -> PlanStats:
@@ -372,11 +419,11 @@ def schedule_preview(name: str, database_url: DbUrl = DEFAULT_URL, programme: Pr
             raise Refused(f"{row.kind} messages are sent when something happens; there is nothing to preview")
         return await Planner(loyalty).run(row, now=utcnow(), dry_run=True)
 
-    _print_stats(_run(database_url, programme, work), title=f"preview of {name} (nothing is saved)")
+    _print_stats(_run(ctx, database_url, programme, work), title=f"preview of {name} (nothing is saved)")
 
 
 @schedule_app.command("run-now")
-def schedule_run_now(name: str, database_url: DbUrl = DEFAULT_URL, programme: ProgrammePath = None) -> None:
+def schedule_run_now(ctx: typer.Context, name: str, database_url: DbUrl = None, programme: ProgrammePath = None) -> None:
     """Plan a run now; the bot's dispatcher sends the messages (planning twice plans nothing new)."""
 
     async def work(loyalty: Loyalty) -> PlanStats:
@@ -391,7 +438,7 @@ def schedule_run_now(name: str, database_url: DbUrl = DEFAULT_URL, programme: Pr
             await tx.execute(sa.update(Schedule).where(Schedule.id == row.id).values(last_run_at=now))
         return stats
 
-    _print_stats(_run(database_url, programme, work), title=f"run of {name}")
+    _print_stats(_run(ctx, database_url, programme, work), title=f"run of {name}")
 
 
 @outbox_app.callback()
@@ -400,9 +447,9 @@ def outbox_group() -> None:
 
 
 @outbox_app.command("status")
-def outbox_status(database_url: DbUrl = DEFAULT_URL, programme: ProgrammePath = None) -> None:
+def outbox_status(ctx: typer.Context, database_url: DbUrl = None, programme: ProgrammePath = None) -> None:
     """Messages by status, why some were skipped, why some failed, how many are due now."""
-    counts = _run(database_url, programme, lambda loyalty: outbox_counts(loyalty.db))
+    counts = _run(ctx, database_url, programme, lambda loyalty: outbox_counts(loyalty.db))
     table = Table("status", "messages")
     for status in ("pending", "sending", "sent", "failed", "skipped"):
         table.add_row(status, str(counts["by_status"].get(status, 0)))
