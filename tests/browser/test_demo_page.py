@@ -147,8 +147,10 @@ async def test_the_newest_answer_stays_in_sight_while_the_reply_keyboard_comes_a
                 await b.shot(f"menu-{label.split()[-1].lower()}")
                 assert where["hidden"] <= 2 and where["bottom"] <= where["list_bottom"] + 1, (label, where)
             # Someone who scrolled up to read keeps their place when the bot writes.
-            await page.get_by_test_id("message-list").evaluate("box => box.scrollTo(0, 0)")
-            await page.get_by_test_id("message-list").dispatch_event("scroll")
+            await page.get_by_test_id("message-list").hover()
+            await page.mouse.wheel(0, -5000)  # as a person scrolls up to read
+            await page.wait_for_function(
+                "() => document.querySelector('[data-testid=\"message-list\"]').dataset.stick === 'false'", timeout=WAIT)
             count = await bubbles(page)
             await say(page, "/points")  # sending brings the chat back to the newest, as Telegram does
             await expect(page.get_by_test_id("message-list").get_by_test_id("message-bubble")).not_to_have_count(

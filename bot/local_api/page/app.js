@@ -259,11 +259,18 @@ function keepAtBottom(container) {
 }
 
 function followNewest(container) {
+  // Only the person unsticks the list: a scroll up right after their wheel, touch, key or mouse press.
+  // Layout moves the list too (a keyboard appears, a message is re-drawn, an image loads); on a busy
+  // machine such a move can land as a scroll "up", and must not stop the list following new messages.
+  let gestureAt = 0;
+  for (const kind of ["wheel", "touchstart", "touchmove", "keydown", "mousedown"]) {
+    container.addEventListener(kind, () => { gestureAt = Date.now(); }, { passive: true });
+  }
   container.addEventListener("scroll", () => {
     const top = container.scrollTop;
     const last = Number(container.dataset.lastTop || 0);
     if (isNearBottom(container)) container.dataset.stick = "true";
-    else if (top < last - 1) container.dataset.stick = "false";
+    else if (top < last - 1 && Date.now() - gestureAt < 1000) container.dataset.stick = "false";
     container.dataset.lastTop = String(top);
   });
   if (window.ResizeObserver) {
