@@ -34,8 +34,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from loyalbot.loyalty.service import Loyalty
-from loyalbot.scheduler.planner import after_quiet_hours, member_zone
 from loyalbot.scheduler.templates import FALLBACK_NAME, CompiledTemplates, TemplateBook
+from loyalbot.scheduler.timing import after_quiet_hours, member_zone
 from loyalbot.storage import as_utc
 from loyalbot.storage.models import (
     Coupon,
