@@ -47,6 +47,19 @@ DEFAULT_CAP_DAYS = {"winback": 90, "nps": 90}
 SEGMENT_KEYS = ("tiers", "languages", "min_balance", "max_balance", "member_ids", "joined_before_days")
 
 
+def unreachable_reason(member: Any, notify: str) -> str | None:
+    """Why a member cannot get a message that obeys their `notify` setting (a skip reason), or None."""
+    if member.status == "erased":
+        return "erased"
+    if member.status == "unreachable":
+        return "unreachable"
+    if member.chat_id is None:
+        return "no_chat"
+    if not (member.notify or {}).get(notify, True):
+        return "opted_out"
+    return None
+
+
 def param(schedule: Schedule, key: str) -> Any:
     """A schedule's parameter, or its kind's default."""
     return (schedule.params or {}).get(key, DEFAULT_PARAMS.get(schedule.kind, {}).get(key))

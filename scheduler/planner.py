@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from loyalbot.loyalty.service import Loyalty
-from loyalbot.scheduler.kinds import RULES, template_kind
+from loyalbot.scheduler.kinds import RULES, template_kind, unreachable_reason
 from loyalbot.scheduler.outbox_insert import insert_rows
 from loyalbot.scheduler.selection import Selection, Target
 from loyalbot.scheduler.surveys import survey_buttons
@@ -149,14 +149,8 @@ class Planner:
     def skip_reason(self, schedule: Schedule, member: Any, kind: str | None = None) -> str | None:
         """Why this member must not get this message, or None."""
         rule = RULES[kind or schedule.kind]
-        if member.status == "erased":
-            return "erased"
-        if member.status == "unreachable":
-            return "unreachable"
-        if member.chat_id is None:
-            return "no_chat"
-        if not (member.notify or {}).get(rule.notify, True):
-            return "opted_out"
+        if (reason := unreachable_reason(member, rule.notify)) is not None:
+            return reason
         if rule.needs_consent and not member.marketing_consent:
             return "no_consent"
         return None
