@@ -29,8 +29,9 @@ from loyalbot.chat.languages import LANGUAGES
 from loyalbot.loyalty.programme import Programme, ProgrammeError, load_programme
 from loyalbot.loyalty.service import Loyalty
 from loyalbot.scheduler.dispatcher import outbox_counts
-from loyalbot.scheduler.kinds import DEFAULT_PARAMS, KINDS, RULES
-from loyalbot.scheduler.planner import Planner, PlanStats, SegmentProblem, check_segment, template_kind
+from loyalbot.scheduler.kinds import DEFAULT_PARAMS, KINDS, RULES, template_kind
+from loyalbot.scheduler.planner import Planner, PlanStats
+from loyalbot.scheduler.segments import SegmentProblem, check_segment, segment_size
 from loyalbot.scheduler.templates import TemplateBook, TemplateProblem, default_templates
 from loyalbot.scheduler.triggers import TriggerProblem, check_timing
 from loyalbot.storage import Db, as_utc, utcnow
@@ -184,7 +185,7 @@ async def _validate(loyalty: Loyalty, schedule: Schedule, now: datetime) -> None
     TemplateBook().check_all(schedule.templates, template_kind(schedule),
                              default_language=loyalty.programme.programme.default_language)
     check_segment(schedule.segment)
-    if schedule.segment and await Planner(loyalty).segment_size(schedule.segment, now) == 0:
+    if schedule.segment and await segment_size(loyalty.db, schedule.segment, now) == 0:
         raise Refused(f"the segment {json.dumps(schedule.segment)} matches nobody; nothing was saved")
 
 

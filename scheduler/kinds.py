@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from loyalbot.storage.models import Schedule
+
 KINDS = ("birthday", "anniversary", "winback", "tier_change", "points_expiry", "coupon_expiry", "nps", "csat",
          "broadcast")
 
@@ -43,3 +45,38 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
 DEFAULT_OFFSET_DAYS = {"points_expiry": 14, "coupon_expiry": 3}
 DEFAULT_CAP_DAYS = {"winback": 90, "nps": 90}
 SEGMENT_KEYS = ("tiers", "languages", "min_balance", "max_balance", "member_ids", "joined_before_days")
+
+
+def unreachable_reason(member: Any, notify: str) -> str | None:
+    """Why a member cannot get a message that obeys their `notify` setting (a skip reason), or None."""
+    if member.status == "erased":
+        return "erased"
+    if member.status == "unreachable":
+        return "unreachable"
+    if member.chat_id is None:
+        return "no_chat"
+    if not (member.notify or {}).get(notify, True):
+        return "opted_out"
+    return None
+
+
+def param(schedule: Schedule, key: str) -> Any:
+    """A schedule's parameter, or its kind's default."""
+    return (schedule.params or {}).get(key, DEFAULT_PARAMS.get(schedule.kind, {}).get(key))
+
+
+def offset_days(schedule: Schedule) -> int:
+    """How many days ahead the schedule looks (or warns), its kind's default when not set."""
+    return schedule.offset_days or DEFAULT_OFFSET_DAYS.get(schedule.kind, 0)
+
+
+def cap_days(schedule: Schedule) -> int | None:
+    """The days a member gets this schedule's message at most once, if capped."""
+    return schedule.frequency_cap_days or DEFAULT_CAP_DAYS.get(schedule.kind)
+
+
+def template_kind(schedule: Schedule) -> str:
+    """Which shipped template a schedule falls back to (CSAT after support has its own wording)."""
+    if schedule.kind == "csat" and param(schedule, "trigger") == "support":
+        return "csat_support"
+    return schedule.kind

@@ -34,8 +34,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from loyalbot.loyalty.service import Loyalty
-from loyalbot.scheduler.planner import after_quiet_hours, member_zone
+from loyalbot.scheduler.kinds import unreachable_reason
 from loyalbot.scheduler.templates import FALLBACK_NAME, CompiledTemplates, TemplateBook
+from loyalbot.scheduler.timing import after_quiet_hours, member_zone
 from loyalbot.storage import as_utc
 from loyalbot.storage.models import (
     Coupon,
@@ -129,15 +130,7 @@ class Notifier:
             return True
 
     def skip_reason(self, member: Member) -> str | None:
-        if member.status == "erased":
-            return "erased"
-        if member.status == "unreachable":
-            return "unreachable"
-        if member.chat_id is None:
-            return "no_chat"
-        if not (member.notify or {}).get(NOTIFY_SETTING, True):
-            return "opted_out"
-        return None
+        return unreachable_reason(member, NOTIFY_SETTING)
 
     async def _place(self, tx: Any, notice: Notice, member: Member, now: datetime) -> int:
         """The outbox row that tells this notice: a pending one it folds into, or a new one."""

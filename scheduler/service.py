@@ -36,9 +36,9 @@ from loyalbot.chat.outbound import ChatSender
 from loyalbot.loyalty.events import CouponUsed, LoyaltyEvent, TierChanged
 from loyalbot.loyalty.service import Loyalty
 from loyalbot.scheduler.dispatcher import Dispatcher
-from loyalbot.scheduler.kinds import RULES
+from loyalbot.scheduler.kinds import RULES, param
 from loyalbot.scheduler.notices import DEFAULT_DELAY, Notifier
-from loyalbot.scheduler.planner import Planner, PlanStats, param
+from loyalbot.scheduler.planner import Planner, PlanStats
 from loyalbot.scheduler.surveys import DEFAULT_CSAT_DELAY
 from loyalbot.scheduler.templates import TemplateBook, default_templates
 from loyalbot.scheduler.triggers import TriggerProblem, build_trigger, missed_run
