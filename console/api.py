@@ -20,6 +20,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -49,7 +50,7 @@ from loyalbot.storage.throttle import FailureLimit, MemoryThrottle, Throttle
 log = logging.getLogger(__name__)
 KEY_PREFIX = "lb_"
 OPERATOR = "operator"  # the console's Basic-auth user name
-STATIC = Path(__file__).with_name("static")
+STATIC = Path(str(resources.files("loyalbot.console"))) / "static"  # package data
 LAST_USED_EVERY = timedelta(minutes=1)  # how stale `last_used_at` may get: one write a minute per key at most
 
 ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -336,7 +337,7 @@ def create_app(db: Db, loyalty: Loyalty, *, console_password: str | None = None,
                   openapi_url="/api/openapi.json",
                   description="Shop systems post purchases and refunds and look members up. Every refusal "
                               'answers `{"error": code, "detail": text}`.')
-    pages = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+    pages = jinja2.Environment(loader=jinja2.FileSystemLoader(STATIC.parent / "templates"),
                                autoescape=True)
     basic = HTTPBasic(auto_error=False)
     signins = FailureLimit(throttle, "console_signin", limits.auth_failures, limits.auth_window)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +18,7 @@ from loyalbot.loyalty.ledger import add_lot
 from loyalbot.loyalty.phones import normalise_phone, stored_forms
 from loyalbot.loyalty.programme import Programme
 from loyalbot.storage import Db, as_utc, utcnow
+from loyalbot.storage.clock import find_zone, zone_or_utc
 from loyalbot.storage.models import AuditLog, Member
 
 NOTIFY_KINDS = ("care", "reminders", "surveys", "offers", "activity")
@@ -37,19 +38,14 @@ def check_birthday(value: date, today: date) -> date:
 
 
 def check_timezone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise errors.InvalidSetting(f"unknown time zone {value[:64]!r}", setting="timezone") from None
+    if find_zone(value) is None:
+        raise errors.InvalidSetting(f"unknown time zone {value[:64]!r}", setting="timezone")
     return value
 
 
 def member_zone(name: str | None) -> ZoneInfo:
     """The member's time zone; UTC when it is unknown or unset."""
-    try:
-        return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
+    return zone_or_utc(name)
 
 
 def local_today(member: Member, now: datetime) -> date:

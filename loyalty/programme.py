@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from loyalbot.chat.languages import LANGUAGES
 from loyalbot.storage.clock import find_zone
 
-DEFAULT_PROGRAMME = Path(__file__).with_name("default_programme.toml")
+DEFAULT_PROGRAMME = Path(str(resources.files("loyalbot.loyalty"))) / "default_programme.toml"  # package data
 
 
 # The year stored for a birthday given without one (the column is a date): a leap year, so 29 February

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from aiohttp import web
 
 __all__ = ["PAGE_DIR", "add_page_routes"]
 
-PAGE_DIR = Path(__file__).with_name("page")
+PAGE_DIR = Path(str(resources.files("loyalbot.bot.local_api"))) / "page"  # package data
 STATIC_FILES = ("app.js", "i18n.js", "style.css")
 
 

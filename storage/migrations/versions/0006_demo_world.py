@@ -1,4 +1,8 @@
-"""demo page identities
+"""demo page identities (no schema change)
+
+The demo page keeps its world (identities, chats, topics) in tables of its own that the local Bot API
+server makes in the demo's SQLite file (bot/local_api/saved.py), outside this schema; the revision
+stays so that the chain of revisions that existing stores went through is unchanged.
 
 Revision ID: 0006
 Revises: 0005
