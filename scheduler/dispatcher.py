@@ -387,6 +387,11 @@ class Dispatcher:
         except SendError as exc:
             await self._failed(row, exc)
         finally:
+            # One message a second per chat as Telegram sees them: the next one waits a full interval from
+            # when this one was answered (by then Telegram has it), not from when it was sent, so a request
+            # delayed on its way cannot bring two messages closer together at the receiving end.
+            answered = time.monotonic() + self.per_chat_interval
+            self._chat_next[row.chat_id] = max(self._chat_next.get(row.chat_id, 0.0), answered)
             self._in_flight.release()
 
     async def _unknown(self, row_id: int) -> None:
