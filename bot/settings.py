@@ -42,7 +42,9 @@ class Settings(BaseSettings):
     staff_group_id: int | None = None
     redis_url: str | None = None
     instance: str | None = Field(default=None, max_length=64)  # this replica's name in the update inbox
-    console_password: SecretStr | None = None
+    console_password: SecretStr | None = None  # makes the first console admin, `operator`, if none exists
+    console_secret: SecretStr | None = None  # signs the console's cookies; unset: a key kept in the store
+    console_secure_cookies: bool = False  # set when the console is served over HTTPS (behind nginx with TLS)
     console_host: str = "127.0.0.1"
     console_port: int | None = Field(default=8081, ge=-1, le=65535)  # -1 turns the HTTP side off
     send_rate: float = Field(default=30.0, gt=0, le=1000)
