@@ -38,7 +38,9 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from loyalbot.console.dashboard import build_dashboard, prometheus_text
+from loyalbot.chat.metrics import Metrics
+from loyalbot.console.dashboard import build_dashboard
+from loyalbot.console.metrics import CONTENT_TYPE, MetricsPage
 from loyalbot.loyalty import Loyalty
 from loyalbot.loyalty.amounts import MAX_AMOUNT
 from loyalbot.loyalty.errors import Refusal
@@ -325,14 +327,16 @@ def _docs_page(title: str) -> str:
 
 
 def create_app(db: Db, loyalty: Loyalty, *, console_password: str | None = None, throttle: Throttle | None = None,
-               limits: HttpLimits | None = None) -> FastAPI:
+               limits: HttpLimits | None = None, metrics: Metrics | None = None) -> FastAPI:
     """The FastAPI application: the shop systems' API, the operator's dashboard, /healthz and /metrics.
 
     `throttle` should be the one the replicas share (storage.throttle.make_throttle); by default a
-    MemoryThrottle of this app's own.
+    MemoryThrottle of this app's own. `metrics` is the process's registry (the bot's, when the console
+    runs inside it); by default one of this app's own.
     """
     limits = limits or HttpLimits()
     throttle = throttle or MemoryThrottle()
+    metrics_page = MetricsPage(loyalty, metrics or Metrics())
     app = FastAPI(title="loyalbot API", version="1", docs_url=None, redoc_url=None,
                   openapi_url="/api/openapi.json",
                   description="Shop systems post purchases and refunds and look members up. Every refusal "
@@ -406,9 +410,8 @@ def create_app(db: Db, loyalty: Loyalty, *, console_password: str | None = None,
     @app.get("/metrics", response_class=PlainTextResponse,
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
                               "description": "Prometheus text format."}})
-    async def metrics() -> PlainTextResponse:
-        return PlainTextResponse(prometheus_text(await build_dashboard(loyalty)),
-                                 media_type="text/plain; version=0.0.4")
+    async def metrics_text() -> PlainTextResponse:
+        return PlainTextResponse(await metrics_page.render(), media_type=CONTENT_TYPE)
 
     @app.exception_handler(Refusal)
     async def refused(_request: Request, exc: Refusal) -> JSONResponse:
