@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from loyalbot.bot.logs import configure_logging
 from loyalbot.bot.settings import Settings, SettingsError, load_settings
 from loyalbot.scheduler.cli import outbox_app, schedule_app
 
@@ -56,7 +56,7 @@ def main(ctx: typer.Context) -> None:
 
 
 def _logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
 
 
 DbOption = Annotated[str | None, typer.Option("--database-url", metavar="URL",

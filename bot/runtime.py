@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from dataclasses import replace as dc_replace
 from typing import Any, Protocol
 
+from loyalbot.chat import logids
 from loyalbot.chat.metrics import Metrics
 from loyalbot.chat.outbound import ChatSender, RetryAfter, Transient
 from loyalbot.chat.port import Incoming, Reply, deliver, log_failure
@@ -331,6 +332,13 @@ class Pipeline:
                 await asyncio.wait_for(self._wake.wait(), timeout=1.0)
 
     async def _handle(self, row: Claimed) -> None:
+        token = logids.update_id.set(row.update_id)  # on every log line made while handling it
+        try:
+            await self._handle_row(row)
+        finally:
+            logids.update_id.reset(token)
+
+    async def _handle_row(self, row: Claimed) -> None:
         try:
             incoming = self._incoming(row)
             if incoming is not None:

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     # Seconds a points or tier message waits so that a burst of purchases is told in one message.
     notice_delay: float = Field(default=30.0, ge=0, le=3600)
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one JSON object a line (bot/logs.py)
+    # Seconds the planner lease lasts: a dead planner's replica is replaced within about this long.
+    planner_lease: float = Field(default=10.0, ge=2, le=600)
     # http: limits of the HTTP side (console/api.py HttpLimits)
     api_max_body_bytes: int = Field(default=16 * 1024, ge=1024, le=64 * 1024 * 1024)
     http_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)

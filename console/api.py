@@ -38,6 +38,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from loyalbot.chat import logids
 from loyalbot.chat.metrics import Metrics
 from loyalbot.console.dashboard import build_dashboard
 from loyalbot.console.metrics import CONTENT_TYPE, MetricsPage
@@ -68,6 +69,7 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
 ]
 NO_STORE = (b"cache-control", b"no-store")
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,23 @@ class HttpGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # The request's id on every log line made while answering it (JSON logs), and in the answer: the
+        # caller's X-Request-ID when it is a plain token (a load balancer's), else one of ours.
+        given = Headers(scope=scope).get("x-request-id", "")
+        rid = given if REQUEST_ID.fullmatch(given) else secrets.token_hex(8)
+        token = logids.request_id.set(rid)
+
+        async def tagged_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())]}
+            await send(message)
+
+        try:
+            await self._guard(scope, receive, tagged_send)
+        finally:
+            logids.request_id.reset(token)
+
+    async def _guard(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         is_api = path.startswith("/api/v1/")
         private = is_api or path.startswith("/console")

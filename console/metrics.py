@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -43,7 +44,7 @@ async def read_snapshot(loyalty: Loyalty) -> Snapshot:
     board = await build_dashboard(loyalty)
     async with loyalty.db.read() as s:
         claimed = sa.case((col(InboxUpdate.claimed_by).is_(None), "pending"), else_="claimed")
-        inbox = dict((await s.execute(
+        inbox: dict[str, int] = dict((await s.execute(
             sa.select(claimed, sa.func.count()).where(InboxUpdate.status == "pending").group_by(claimed))).all())
         outbox = dict((await s.execute(
             sa.select(Outbox.status, sa.func.count()).where(col(Outbox.status).in_(OUTBOX_WAITING))
@@ -52,9 +53,9 @@ async def read_snapshot(loyalty: Loyalty) -> Snapshot:
                     {k: int(outbox.get(k, 0)) for k in OUTBOX_WAITING})
 
 
-def _gauge(name: str, doc: str, values: dict[str, float | int | None] | float | int, label: str = "") -> Metric:
+def _gauge(name: str, doc: str, values: Mapping[Any, float | int | None] | float | int, label: str = "") -> Metric:
     family = GaugeMetricFamily(f"loyalbot_{name}", doc, labels=[label] if label else None)
-    if isinstance(values, dict):
+    if isinstance(values, Mapping):
         for key, value in values.items():
             if value is not None:
                 family.add_metric([str(key)], float(value))

@@ -87,8 +87,8 @@ class SchedulerService:
         notice_delay: float = DEFAULT_DELAY,
         notice_poll: float = 1.0,
         instance: str | None = None,
-        lease_ttl: float = 15.0,
-        lease_renew: float = 3.0,
+        lease_ttl: float = 10.0,
+        lease_renew: float = 2.0,
         metrics: Metrics | None = None,
     ) -> None:
         self.db = db
@@ -390,6 +390,7 @@ def attach(app: App) -> None:
         service = SchedulerService(app_.db, app_.loyalty, app_.sender, send_rate=settings.send_rate,
                                    paid_broadcast=settings.paid_broadcast, clock=app_.clock,
                                    notice_delay=settings.notice_delay, instance=settings.instance,
+                                   lease_ttl=settings.planner_lease, lease_renew=settings.planner_lease / 5,
                                    metrics=app_.metrics)
         app_.context.services.scheduler = service
         holder["service"] = service
