@@ -253,6 +253,19 @@ def api(
     asyncio.run(serve_api(settings, host, port))
 
 
+@app.command()
+def doctor(database_url: DbOption = None) -> None:
+    """Check this deployment's settings and services: one line each, OK, WARN or FAIL with the fix.
+
+    Settings, programme file, time zone, database (reachable, migrated), Redis, the bot token (getMe),
+    the webhook at Telegram, the console password and who plans. Exits 1 when any check fails.
+    Secrets are never printed.
+    """
+    from loyalbot.bot.doctor import doctor as run_doctor
+
+    raise typer.Exit(run_doctor(typer.echo, database_url=database_url))
+
+
 class _services:
     """Open the store (migrated) and the programme's services for one CLI command."""
 

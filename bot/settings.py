@@ -108,6 +108,13 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: object) -> Settings:
     """Read the settings, or raise SettingsError naming each bad setting and what is wrong with it."""
+    settings = read_settings(**overrides)
+    settings.load_programme()
+    return settings
+
+
+def read_settings(**overrides: object) -> Settings:
+    """The settings' values alone, checked (the programme file is not read): SettingsError otherwise."""
     try:
         # The overrides are command-line options by field name; pydantic checks their values right here.
         settings = Settings(**overrides)  # type: ignore[arg-type]
@@ -117,5 +124,4 @@ def load_settings(**overrides: object) -> Settings:
             for err in exc.errors()
         )
         raise SettingsError(problems) from None
-    settings.load_programme()
     return settings
