@@ -75,7 +75,8 @@ class AiogramRuntime:
         if conn.webhook_url and self.webhook_path:
             assert conn.webhook_secret is not None
             self._webhook = WebhookServer(self.webhook_path, conn.webhook_secret, self.feed, conn.webhook_listen,
-                                          guard=self.webhook_guard)
+                                          guard=self.webhook_guard, refused=self.pipeline.metrics.updates.labels(
+                                              outcome="refused").inc)
             await self._webhook.start()
             await self.bot.set_webhook(url=conn.webhook_url, secret_token=conn.webhook_secret,
                                        allowed_updates=ALLOWED_UPDATES)

@@ -21,6 +21,7 @@ from loyalbot.bot.runtime import Connection, RouterLike, Runtime, quiet_http_log
 from loyalbot.bot.settings import Settings, SettingsError
 from loyalbot.chat.i18n import Translator
 from loyalbot.chat.limits import COMMAND_DESCRIPTION_LIMIT
+from loyalbot.chat.metrics import Metrics
 from loyalbot.chat.outbound import ChatSender, SendError
 from loyalbot.handlers.config import ChatConfig
 from loyalbot.handlers.context import Context, Services
@@ -119,6 +120,12 @@ async def register_commands(sender: ChatSender, commands: Sequence[Command], def
             log.warning("setMyCommands(%s) failed: %s", code or "default", exc.description)
 
 
+def _relay_pending(services: Services) -> int:
+    """Posts waiting in the staff-group relay (0 without support, or before anything was queued)."""
+    relay = getattr(services.handoff, "relay", None)
+    return int(getattr(relay, "pending", 0) or 0)
+
+
 class App:
     """loyalbot in one process: store, programme, services, router, one Telegram runtime, extras."""
 
@@ -150,6 +157,9 @@ class App:
         self.inbox: SqlInbox | None = None
         self._throttle: Throttle | None = None
         self._stop_requested = asyncio.Event()
+        # This process's metrics (served at /metrics by the console): the pipeline, the dispatcher and
+        # the planner count into it.
+        self.metrics = Metrics()
 
     def add_service(self, start: Callable[[App], Awaitable[None]], stop: Callable[[], Awaitable[None]], *,
                     name: str = "service") -> None:
@@ -204,6 +214,8 @@ class App:
         self.inbox = SqlInbox(self.db, bot_id=bot_id_of(self.connection.token), worker=worker_name(settings))
         self.runtime = make_runtime(self.framework, self.connection, concurrency=self.concurrency,
                                     inbox=self.inbox)
+        self.runtime.pipeline.metrics = self.metrics
+        self.metrics.follow_relay(lambda: _relay_pending(services))
         self.runtime.webhook_guard = FailureLimit(throttle, "webhook_secret", settings.auth_failure_limit,
                                                   settings.auth_failure_window)
         await self.runtime.open()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from loyalbot.bot.logs import configure_logging
 from loyalbot.bot.settings import Settings, SettingsError, load_settings
 from loyalbot.scheduler.cli import outbox_app, schedule_app
 
@@ -56,7 +56,7 @@ def main(ctx: typer.Context) -> None:
 
 
 def _logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
 
 
 DbOption = Annotated[str | None, typer.Option("--database-url", metavar="URL",
@@ -251,6 +251,19 @@ def api(
     settings = settings_or_exit(database_url=database_url)
     _logging(settings)
     asyncio.run(serve_api(settings, host, port))
+
+
+@app.command()
+def doctor(database_url: DbOption = None) -> None:
+    """Check this deployment's settings and services: one line each, OK, WARN or FAIL with the fix.
+
+    Settings, programme file, time zone, database (reachable, migrated), Redis, the bot token (getMe),
+    the webhook at Telegram, the console password and who plans. Exits 1 when any check fails.
+    Secrets are never printed.
+    """
+    from loyalbot.bot.doctor import doctor as run_doctor
+
+    raise typer.Exit(run_doctor(typer.echo, database_url=database_url))
 
 
 class _services:

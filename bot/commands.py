@@ -20,6 +20,7 @@ from typing import Any
 from rich.console import Console
 
 from loyalbot.bot.app import App, connection_from
+from loyalbot.bot.logs import configure_logging
 from loyalbot.bot.runtime import quiet_http_loggers
 from loyalbot.bot.settings import Settings, SettingsError, load_settings
 from loyalbot.bot.webhook import WebhookConfigError
@@ -47,7 +48,7 @@ DEMO_STAFF_ROLES = {2001: ("agent", "Sam"), 2002: ("operator", "Olivia")}
 
 
 def _logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     quiet_http_loggers()  # from the first request on: Bot API URLs carry the token
 
 
@@ -276,7 +277,7 @@ def _check_ports(host: str, port: int, console_port: int) -> str | None:
 def _demo_logging(settings: Settings, verbose: bool) -> None:
     # Quiet unless asked: an INFO line per update would push the addresses and password off the screen.
     level = settings.log_level.upper() if verbose else "WARNING"
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings, level=level)
     quiet_http_loggers()
 
 

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import signal
 
+from loyalbot.bot.logs import configure_logging
 from loyalbot.bot.senders import AiogramSender, make_aiogram_bot
 from loyalbot.bot.settings import Settings, SettingsError, load_settings
 from loyalbot.chat.limits import MESSAGES_PER_SECOND, PAID_MESSAGES_PER_SECOND
@@ -75,5 +76,5 @@ async def main(args: argparse.Namespace, settings: Settings) -> None:
 if __name__ == "__main__":
     arguments = parse_args()
     loaded = settings_of(arguments)
-    logging.basicConfig(level=loaded.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(loaded)
     asyncio.run(main(arguments, loaded))

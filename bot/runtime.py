@@ -22,8 +22,11 @@ from dataclasses import dataclass
 from dataclasses import replace as dc_replace
 from typing import Any, Protocol
 
+from loyalbot.chat import logids
+from loyalbot.chat.metrics import Metrics
 from loyalbot.chat.outbound import ChatSender, RetryAfter, Transient
 from loyalbot.chat.port import Incoming, Reply, deliver, log_failure
+from loyalbot.storage.clock import as_utc, utcnow
 from loyalbot.storage.inbox import Claimed, Inbox, MemoryInbox, Received
 from loyalbot.storage.throttle import FailureLimit
 
@@ -179,8 +182,10 @@ class Persistent:
     """
 
     def __init__(self, sender: ChatSender, *, attempts: int = 4, backoff: float = 0.5, max_wait: float = 30.0,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 on_rate_limited: Callable[[], None] | None = None) -> None:
         self.sender = sender
+        self.on_rate_limited = on_rate_limited
         self.attempts = max(1, attempts)
         self.backoff = backoff
         self.max_wait = max_wait
@@ -196,6 +201,8 @@ class Persistent:
                 try:
                     return await call(*args, **kwargs)
                 except RetryAfter as exc:
+                    if self.on_rate_limited is not None:
+                        self.on_rate_limited()
                     if attempt == self.attempts or exc.seconds > self.max_wait:
                         raise
                     wait = exc.seconds
@@ -228,7 +235,9 @@ class Pipeline:
         self.sender = sender
         # Replies go out through this: a transient failure is tried again before the update is marked
         # done, since a done update is never handled again.
-        self.replies = Persistent(sender)
+        self.replies = Persistent(sender, on_rate_limited=lambda: self.metrics.rate_limited.labels(
+            source="replies").inc())
+        self.metrics = Metrics()  # the App puts its own here, the one /metrics serves
         self.router = router
         self.inbox: Inbox = inbox or MemoryInbox()
         self.parse: Parse | None = None  # set by the runtime: raw update -> Incoming (None: nothing to do)
@@ -258,6 +267,7 @@ class Pipeline:
         new = await self.inbox.record(records)
         if len(new) < len(records):
             log.info("%d redelivered update(s) ignored", len(records) - len(new))
+            self.metrics.updates.labels(outcome="repeated").inc(len(records) - len(new))
         if new:
             self._wake.set()
         return len(new)
@@ -322,10 +332,19 @@ class Pipeline:
                 await asyncio.wait_for(self._wake.wait(), timeout=1.0)
 
     async def _handle(self, row: Claimed) -> None:
+        token = logids.update_id.set(row.update_id)  # on every log line made while handling it
+        try:
+            await self._handle_row(row)
+        finally:
+            logids.update_id.reset(token)
+
+    async def _handle_row(self, row: Claimed) -> None:
         try:
             incoming = self._incoming(row)
             if incoming is not None:
                 await self.process(incoming)
+            if row.received_at is not None:
+                self.metrics.update_latency.observe(max(0.0, (utcnow() - as_utc(row.received_at)).total_seconds()))
         except BaseException:  # cancelled (a stop that could not wait): not handled, stays in the inbox
             self._inflight.discard(row.update_id)
             raise
@@ -366,8 +385,10 @@ class Pipeline:
             replies = await self.router.handle(incoming)
             await deliver(incoming, replies, self.replies)
             self.handled += 1
+            self.metrics.updates.labels(outcome="handled").inc()
         except Exception as exc:
             self.failed += 1
+            self.metrics.updates.labels(outcome="failed").inc()
             log_failure(log, "update failed", incoming, exc, frames=6,
                         detail=f"user {user_tag(incoming.user_id)}, chat type {incoming.chat_type}")
         for listener in self.listeners:

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # Seconds a points or tier message waits so that a burst of purchases is told in one message.
     notice_delay: float = Field(default=30.0, ge=0, le=3600)
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one JSON object a line (bot/logs.py)
+    # Seconds the planner lease lasts: a dead planner's replica is replaced within about this long.
+    planner_lease: float = Field(default=10.0, ge=2, le=600)
     # http: limits of the HTTP side (console/api.py HttpLimits)
     api_max_body_bytes: int = Field(default=16 * 1024, ge=1024, le=64 * 1024 * 1024)
     http_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
@@ -107,6 +110,13 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: object) -> Settings:
     """Read the settings, or raise SettingsError naming each bad setting and what is wrong with it."""
+    settings = read_settings(**overrides)
+    settings.load_programme()
+    return settings
+
+
+def read_settings(**overrides: object) -> Settings:
+    """The settings' values alone, checked (the programme file is not read): SettingsError otherwise."""
     try:
         # The overrides are command-line options by field name; pydantic checks their values right here.
         settings = Settings(**overrides)  # type: ignore[arg-type]
@@ -116,5 +126,4 @@ def load_settings(**overrides: object) -> Settings:
             for err in exc.errors()
         )
         raise SettingsError(problems) from None
-    settings.load_programme()
     return settings

@@ -121,10 +121,20 @@ def webhook_app(path: str, secret: str, feed: Feed, *, max_bytes: int = MAX_UPDA
 class WebhookServer:
     """Serves `webhook_app` on host:port until stopped."""
 
-    def __init__(self, path: str, secret: str, feed: Feed, listen: str, *, guard: FailureLimit | None = None) -> None:
+    def __init__(self, path: str, secret: str, feed: Feed, listen: str, *, guard: FailureLimit | None = None,
+                 refused: Callable[[], None] | None = None) -> None:
         self.app = webhook_app(path, secret, feed)
         if guard is not None:  # wrong secrets counted where every replica sees them
             self.app[WEBHOOK_GUARD] = guard
+        if refused is not None:  # counted as updates refused (metrics): a 4xx answer to a call
+            @web.middleware
+            async def count_refusals(request: web.Request, handler: Any) -> web.StreamResponse:
+                response: web.StreamResponse = await handler(request)
+                if 400 <= response.status < 500:
+                    refused()
+                return response
+
+            self.app.middlewares.append(count_refusals)
         self.host, self.port = parse_listen(listen)
         self._runner: web.AppRunner | None = None
 

@@ -38,8 +38,10 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loyalbot.console.accounts import Sessions
-from loyalbot.console.dashboard import build_dashboard, prometheus_text
 from loyalbot.console.pages import mount_console
+from loyalbot.chat import logids
+from loyalbot.chat.metrics import Metrics
+from loyalbot.console.metrics import CONTENT_TYPE, MetricsPage
 from loyalbot.loyalty import Loyalty
 from loyalbot.loyalty.amounts import MAX_AMOUNT
 from loyalbot.loyalty.errors import Refusal
@@ -66,6 +68,7 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
 ]
 NO_STORE = (b"cache-control", b"no-store")
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -261,6 +264,23 @@ class HttpGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # The request's id on every log line made while answering it (JSON logs), and in the answer: the
+        # caller's X-Request-ID when it is a plain token (a load balancer's), else one of ours.
+        given = Headers(scope=scope).get("x-request-id", "")
+        rid = given if REQUEST_ID.fullmatch(given) else secrets.token_hex(8)
+        token = logids.request_id.set(rid)
+
+        async def tagged_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())]}
+            await send(message)
+
+        try:
+            await self._guard(scope, receive, tagged_send)
+        finally:
+            logids.request_id.reset(token)
+
+    async def _guard(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         is_api = path.startswith("/api/v1/")
         private = is_api or path.startswith("/console")
@@ -326,16 +346,18 @@ def _docs_page(title: str) -> str:
 
 def create_app(db: Db, loyalty: Loyalty, *, console_password: str | None = None, throttle: Throttle | None = None,
                limits: HttpLimits | None = None, console_secret: str | None = None,
-               secure_cookies: bool = False) -> FastAPI:
+               secure_cookies: bool = False, metrics: Metrics | None = None) -> FastAPI:
     """The FastAPI application: the shop systems' API, the operator console, /healthz and /metrics.
 
     `throttle` should be the one the replicas share (storage.throttle.make_throttle); by default a
     MemoryThrottle of this app's own. `console_password` makes the first admin, `operator`, when the
     store has no operator account yet; `console_secret` signs the console's cookies (else a key kept
-    in the store).
+    in the store). `metrics` is the process's registry (the bot's, when the console runs inside it);
+    by default one of this app's own.
     """
     limits = limits or HttpLimits()
     throttle = throttle or MemoryThrottle()
+    metrics_page = MetricsPage(loyalty, metrics or Metrics())
     app = FastAPI(title="loyalbot API", version="1", docs_url=None, redoc_url=None,
                   openapi_url="/api/openapi.json",
                   description="Shop systems post purchases and refunds and look members up. Every refusal "
@@ -385,9 +407,8 @@ def create_app(db: Db, loyalty: Loyalty, *, console_password: str | None = None,
     @app.get("/metrics", response_class=PlainTextResponse,
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
                               "description": "Prometheus text format."}})
-    async def metrics() -> PlainTextResponse:
-        return PlainTextResponse(prometheus_text(await build_dashboard(loyalty)),
-                                 media_type="text/plain; version=0.0.4")
+    async def metrics_text() -> PlainTextResponse:
+        return PlainTextResponse(await metrics_page.render(), media_type=CONTENT_TYPE)
 
     @app.exception_handler(Refusal)
     async def refused(_request: Request, exc: Refusal) -> JSONResponse:

@@ -85,31 +85,3 @@ async def build_dashboard(loyalty: Loyalty, *, now: datetime | None = None, peri
         scores = await loyalty.scores(kind, since=now - timedelta(days=90), until=now + timedelta(seconds=1))
         board.satisfaction[kind] = {"value": scores.value, "answers": scores.answers}
     return board
-
-
-def prometheus_text(board: Dashboard) -> str:
-    """The dashboard as Prometheus metrics (text exposition format)."""
-    lines: list[str] = []
-
-    def metric(name: str, help_text: str, values: dict[tuple[tuple[str, str], ...], float | int | None]) -> None:
-        lines.append(f"# HELP loyalbot_{name} {help_text}")
-        lines.append(f"# TYPE loyalbot_{name} gauge")
-        for labels, value in values.items():
-            if value is None:
-                continue
-            label_text = ",".join(f'{k}="{v}"' for k, v in labels)
-            lines.append(f"loyalbot_{name}{{{label_text}}} {value}" if label_text else f"loyalbot_{name} {value}")
-
-    metric("members", "Members who have not been erased.", {(): board.members.get("total", 0)})
-    metric("members_by_tier", "Members per tier.", {(("tier", t),): n for t, n in board.members["by_tier"].items()})
-    metric("points_outstanding", "Points members hold.", {(): board.points["outstanding"]})
-    metric("points_moved", f"Points moved in the last {board.period_days} days, by ledger kind.",
-           {(("kind", k),): v for k, v in board.points.items() if k != "outstanding"})
-    metric("coupons_active", "Coupons issued and not yet used or expired.", {(): board.coupons["active"]})
-    metric("outbox", f"Outbox rows of the last {board.period_days} days, by status.",
-           {(("status", k),): v for k, v in board.outbox.items()})
-    metric("satisfaction", "CSAT (% of 4-5) and NPS over 90 days.",
-           {(("kind", k),): v["value"] for k, v in board.satisfaction.items()})
-    metric("support_open", "Support conversations waiting or with a person.",
-           {(("state", k),): v for k, v in board.support["open"].items()})
-    return "\n".join(lines) + "\n"

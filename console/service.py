@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from fastapi import FastAPI
 
+from loyalbot.chat.metrics import Metrics
 from loyalbot.console.api import HttpLimits, create_app
 from loyalbot.loyalty import Loyalty
 from loyalbot.storage import Db
@@ -29,14 +30,14 @@ log = logging.getLogger(__name__)
 
 
 def http_app(settings: Any, db: Db, loyalty: Loyalty, *, throttle: Throttle,
-             console_password: str | None = None) -> FastAPI:
-    """The one HTTP application, configured from the settings (password, limits)."""
+             console_password: str | None = None, metrics: Metrics | None = None) -> FastAPI:
+    """The one HTTP application, configured from the settings (password, limits); `metrics`: the process's."""
     password = console_password or (
         settings.console_password.get_secret_value() if settings.console_password else None)
     secret = settings.console_secret.get_secret_value() if getattr(settings, "console_secret", None) else None
     return create_app(db, loyalty, console_password=password or None, throttle=throttle,
                       limits=HttpLimits.from_settings(settings), console_secret=secret,
-                      secure_cookies=bool(getattr(settings, "console_secure_cookies", False)))
+                      secure_cookies=bool(getattr(settings, "console_secure_cookies", False)), metrics=metrics)
 
 
 def _config(web: FastAPI, host: str, port: int) -> uvicorn.Config:
@@ -100,7 +101,8 @@ class ConsoleService:
         if throttle is None:  # share ours with the handlers (counter look-ups) through the context
             throttle = self._own_throttle = services.throttle = make_throttle(app.db, app.settings.redis_url)
         password = app.console_password
-        web = http_app(app.settings, app.db, app.loyalty, throttle=throttle, console_password=password)
+        web = http_app(app.settings, app.db, app.loyalty, throttle=throttle, console_password=password,
+                       metrics=app.metrics)
         self.server = _EmbeddedServer(_config(web, self.host, self.port))
         self.task = asyncio.create_task(self.server.serve(), name="console")
         while not self.server.started:

@@ -58,6 +58,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from loyalbot.chat.limits import MESSAGES_PER_SECOND
+from loyalbot.chat.metrics import Metrics
 from loyalbot.chat.outbound import (
     BadRequest,
     Blocked,
@@ -126,6 +127,7 @@ class Dispatcher:
         max_in_flight: int | None = None,
         worker_id: str | None = None,
         clock: Callable[[], datetime] = utcnow,
+        metrics: Metrics | None = None,
     ) -> None:
         if not 0 < rate <= 1000:
             raise ValueError("rate must be above 0 and at most 1000 messages a second")
@@ -146,6 +148,8 @@ class Dispatcher:
         self.clock = clock
         self.pacer = Pacer(rate)
         self.stats = DispatchStats()
+        self.metrics = metrics or Metrics()
+        self._counted_ok = self.metrics.sends.labels(result="ok")  # bound once: counted on every send
         # Sends overlap: at 1000/s with a few milliseconds per round trip a dozen are in flight, more
         # when Telegram is slow; the cap keeps a stalled server from piling up connections.
         self._in_flight = asyncio.Semaphore(max_in_flight or max(50, int(rate / 5)))
@@ -397,6 +401,7 @@ class Dispatcher:
     async def _unknown(self, row_id: int) -> None:
         log.warning("outbox row %s: no answer within %gs; not resent (delivery unknown)", row_id, self.send_timeout)
         self.stats.unknown += 1
+        self.metrics.sends.labels(result="unknown").inc()
         async with self.db.transaction() as tx:
             await tx.execute(sa.update(Outbox).where(Outbox.id == row_id, Outbox.status == "sending")
                              .values(status="failed", last_error=f"{UNKNOWN_DELIVERY} (timeout)")
@@ -407,6 +412,7 @@ class Dispatcher:
         # the group is one row, so the unknown window stays one round trip (see the module doc).
         self._sent_buffer.append({"rid": row_id, "at": self.clock(), "mid": sent.message_id})
         self.stats.sent += 1
+        self._counted_ok.inc()
         if len(self._sent_buffer) >= self._group:
             await self._flush_sent()
 
@@ -447,6 +453,11 @@ class Dispatcher:
             self.stats.retried += 1
             delay = min(self.backoff_cap, self.backoff_base * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
             values = dict(status="pending", not_before=now + timedelta(seconds=delay), last_error=error)
+        result = ("429" if isinstance(exc, RetryAfter) else "403" if isinstance(exc, Blocked)
+                  else "retry" if values["status"] == "pending" else "error")
+        self.metrics.sends.labels(result=result).inc()
+        if result == "429":
+            self.metrics.rate_limited.labels(source="outbox").inc()
         if values["status"] == "pending":
             values.update(claimed_by=None, claimed_at=None, sent_at=None)
         async with self.db.transaction() as tx:

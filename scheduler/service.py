@@ -7,8 +7,15 @@
   rebuilt when the table changes: every `poll_seconds` the service reads a fingerprint of the table
   (each row's id, `updated_at` and enabled flag), which is how edits made by the CLI, another process, reach a
   running bot without a restart.
-* A run missed while the process was down is planned once at start-up (the trigger's first fire
-  time after `last_run_at` has passed), not once per missed tick.
+* One planner at a time: of all the replicas on one store, only the holder of the `planner` lease
+  (storage/leases.py) runs the clock-driven jobs. Every replica asks for it every `lease_renew`
+  seconds; the holder renews it, and when the holder dies the lease expires (`lease_ttl`) and the next
+  replica to ask takes it over, reloads the jobs and plans what was missed. A holder that cannot renew
+  (the store is away) stops planning before its lease can have expired. A clean stop releases it.
+* A run missed while no replica planned (this process down, a leader change) is planned once when
+  planning (re)starts (the trigger's first fire time after `last_run_at` has passed), not once per
+  missed tick. Planning a period twice (an old leader finishing a run while the new one catches up)
+  plans nothing new: outbox rows are keyed by (schedule, member, period); `last_run_at` only moves on.
 * Tier changes and used coupons (`Loyalty.subscribe`) plan tier_change and CSAT messages;
   `schedule_csat(...)` is what the support room calls when a conversation is closed.
 * The `Dispatcher` drains the outbox at `send_rate` (30/s; up to 1000/s with paid broadcasts).
@@ -24,14 +31,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
+import socket
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlmodel import col
 
 from loyalbot.chat.limits import MESSAGES_PER_SECOND, PAID_MESSAGES_PER_SECOND
+from loyalbot.chat.metrics import Metrics
 from loyalbot.chat.outbound import ChatSender
 from loyalbot.loyalty.events import CouponUsed, LoyaltyEvent, TierChanged
 from loyalbot.loyalty.service import Loyalty
@@ -43,6 +55,7 @@ from loyalbot.scheduler.surveys import DEFAULT_CSAT_DELAY
 from loyalbot.scheduler.templates import TemplateBook, default_templates
 from loyalbot.scheduler.triggers import TriggerProblem, build_trigger, missed_run
 from loyalbot.storage import Db, as_utc, utcnow
+from loyalbot.storage.leases import PLANNER, LeaseStore
 from loyalbot.storage.models import Schedule
 from loyalbot.storage.rows import stored_id
 
@@ -73,6 +86,10 @@ class SchedulerService:
         dispatcher_options: dict[str, Any] | None = None,
         notice_delay: float = DEFAULT_DELAY,
         notice_poll: float = 1.0,
+        instance: str | None = None,
+        lease_ttl: float = 10.0,
+        lease_renew: float = 2.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
         self.loyalty = loyalty
@@ -93,6 +110,19 @@ class SchedulerService:
         self._tasks: list[asyncio.Task[None]] = []
         self._running_runs: set[int] = set()
         self._subscribed = False
+        # The lease holder's name: the replica's name and a random suffix, so a restarted replica is a new
+        # holder (it waits for its old self's lease, never assumes it) and two with one name never share.
+        self.instance = (instance or socket.gethostname() or "loyalbot")[:64]
+        self.holder = f"{self.instance}:{secrets.token_hex(4)}"
+        if not 0 < lease_renew < lease_ttl:
+            raise ValueError("lease_renew must be above 0 and below lease_ttl")
+        self.lease_ttl = lease_ttl
+        self.lease_renew = lease_renew
+        self.leases = LeaseStore(db)
+        self.leader = False
+        self._lease_until = 0.0  # our lease's end, by our own clock (time.time)
+        self.metrics = metrics or Metrics()
+        self.dispatcher_options.setdefault("metrics", self.metrics)
 
     # --- life cycle ---------------------------------------------------------------------------------
 
@@ -103,7 +133,9 @@ class SchedulerService:
             self._subscribed = True
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self.scheduler.start()
+        await self._elect()
         await self.reload(catch_up=True)
+        self._tasks.append(asyncio.create_task(self._elections(), name="scheduler-lease"))
         self._tasks.append(asyncio.create_task(self._watch(), name="scheduler-watch"))
         self._tasks.append(asyncio.create_task(self._tell(), name="scheduler-notices"))
         if self.dispatch:
@@ -113,7 +145,8 @@ class SchedulerService:
             self.dispatcher = Dispatcher(self.db, sender, rate=self.send_rate, clock=self.clock,
                                          **self.dispatcher_options)
             self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="outbox-dispatcher"))
-        log.info("scheduler started: %d jobs, dispatching at %g/s", len(self.scheduler.get_jobs()),
+        log.info("scheduler started: %s, %d jobs, dispatching at %g/s",
+                 "planning" if self.leader else "another replica plans", len(self.scheduler.get_jobs()),
                  self.send_rate if self.dispatch else 0)
 
     async def stop(self) -> None:
@@ -123,12 +156,64 @@ class SchedulerService:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
         for task in self._tasks:
-            if task.get_name() in ("scheduler-watch", "scheduler-notices"):
+            if task.get_name() in ("scheduler-watch", "scheduler-notices", "scheduler-lease"):
                 task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, timeout=35)
         self._tasks.clear()
+        if self.leader:
+            self._set_leader(False)
+            try:  # the next replica need not wait for the lease to run out
+                await self.leases.release(PLANNER, self.holder)
+            except Exception as exc:
+                log.warning("planner lease not released (it expires by itself): %s", type(exc).__name__)
+
+    # --- one planner at a time ----------------------------------------------------------------------
+
+    def _set_leader(self, leader: bool) -> None:
+        if leader != self.leader:
+            log.info("planner: %s (%s)", "this replica plans now" if leader else "this replica stopped planning",
+                     self.instance)
+        self.leader = leader
+        self.metrics.planner_leader.labels(instance=self.instance).set(1 if leader else 0)
+
+    async def _elect(self) -> bool:
+        """Ask for (or renew) the planner lease; returns whether this replica just became the planner."""
+        asked = time.time()
+        try:
+            holding = await self.leases.try_take(PLANNER, self.holder, self.lease_ttl)
+        except Exception as exc:  # the store is away: keep planning only while our lease surely lasts
+            log.warning("planner lease not renewed: %s", type(exc).__name__)
+            if self.leader and time.time() >= self._lease_until - self.lease_renew:
+                self._set_leader(False)
+                self._clear_jobs()
+            return False
+        was = self.leader
+        if holding.holder == self.holder:
+            # Counted from before we asked, so our idea of its end is never later than the store's.
+            self._lease_until = asked + self.lease_ttl
+            self._set_leader(True)
+        else:
+            self._set_leader(False)
+        if was and not self.leader:
+            log.warning("planner lease taken over by another replica")
+            self._clear_jobs()
+        return self.leader and not was
+
+    async def _elections(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_renew)
+            try:
+                if await self._elect():
+                    await self.reload(catch_up=True)  # plan what was due while nobody planned
+            except Exception:  # the election must survive anything a reload throws
+                log.exception("planner election failed; trying again")
+
+    def _clear_jobs(self) -> None:
+        if self.scheduler is not None:
+            for job in self.scheduler.get_jobs():
+                job.remove()
 
     # --- jobs from the table ------------------------------------------------------------------------
 
@@ -163,9 +248,9 @@ class SchedulerService:
         self._fingerprint = await self._table_fingerprint()
         async with self.db.read() as s:
             schedules = list((await s.execute(sa.select(Schedule).order_by(Schedule.id))).scalars())
-        if self.scheduler is not None:
-            for job in self.scheduler.get_jobs():
-                job.remove()
+        self._clear_jobs()
+        if not self.leader:  # another replica plans; this one still follows the table, to be ready
+            return
         now = self.clock()
         for schedule in schedules:
             if not schedule.enabled or RULES[schedule.kind].event_driven:
@@ -198,7 +283,7 @@ class SchedulerService:
 
     async def run_due(self, schedule_id: int, *, now: datetime | None = None) -> PlanStats | None:
         """A scheduled run (the job's function): plans for the window since the last run."""
-        if schedule_id in self._running_runs:
+        if schedule_id in self._running_runs or not self.leader:
             return None
         self._running_runs.add(schedule_id)
         try:
@@ -221,8 +306,11 @@ class SchedulerService:
 
     async def _mark_run(self, schedule_id: int, now: datetime) -> None:
         # last_run_at only: updated_at is the operators' edit stamp the watcher follows.
+        # Only forward: a run that ends after a newer one (an old planner finishing late) leaves it alone.
         async with self.db.transaction() as tx:
-            await tx.execute(sa.update(Schedule).where(Schedule.id == schedule_id).values(last_run_at=now))
+            await tx.execute(sa.update(Schedule).where(
+                Schedule.id == schedule_id,
+                sa.or_(col(Schedule.last_run_at).is_(None), col(Schedule.last_run_at) < now)).values(last_run_at=now))
 
     # --- events -------------------------------------------------------------------------------------
 
@@ -301,7 +389,9 @@ def attach(app: App) -> None:
         assert app_.db is not None and app_.loyalty is not None and app_.context is not None, "App.start() first"
         service = SchedulerService(app_.db, app_.loyalty, app_.sender, send_rate=settings.send_rate,
                                    paid_broadcast=settings.paid_broadcast, clock=app_.clock,
-                                   notice_delay=settings.notice_delay)
+                                   notice_delay=settings.notice_delay, instance=settings.instance,
+                                   lease_ttl=settings.planner_lease, lease_renew=settings.planner_lease / 5,
+                                   metrics=app_.metrics)
         app_.context.services.scheduler = service
         holder["service"] = service
         await service.start()

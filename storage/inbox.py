@@ -58,6 +58,7 @@ class Claimed:
     fingerprint: str
     payload: dict[str, Any]
     attempts: int
+    received_at: datetime | None = None  # when it was recorded (the start of its handling latency)
 
 
 class Inbox(Protocol):
@@ -176,7 +177,8 @@ class SqlInbox:
         take = TABLE.update().where(TABLE.c.bot_id == self.bot_id,
                                     TABLE.c.update_id.in_(sa.select(heads.c.update_id))).values(claimed_by=self.worker, lease_until=now + self.lease,
                                              attempts=TABLE.c.attempts + 1).returning(
-            TABLE.c.update_id, TABLE.c.lane, TABLE.c.fingerprint, TABLE.c.payload, TABLE.c.attempts)
+            TABLE.c.update_id, TABLE.c.lane, TABLE.c.fingerprint, TABLE.c.payload, TABLE.c.attempts,
+            TABLE.c.received_at)
         async with self.db.connection() as conn:
             if done_ids:
                 await conn.execute(self._mark_done(done_ids, now))
@@ -191,7 +193,7 @@ class SqlInbox:
                 await conn.execute(TABLE.update().where(
                     TABLE.c.bot_id == self.bot_id, TABLE.c.update_id.in_(given_up)).values(
                     status="failed", payload=None, done_at=now, claimed_by=None, lease_until=None))
-        claimed = [Claimed(r.update_id, r.lane, r.fingerprint, dict(r.payload or {}), r.attempts)
+        claimed = [Claimed(r.update_id, r.lane, r.fingerprint, dict(r.payload or {}), r.attempts, r.received_at)
                    for r in rows if r.update_id not in given_up]
         if given_up and not claimed:
             return await self.claim(limit=limit, skip=skip)  # the lanes behind them may go on now
@@ -243,7 +245,7 @@ class MemoryInbox:
             if u.update_id in self._rows or self._done.get(u.update_id) == u.fingerprint:
                 continue
             self._done.pop(u.update_id, None)
-            self._rows[u.update_id] = dict(update=u, held=False, attempts=0)
+            self._rows[u.update_id] = dict(update=u, held=False, attempts=0, received_at=utcnow())
             new.append(u.update_id)
         return sorted(new)
 
@@ -268,7 +270,7 @@ class MemoryInbox:
                 continue
             row["held"] = True
             row["attempts"] += 1
-            claimed.append(Claimed(u.update_id, u.lane, u.fingerprint, u.payload, row["attempts"]))
+            claimed.append(Claimed(u.update_id, u.lane, u.fingerprint, u.payload, row["attempts"], row["received_at"]))
             if len(claimed) >= limit:
                 break
         return claimed

@@ -556,3 +556,18 @@ class ConsoleKey(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     secret: str = Field(max_length=128)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+# --- One planner at a time: leases shared by the replicas (migration 0009) ------------------------------
+
+
+class Lease(SQLModel, table=True):
+    """Who holds a job only one replica may do at a time (the planner), and until when (seconds since the
+    epoch). The holder renews it every few seconds; once it has expired, any replica may take it over."""
+
+    __tablename__ = "planner_leases"
+
+    name: str = Field(sa_column=sa.Column(sa.String(32), primary_key=True))
+    holder: str = Field(sa_column=sa.Column(sa.String(96), nullable=False))
+    acquired_at: float = Field(sa_column=sa.Column(sa.Float, nullable=False))
+    expires_at: float = Field(sa_column=sa.Column(sa.Float, nullable=False))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 
@@ -11,6 +12,7 @@ import pytest_asyncio
 
 from loyalbot.bot.aiogram_runtime import AiogramRuntime
 from loyalbot.bot.local_api import LocalApiControl, LocalBotApi
+from loyalbot.bot.logs import json_formatter
 from loyalbot.bot.ptb_runtime import PtbRuntime
 from loyalbot.bot.runtime import Connection
 from loyalbot.chat.port import Incoming, Reply
@@ -90,3 +92,8 @@ async def test_a_failing_update_is_logged_without_personal_data_and_the_bot_goes
     logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith(ours))
     assert "ValueError" in failures[0].getMessage()
     assert "secret-words" not in logged and "Ann" not in logged and str(ANN) not in logged
+    # The same lines as LOYALBOT_LOG_FORMAT=json writes them: one object each, nothing personal either.
+    as_json = [json_formatter("test").format(r) for r in caplog.records if r.name.startswith(ours)]
+    assert all(json.loads(line)["level"] in ("DEBUG", "INFO", "WARNING", "ERROR") for line in as_json)
+    joined = "\n".join(as_json)
+    assert "secret-words" not in joined and "Ann" not in joined and str(ANN) not in joined

@@ -102,5 +102,9 @@ async def test_runtime_receives_by_webhook_and_refuses_forged_posts(server: Loca
         await asyncio.sleep(0)
         texts = [m["text"] for m in await tg.bot_messages(1001)]
         assert texts == ["echo: hello"]
+        # What /metrics tells of it: one update handled, two calls refused.
+        registry = runtime.pipeline.metrics.registry
+        assert registry.get_sample_value("loyalbot_updates_total", {"outcome": "handled"}) == 1
+        assert registry.get_sample_value("loyalbot_updates_total", {"outcome": "refused"}) == 2
     finally:
         await runtime.stop()

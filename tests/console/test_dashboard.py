@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from loyalbot.console.api import create_app
 from loyalbot.console.dashboard import build_dashboard
@@ -44,6 +45,9 @@ async def test_the_dashboard_page_and_metrics_show_aggregates_only(db, loyalty, 
         page = await web.get("/console")
         assert page.status_code == 200 and "Lumen" in page.text and "250" in page.text
         metrics = (await web.get("/metrics")).text
-        assert "loyalbot_points_outstanding 250" in metrics and 'loyalbot_members_by_tier{tier="silver"} 1' in metrics
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for family in text_string_to_metric_families(metrics) for s in family.samples}
+        assert samples[("loyalbot_points_outstanding", ())] == 250
+        assert samples[("loyalbot_members_by_tier", (("tier", "silver"),))] == 1
         for personal in ("Ann", "+31600000001"):
             assert personal not in page.text and personal not in metrics

@@ -158,13 +158,15 @@ async def test_the_console_inside_the_bot_shares_its_loop_throttle_and_settings(
     from types import SimpleNamespace
 
     from loyalbot.bot.settings import load_settings
+    from loyalbot.chat.metrics import Metrics
     from loyalbot.console.service import ConsoleService
     from loyalbot.handlers.context import Services
     from loyalbot.storage.throttle import SqlThrottle
 
     settings = load_settings(database_url=db.url, console_password="s3cret-pass", lookup_limit=2)
+    metrics = Metrics()
     bot = SimpleNamespace(settings=settings, db=db, loyalty=loyalty, console_password=None,
-                          context=SimpleNamespace(services=Services()))
+                          context=SimpleNamespace(services=Services()), metrics=metrics)
     service = ConsoleService("127.0.0.1", 0)
     await service.start(bot)
     try:
@@ -177,6 +179,8 @@ async def test_the_console_inside_the_bot_shares_its_loop_throttle_and_settings(
             looks = [(await client.get(f"/api/v1/members/{ann.member_no}")).status_code for _ in range(3)]
             await client.post("/console/signin", data={"name": "operator", "password": "s3cret-pass"})
             assert (await client.get("/console")).status_code == 200
+            metrics.updates.labels(outcome="handled").inc(3)  # the bot's counts are what /metrics serves
+            assert "loyalbot_updates_total{outcome=\"handled\"} 3.0" in (await client.get("/metrics")).text
     finally:
         await service.stop()
     assert looks == [200, 200, 429]  # LOYALBOT_LOOKUP_LIMIT applies

@@ -107,6 +107,12 @@ async def test_recovers_from_429_5xx_403_and_timeouts(db, loyalty, tg, sender):
     # No answer in time: the server did deliver it, and it is not sent a second time.
     assert rows[slow.id].status == "failed" and UNKNOWN_DELIVERY in rows[slow.id].last_error
     assert stats.rate_limited == 1 and stats.blocked == 1 and stats.unknown == 1
+    # /metrics counts each send by its result: 4 delivered, 3 retried (two 500s, a 502), one each of the rest.
+    sends = {result: dispatcher.metrics.registry.get_sample_value("loyalbot_outbox_sends_total",
+                                                                  {"result": result})
+             for result in ("ok", "retry", "429", "403", "error", "unknown")}
+    assert sends == {"ok": 4, "retry": 3, "429": 1, "403": 1, "error": 0, "unknown": 1}
+    assert dispatcher.metrics.registry.get_sample_value("loyalbot_telegram_429_total", {"source": "outbox"}) == 1
     # Writing to the bot again makes the member reachable for the next run.
     await loyalty.touch(blocked.id, now=now)
     assert (await loyalty.member(blocked.id)).status == "active"

@@ -1,0 +1,30 @@
+"""planner leases: one replica plans at a time
+
+Revision ID: 0009_planner_leases
+Revises: 0008
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa  # noqa: F401
+import sqlmodel  # noqa: F401
+from alembic import op  # noqa: F401
+
+revision = '0009_planner_leases'
+down_revision = '0008'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table('planner_leases',
+    sa.Column('name', sa.String(length=32), nullable=False),
+    sa.Column('holder', sa.String(length=96), nullable=False),
+    sa.Column('acquired_at', sa.Float(), nullable=False),
+    sa.Column('expires_at', sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint('name', name=op.f('pk_planner_leases'))
+    )
+
+
+def downgrade() -> None:
+    op.drop_table('planner_leases')
