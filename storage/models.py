@@ -512,3 +512,13 @@ class UpdateEffect(SQLModel, table=True):
     key: str = Field(sa_column=sa.Column(sa.String(96), primary_key=True, autoincrement=False))
     result: dict[str, Any] = _json({})
     created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class RateLimit(SQLModel, table=True):
+    """One shared send limit (storage/rates.py, when no Redis is configured): a rate's GCRA moment, or a chat's
+    next allowed send, in seconds since the epoch by the database's clock."""
+
+    __tablename__ = "rate_limits"
+
+    key: str = Field(sa_column=sa.Column(sa.String(96), primary_key=True))
+    at: float = Field(sa_column=sa.Column(sa.Float(precision=53), nullable=False))
