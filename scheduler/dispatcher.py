@@ -70,9 +70,10 @@ from loyalbot.chat.outbound import (
     ThreadNotFound,
     Transient,
 )
-from loyalbot.chat.pacing import Pacer
+from loyalbot.chat.pacing import SharedPacer
 from loyalbot.storage import Db, as_utc, utcnow
 from loyalbot.storage.models import Member, Outbox
+from loyalbot.storage.rates import LimitsUnavailable, MemoryLimits, SendLimits
 from loyalbot.storage.rows import rows_changed, stored_id
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,11 @@ class DispatchStats:
     failed: int = 0
     retried: int = 0
     blocked: int = 0
-    rate_limited: int = 0
+    rate_limited: int = 0  # 429s Telegram answered
+    chat_pauses: int = 0  # ... of which paused only their chat
+    bot_pauses: int = 0  # ... of which paused the whole bot (429s for two chats within one retry_after)
+    chat_waits: int = 0  # rows given back because their chat had a message on its way or within a second
+    limits_unavailable: int = 0  # batches given back because the shared limits did not answer
     recovered: int = 0
     unknown: int = 0
     errors: dict[str, int] = field(default_factory=dict)
@@ -126,6 +131,7 @@ class Dispatcher:
         max_in_flight: int | None = None,
         worker_id: str | None = None,
         clock: Callable[[], datetime] = utcnow,
+        limits: SendLimits | None = None,
     ) -> None:
         if not 0 < rate <= 1000:
             raise ValueError("rate must be above 0 and at most 1000 messages a second")
@@ -144,16 +150,23 @@ class Dispatcher:
         self.resend_unknown = resend_unknown
         self.worker_id = (worker_id or default_worker_id())[:64]
         self.clock = clock
-        self.pacer = Pacer(rate)
         self.stats = DispatchStats()
+        # Telegram's limits, shared with every other dispatcher and replica of this bot (storage/rates.py):
+        # the bot's rate as slots of the "bot" key, one message a second per chat as "chat:<id>" holds.
+        self.limits: SendLimits = limits if limits is not None else MemoryLimits()
         # Sends overlap: at 1000/s with a few milliseconds per round trip a dozen are in flight, more
         # when Telegram is slow; the cap keeps a stalled server from piling up connections.
         self._in_flight = asyncio.Semaphore(max_in_flight or max(50, int(rate / 5)))
-        self._chat_next: dict[int, float] = {}
+        self._answered: list[tuple[str, float]] = []  # chats to release, with the spacing until their next
+        self._last_429: tuple[int, float] | None = None  # (chat, until when) of the last 429
+        # A chat is held from its claim until its message is answered: the batch's sending time at most,
+        # plus the send's timeout. A dispatcher that dies holding chats blocks them no longer than this.
+        self._lease = send_timeout + self.batch_size / rate + 5.0
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         # Rows are handed over (and results committed) in groups of 20 ms' worth of sending.
         self._group = max(1, int(rate * 0.02))
+        self.pacer = SharedPacer(self.limits, "bot", rate, batch=self._group)
         # From 100/s on, a group's hand-over commit runs while the group before it is being sent, and
         # the next batch is claimed while this one is sent, so the send loop never waits for the
         # database; below that one commit fits easily between two slots and the unknown window stays
@@ -175,7 +188,11 @@ class Dispatcher:
             if time.monotonic() - last_recover > self.recover_every:
                 await self.recover()
                 last_recover = time.monotonic()
-            handled = await self.run_once()
+            try:
+                handled = await self.run_once()
+            except LimitsUnavailable as exc:  # rows are back in the outbox; nothing goes out unlimited
+                log.warning("shared send limits unavailable (%s); sending paused", exc)
+                handled = 0
             if handled == 0:
                 await self._flush_sent()
                 with contextlib.suppress(TimeoutError):
@@ -210,24 +227,17 @@ class Dispatcher:
         rows = await self._claimed()
         if not rows:
             return 0
-        now_mono = time.monotonic()
-        eligible, deferred, chats = [], [], set()
-        for row in rows:
-            gate = self._chat_next.get(row.chat_id, 0.0) - now_mono
-            if row.chat_id in chats:
-                gate = max(gate, self.per_chat_interval)
-            if gate > 0:  # one message a second per chat: this one waits its turn in the outbox
-                deferred.append((row.id, gate, False))
-                continue
-            chats.add(row.chat_id)
-            eligible.append(row)
+        eligible, deferred = await self._hold_chats(rows)
         # Hand rows over in small groups (one commit each) so the unknown window stays a few rows wide.
         group = self._group
         chunks = [eligible[start:start + group] for start in range(0, len(eligible), group)]
         ahead: asyncio.Task[set[int]] | None = None
+        unsent: list[Any] = []  # held chats whose row did not go: released at once
+        halted = False  # the shared limits stopped answering: give the rest back
         try:
             for index, chunk in enumerate(chunks):
-                if self._stop.is_set():
+                if self._stop.is_set() or halted:
+                    unsent.extend(chunk)
                     if ahead is not None:  # handed over but certainly not sent: give them back
                         ahead_ids = await ahead
                         ahead = None
@@ -241,7 +251,11 @@ class Dispatcher:
                 else:
                     # Wait for the slot *before* the hand-over mark, so a crash while waiting leaves the
                     # row plainly unsent (re-queued), not "handed over, result unknown".
-                    await self.pacer.slot()
+                    if not await self._slot():
+                        halted = True
+                        unsent.extend(chunk)
+                        deferred.extend((row.id, 1.0, False) for row in chunk)
+                        continue
                     slot_taken = True
                     mine = await self._handover([row.id for row in chunk])
                 if self._lookahead and index + 1 < len(chunks):
@@ -250,10 +264,13 @@ class Dispatcher:
                     self._prefetch = asyncio.create_task(self.claim(self.batch_size))
                 for position, row in enumerate(chunk):
                     if row.id not in mine:  # recovered by another dispatcher meanwhile: it is theirs now
+                        unsent.append(row)
                         continue
-                    if position or not slot_taken:
-                        await self.pacer.slot()
-                    self._chat_next[row.chat_id] = time.monotonic() + self.per_chat_interval
+                    if halted or ((position or not slot_taken) and not await self._slot()):
+                        halted = True  # handed over but certainly not sent: back, with its attempt
+                        unsent.append(row)
+                        deferred.append((row.id, 1.0, True))
+                        continue
                     await self._in_flight.acquire()
                     task = asyncio.create_task(self._send(row))
                     self._tasks.add(task)
@@ -262,10 +279,54 @@ class Dispatcher:
             if ahead is not None:  # an error above: the hand-over may still commit; let it finish
                 with contextlib.suppress(Exception):
                     await ahead
+            with contextlib.suppress(LimitsUnavailable):
+                await self.limits.release([(self._chat_key(row.chat_id), 0.0) for row in unsent])
         if deferred:
             await self._release(deferred)
-        self._prune_chats()
+        if halted:
+            self.stats.limits_unavailable += 1
+            raise LimitsUnavailable("the shared send limits did not answer")
         return len(rows)
+
+    @staticmethod
+    def _chat_key(chat_id: int) -> str:
+        return f"chat:{int(chat_id)}"
+
+    async def _slot(self) -> bool:
+        """Wait for the bot's next send slot; False when the shared limits cannot be asked."""
+        try:
+            await self.pacer.slot()
+        except LimitsUnavailable:
+            return False
+        return True
+
+    async def _hold_chats(self, rows: list[Any]) -> tuple[list[Any], list[tuple[int, float, bool]]]:
+        """The rows that may go now (their chat is free, and held for them) and those that wait their turn.
+
+        One message a second per chat, across every dispatcher: a chat whose message is on its way, or was
+        answered less than `per_chat_interval` ago, waits; so does a second row of one chat in this batch."""
+        firsts: dict[int, Any] = {}
+        deferred: list[tuple[int, float, bool]] = []
+        for row in rows:
+            if row.chat_id in firsts:
+                deferred.append((row.id, self.per_chat_interval, False))
+            else:
+                firsts[row.chat_id] = row
+        try:
+            held = await self.limits.hold([self._chat_key(chat) for chat in firsts], lease=self._lease)
+        except LimitsUnavailable:
+            self.stats.limits_unavailable += 1
+            await self._release([(row.id, 1.0, False) for row in rows])
+            raise
+        eligible = []
+        for chat, row in firsts.items():
+            wait = held[self._chat_key(chat)]
+            if wait > 0:
+                deferred.append((row.id, wait, False))
+            else:
+                eligible.append(row)
+        self.stats.chat_waits += len(deferred)
+        return eligible, deferred
 
     async def _claimed(self) -> list[Any]:
         """The batch claimed ahead of time while the last one was sent, or a fresh claim."""
@@ -285,11 +346,6 @@ class Dispatcher:
             rows = await task
             if rows:
                 await self._release([(row.id, 0.0, False) for row in rows])
-
-    def _prune_chats(self) -> None:
-        if len(self._chat_next) > 10_000:
-            now = time.monotonic()
-            self._chat_next = {chat: t for chat, t in self._chat_next.items() if t > now}
 
     # --- the outbox rows ----------------------------------------------------------------------------
 
@@ -369,6 +425,7 @@ class Dispatcher:
     # --- one send -----------------------------------------------------------------------------------
 
     async def _send(self, row: Any) -> None:
+        spacing = self.per_chat_interval
         try:
             try:
                 async with asyncio.timeout(self.send_timeout):
@@ -385,14 +442,25 @@ class Dispatcher:
                 raise Transient(f"{type(exc).__name__}: {exc}") from None
             await self._mark_sent(row.id, sent)
         except SendError as exc:
-            await self._failed(row, exc)
+            spacing = max(spacing, await self._failed(row, exc))
         finally:
-            # One message a second per chat as Telegram sees them: the next one waits a full interval from
-            # when this one was answered (by then Telegram has it), not from when it was sent, so a request
-            # delayed on its way cannot bring two messages closer together at the receiving end.
-            answered = time.monotonic() + self.per_chat_interval
-            self._chat_next[row.chat_id] = max(self._chat_next.get(row.chat_id, 0.0), answered)
+            # One message a second per chat as Telegram sees them: the chat was held while this one was on
+            # its way, and the next one waits a full interval from when this one was answered (by then
+            # Telegram has it), not from when it was sent, so a request delayed on its way cannot bring two
+            # messages closer together at the receiving end -- whichever dispatcher sends the next.
+            self._answered.append((self._chat_key(row.chat_id), spacing))
             self._in_flight.release()
+        if len(self._answered) >= self._group:
+            await self._flush_answered()
+
+    async def _flush_answered(self) -> None:
+        if not self._answered:
+            return
+        batch, self._answered = self._answered, []
+        try:
+            await self.limits.release(batch)
+        except LimitsUnavailable as exc:  # their holds run out with the lease: later, never sooner
+            log.warning("could not release %d chats in the shared limits (%s)", len(batch), exc)
 
     async def _unknown(self, row_id: int) -> None:
         log.warning("outbox row %s: no answer within %gs; not resent (delivery unknown)", row_id, self.send_timeout)
@@ -411,6 +479,7 @@ class Dispatcher:
             await self._flush_sent()
 
     async def _flush_sent(self) -> None:
+        await self._flush_answered()
         if not self._sent_buffer:
             return
         batch, self._sent_buffer = self._sent_buffer, []
@@ -420,17 +489,22 @@ class Dispatcher:
                                .values(status="sent", sent_at=sa.bindparam("at"),
                                        telegram_message_id=sa.bindparam("mid"), last_error=None), batch)
 
-    async def _failed(self, row: Any, exc: SendError) -> None:
+    async def _failed(self, row: Any, exc: SendError) -> float:
+        """Record a failed send; returns how long its chat must wait before the next message (a 429's)."""
         name = type(exc).__name__
         self.stats.errors[name] = self.stats.errors.get(name, 0) + 1
         error = f"{name}: {exc.description}"[:500]
         now = self.clock()
         attempts = int(row.attempts) + 1
         values: dict[str, Any]
+        chat_wait = 0.0
         if isinstance(exc, RetryAfter):
-            # Telegram asks everyone to wait: hold every slot, and give this row back (not its fault).
+            # Telegram asks us to wait: this chat for retry_after, and the whole bot when 429s come for a
+            # second chat within one retry_after (then it is the bot's rate, not one chat's); the row goes
+            # back (not its fault). Both pauses are in the shared limits, so every dispatcher keeps them.
             self.stats.rate_limited += 1
-            self.pacer.pause(exc.seconds)
+            chat_wait = exc.seconds
+            await self._pause_for(row.chat_id, exc.seconds)
             values = dict(status="pending", not_before=now + timedelta(seconds=exc.seconds),
                           attempts=attempts - 1, last_error=error)
         elif isinstance(exc, Blocked):
@@ -462,6 +536,18 @@ class Dispatcher:
                                  .execution_options(synchronize_session=False))
         if not isinstance(exc, RetryAfter):
             log.info("outbox row %s: %s -> %s", row.id, error, values["status"])
+        return chat_wait
+
+    async def _pause_for(self, chat_id: int, seconds: float) -> None:
+        moment = time.monotonic()
+        last, self._last_429 = self._last_429, (int(chat_id), moment + seconds)
+        if last is not None and last[0] != int(chat_id) and last[1] > moment:
+            self.stats.bot_pauses += 1
+            log.warning("429s for several chats: every dispatcher of the bot waits %.1fs", seconds)
+            with contextlib.suppress(LimitsUnavailable):
+                await self.pacer.pause(seconds)
+        else:
+            self.stats.chat_pauses += 1
 
 
 async def outbox_counts(db: Db, *, since: datetime | None = None) -> dict[str, Any]:

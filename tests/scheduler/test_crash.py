@@ -80,17 +80,25 @@ async def test_sigkill_mid_run_then_restart_delivers_each_message_exactly_once(s
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 30) == 0
 
+        # Every row is sent -- or, when a kill landed between the hand-over mark and Telegram's answer,
+        # failed as "delivery unknown" and not resent (at most one row per kill at this rate). Such a row's
+        # message may or may not have reached Telegram (the kill may land before or after the request left;
+        # on a busy machine that window is wider): never twice, and never silently lost.
+        async with db.read() as s:
+            rows = {r.member_id: r for r in (await s.execute(sa.select(Outbox.member_id, Outbox.status,
+                                                                         Outbox.last_error))).all()}
+        unknown = [r for r in rows.values() if r.status == "failed"]
+        assert all(r.status == "sent" for r in rows.values() if r not in unknown)
+        assert all(r.last_error == UNKNOWN_DELIVERY for r in unknown) and len(unknown) <= kills
+        missing = 0
         for member in members:
             texts = [m["text"] for m in await tg.bot_messages(member.chat_id)]
-            assert texts == [f"Hello {member.first_name}, fresh pastries today!"], member.first_name
-        assert await delivered(tg) == 60
-        # Every row is sent -- or, when a kill landed between the hand-over mark and Telegram's answer,
-        # failed as "delivery unknown" and not resent (at most one row per kill at this rate).
-        async with db.read() as s:
-            rows = (await s.execute(sa.select(Outbox.status, Outbox.last_error))).all()
-        unknown = [r for r in rows if r.status == "failed"]
-        assert all(r.status == "sent" for r in rows if r not in unknown)
-        assert all(r.last_error == UNKNOWN_DELIVERY for r in unknown) and len(unknown) <= kills
+            if rows[member.id].status == "sent":
+                assert texts == [f"Hello {member.first_name}, fresh pastries today!"], member.first_name
+            else:
+                assert texts in ([], [f"Hello {member.first_name}, fresh pastries today!"]), member.first_name
+                missing += not texts
+        assert await delivered(tg) == 60 - missing
     finally:
         await tg.aclose()
         await api.stop()
