@@ -322,7 +322,9 @@ class Dispatcher:
         for chat, row in firsts.items():
             wait = held[self._chat_key(chat)]
             if wait > 0:
-                deferred.append((row.id, wait, False))
+                # A chat with a message on its way is held for a lease much longer than the send takes: look
+                # again a second later rather than when the lease would end (a 429's pause is kept anyway).
+                deferred.append((row.id, min(wait, self.per_chat_interval), False))
             else:
                 eligible.append(row)
         self.stats.chat_waits += len(deferred)

@@ -301,7 +301,8 @@ def attach(app: App) -> None:
         assert app_.db is not None and app_.loyalty is not None and app_.context is not None, "App.start() first"
         service = SchedulerService(app_.db, app_.loyalty, app_.sender, send_rate=settings.send_rate,
                                    paid_broadcast=settings.paid_broadcast, clock=app_.clock,
-                                   notice_delay=settings.notice_delay)
+                                   notice_delay=settings.notice_delay,
+                                   dispatcher_options={"limits": app_.context.services.send_limits})
         app_.context.services.scheduler = service
         holder["service"] = service
         await service.start()

@@ -12,7 +12,14 @@ from collections.abc import AsyncIterator
 import pytest
 
 from loyalbot.storage import Db
-from loyalbot.storage.rates import LimitsUnavailable, MemoryLimits, RedisLimits, SendLimits, SqlLimits, make_send_limits
+from loyalbot.storage.rates import (
+    LimitsUnavailable,
+    MemoryLimits,
+    RedisLimits,
+    SendLimits,
+    SqlLimits,
+    make_send_limits,
+)
 from tests.conftest import NO_PG
 
 REDIS_URL = os.environ.get("LOYALBOT_TEST_REDIS_URL")
