@@ -1,8 +1,15 @@
 """The dispatcher: drains the outbox at Telegram's limits and records every result.
 
 Limits: at most `rate` messages a second overall (30 by default, up to 1000 with paid broadcasts),
-spaced evenly (no bursts), and at most one message a second per chat. A 429 pauses *all* sending for
-the `retry_after` Telegram gives. A 403 (blocked) marks the member unreachable and the row failed,
+spaced evenly (no bursts), and at most one message a second per chat, timed from when the previous
+message to that chat was *answered*. Both are kept in the shared limits (`limits`, storage/rates.py:
+Redis, PostgreSQL or this process's memory), so every dispatcher and replica of the bot together keep
+them: the bot's rate as slots of the key "bot", reserved a group at a time; a chat as a hold on
+"chat:<id>", taken when its row is claimed and released when Telegram answers. A 429 pauses its chat
+for the `retry_after` Telegram gives, and the whole bot when 429s come for a second chat within one
+retry_after (Telegram's answer does not say which limit it was); both pauses are in the shared limits,
+seen by every dispatcher. When the shared limits do not answer (Redis down), the claimed rows go back to
+the outbox untouched and nothing is sent until they answer again. A 403 (blocked) marks the member unreachable and the row failed,
 and skips their other pending rows; a 400 fails the row at once; a 5xx, timeout or network error is
 retried with exponential backoff up to `max_attempts`, then the row stays failed with the error.
 
@@ -32,8 +39,8 @@ rows of a dispatcher that died are recovered at start-up and every `recover_ever
 claim is older than `stale_after` seconds.
 
 Throughput: sends run concurrently (up to `max_in_flight`, by default rate/5 and at least 50) while
-the `Pacer` (chat/pacing.py) hands out evenly spaced slots; the per-chat interval is kept by
-deferring a chat's next row in the outbox. The next batch is claimed while the current one is sent.
+the `SharedPacer` (chat/pacing.py) hands out evenly spaced slots of the shared limits; the per-chat
+interval is kept by deferring a row whose chat is held (or within its second) in the outbox. The next batch is claimed while the current one is sent.
 
 A send that gets no answer within `send_timeout` is ambiguous in the same way and is treated the
 same way (failed, "delivery unknown"; retried only with `resend_unknown`). Errors that say the
