@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from loyalbot.bot.runtime import Connection, RouterLike, Runtime, quiet_http_loggers
-from loyalbot.bot.settings import Settings, SettingsError
+from loyalbot.bot.settings import Settings, SettingsError, bot_id_of
 from loyalbot.chat.i18n import Translator
 from loyalbot.chat.limits import COMMAND_DESCRIPTION_LIMIT
 from loyalbot.chat.outbound import ChatSender, SendError
@@ -64,12 +64,6 @@ def make_runtime(framework: str, connection: Connection, router: RouterLike | No
 
         return PtbRuntime(connection, router, concurrency=concurrency, inbox=inbox)
     raise SettingsError(f"LOYALBOT_FRAMEWORK: must be one of {', '.join(FRAMEWORKS)}, not {framework!r}")
-
-
-def bot_id_of(token: str) -> int:
-    """The bot's Telegram id: the digits before the colon of its token (not a secret)."""
-    head = token.split(":", 1)[0]
-    return int(head) if head.isdigit() else 0
 
 
 def worker_name(settings: Settings) -> str:

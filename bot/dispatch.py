@@ -15,9 +15,8 @@ import contextlib
 import logging
 import signal
 
-from loyalbot.bot.app import bot_id_of
 from loyalbot.bot.senders import AiogramSender, make_aiogram_bot
-from loyalbot.bot.settings import Settings, SettingsError, load_settings
+from loyalbot.bot.settings import Settings, SettingsError, bot_id_of, load_settings
 from loyalbot.chat.limits import MESSAGES_PER_SECOND, PAID_MESSAGES_PER_SECOND
 from loyalbot.scheduler.dispatcher import Dispatcher
 from loyalbot.storage import Db

@@ -112,3 +112,67 @@ async def test_three_dispatchers_together_keep_the_bot_and_every_chat_within_tel
         await tg.aclose()
         await api.stop()
         await db.dispose()
+
+
+async def _broadcast(loyalty, count: int) -> list:
+    members = [await add_member(loyalty, now=at("2025-01-01 10:00"), first_name=f"U{n}") for n in range(count)]
+    async with loyalty.db.transaction() as tx:
+        schedule = Schedule(name="news", kind="broadcast", one_off_at=NOW, created_at=NOW, updated_at=NOW,
+                            templates={"en": "news for {{ name }}"})
+        tx.add(schedule)
+    assert (await Planner(loyalty).run(schedule, now=NOW)).planned == count
+    return members
+
+
+async def test_when_the_shared_limits_cannot_be_reached_nothing_is_sent_and_nothing_is_lost(db, loyalty):
+    from loyalbot.scheduler.dispatcher import Dispatcher
+    from loyalbot.storage.rates import RedisLimits
+    from tests.scheduler.conftest import FakeChat, outbox_rows
+
+    await _broadcast(loyalty, 5)
+    chat = FakeChat()
+    limits = RedisLimits("redis://127.0.0.1:1/0", socket_timeout=0.5)  # nothing listens there
+    dispatcher = Dispatcher(db, chat, rate=30, limits=limits, idle_poll=0.05)
+    try:
+        task = asyncio.create_task(dispatcher.run())
+        while dispatcher.stats.limits_unavailable < 2:  # noqa: ASYNC110 -- it tried, and tried again
+            await asyncio.sleep(0.05)
+        dispatcher.stop()
+        await asyncio.wait_for(task, 30)
+    finally:
+        await limits.close()
+    assert chat.calls == 0  # never sent unlimited
+    rows = await outbox_rows(db)
+    assert {r.status for r in rows} == {"pending"} and all(r.attempts == 0 and r.claimed_by is None for r in rows)
+    # Once the limits answer again (here: memory), the same rows go, once each.
+    stats = await Dispatcher(db, chat, rate=30).drain(limit_seconds=30)
+    assert stats.sent == 5 and chat.calls == 5
+
+
+async def test_a_429_pauses_its_chat_and_a_second_chats_429_pauses_the_whole_bot(db, loyalty):
+    from loyalbot.chat.outbound import RetryAfter
+    from loyalbot.scheduler.dispatcher import Dispatcher
+    from loyalbot.storage.rates import MemoryLimits
+    from tests.scheduler.conftest import FakeChat
+
+    members = await _broadcast(loyalty, 4)
+    limits = MemoryLimits()
+    chat = FakeChat(faults=[RetryAfter(30)])
+    dispatcher = Dispatcher(db, chat, rate=30, limits=limits)
+    await dispatcher.drain(limit_seconds=10, horizon=1.0)
+    first = members[0].chat_id
+    assert dispatcher.stats.chat_pauses == 1 and dispatcher.stats.bot_pauses == 0
+    assert (await limits.hold([f"chat:{first}"], lease=1.0))[f"chat:{first}"] > 20  # that chat waits
+    assert sorted(chat.delivered) == sorted(m.chat_id for m in members[1:])  # the others went on
+    assert (await limits.reserve("bot", 1, interval=1 / 30)).delays  # and so did the bot's rate
+
+    chat.faults = [RetryAfter(30)]
+    async with db.transaction() as tx:  # one more message for a member who got theirs
+        schedule = Schedule(name="more", kind="broadcast", one_off_at=NOW, created_at=NOW, updated_at=NOW,
+                            templates={"en": "more for {{ name }}"})
+        tx.add(schedule)
+    await Planner(loyalty).run(schedule, now=NOW)
+    await dispatcher.drain(limit_seconds=20, horizon=2.0)  # the chats are free again a second after the last
+    assert dispatcher.stats.bot_pauses == 1  # 429s for two chats within one retry_after: the bot waits
+    # Stored in the shared limits, for every dispatcher (a chat's pause is its release's spacing).
+    assert limits.stats.pauses == {"bot": 1}
