@@ -325,7 +325,7 @@ async def bench_shared_dispatch(base_url: str, rate: float, messages: int, *, pr
             # The processes' start-up (imports, on a loaded machine tens of seconds) is not what is measured:
             # the time limit counts from the first message at the server; the rate is taken between arrivals.
             first_by = time.monotonic() + 600
-            while not int((await tg.stats()).get("total_delivered", 0)) and time.monotonic() < first_by:
+            while not int((await tg.stats()).get("total_delivered", 0)) and time.monotonic() < first_by:  # noqa: ASYNC110
                 await asyncio.sleep(0.2)
             deadline = time.monotonic() + messages / rate * 4 + 60
             while time.monotonic() < deadline:
