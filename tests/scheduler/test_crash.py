@@ -34,7 +34,7 @@ async def delivered(tg: LocalApiControl) -> int:
     return int((await tg.stats())["total_delivered"])
 
 
-async def wait_for(predicate, limit: float = 60.0) -> None:  # short polls of real I/O, not of time
+async def wait_for(predicate, limit: float = 300.0) -> None:  # short polls of real I/O, not of time
     deadline = time.monotonic() + limit
     while not await predicate():
         if time.monotonic() > deadline:
@@ -76,7 +76,7 @@ async def test_sigkill_mid_run_then_restart_delivers_each_message_exactly_once(s
                     Outbox.status.in_(("pending", "sending"))))).scalar_one()
             return open_rows == 0
 
-        await wait_for(finished, limit=60)
+        await wait_for(finished, limit=300)  # a deadline, not a timing: a loaded machine starts processes slowly
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 30) == 0
 
