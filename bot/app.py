@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from loyalbot.bot.runtime import Connection, RouterLike, Runtime, quiet_http_loggers
-from loyalbot.bot.settings import Settings, SettingsError
+from loyalbot.bot.settings import Settings, SettingsError, bot_id_of
 from loyalbot.chat.i18n import Translator
 from loyalbot.chat.limits import COMMAND_DESCRIPTION_LIMIT
 from loyalbot.chat.metrics import Metrics
@@ -34,6 +34,7 @@ from loyalbot.storage import Db, utcnow
 from loyalbot.storage.db import redact_url
 from loyalbot.storage.inbox import Inbox, SqlInbox
 from loyalbot.storage.migrate import upgrade_async
+from loyalbot.storage.rates import SendLimits, make_send_limits
 from loyalbot.storage.throttle import FailureLimit, Throttle, make_throttle
 
 log = logging.getLogger("loyalbot.app")
@@ -64,12 +65,6 @@ def make_runtime(framework: str, connection: Connection, router: RouterLike | No
 
         return PtbRuntime(connection, router, concurrency=concurrency, inbox=inbox)
     raise SettingsError(f"LOYALBOT_FRAMEWORK: must be one of {', '.join(FRAMEWORKS)}, not {framework!r}")
-
-
-def bot_id_of(token: str) -> int:
-    """The bot's Telegram id: the digits before the colon of its token (not a secret)."""
-    head = token.split(":", 1)[0]
-    return int(head) if head.isdigit() else 0
 
 
 def worker_name(settings: Settings) -> str:
@@ -156,6 +151,7 @@ class App:
         self.router: Router | None = None
         self.inbox: SqlInbox | None = None
         self._throttle: Throttle | None = None
+        self._send_limits: SendLimits | None = None
         self._stop_requested = asyncio.Event()
         # This process's metrics (served at /metrics by the console): the pipeline, the dispatcher and
         # the planner count into it.
@@ -209,6 +205,11 @@ class App:
         # look-ups, the console's sign-ins and API keys, and wrong webhook secrets all count in it.
         if services.throttle is None:
             self._throttle = services.throttle = make_throttle(self.db, settings.redis_url)
+        # Telegram's limits (the bot's rate, a second per chat, 20 a minute per group), shared by every
+        # replica and dispatcher of this bot: Redis when configured, else PostgreSQL, else this process.
+        if services.send_limits is None:
+            self._send_limits = services.send_limits = make_send_limits(
+                self.db, settings.redis_url, scope=str(bot_id_of(self.connection.token)))
         throttle = services.throttle
         # Updates are recorded in the store before Telegram is told they arrived (see storage/inbox.py).
         self.inbox = SqlInbox(self.db, bot_id=bot_id_of(self.connection.token), worker=worker_name(settings))
@@ -253,6 +254,10 @@ class App:
         if isinstance(self.states, RedisStateStore):
             await self.states.close()
         self.states = None
+        if self._send_limits is not None:
+            limits, self._send_limits = self._send_limits, None
+            with contextlib.suppress(Exception):
+                await limits.close()
         if self._throttle is not None:
             close = getattr(self._throttle, "close", None)
             self._throttle = None

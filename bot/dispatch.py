@@ -17,11 +17,12 @@ import signal
 
 from loyalbot.bot.logs import configure_logging
 from loyalbot.bot.senders import AiogramSender, make_aiogram_bot
-from loyalbot.bot.settings import Settings, SettingsError, load_settings
+from loyalbot.bot.settings import Settings, SettingsError, bot_id_of, load_settings
 from loyalbot.chat.limits import MESSAGES_PER_SECOND, PAID_MESSAGES_PER_SECOND
 from loyalbot.scheduler.dispatcher import Dispatcher
 from loyalbot.storage import Db
 from loyalbot.storage.db import redact_url
+from loyalbot.storage.rates import make_send_limits
 
 log = logging.getLogger("loyalbot.dispatch")
 
@@ -58,19 +59,25 @@ async def main(args: argparse.Namespace, settings: Settings) -> None:
     rate = min(settings.send_rate, PAID_MESSAGES_PER_SECOND if settings.paid_broadcast else MESSAGES_PER_SECOND)
     db = Db(settings.database_url)
     bot = make_aiogram_bot(token, settings.telegram_api_url)
+    # Telegram's limits shared with the bot and every other dispatcher: Redis when LOYALBOT_REDIS_URL is
+    # set, else PostgreSQL's rate_limits table, else (SQLite, one process) this process's memory.
+    limits = make_send_limits(db, settings.redis_url, scope=str(bot_id_of(token)))
     dispatcher = Dispatcher(db, AiogramSender(bot), rate=rate, stale_after=args.stale_after,
-                            recover_every=max(1.0, min(30.0, args.stale_after)), worker_id=args.worker_id)
+                            recover_every=max(1.0, min(30.0, args.stale_after)), worker_id=args.worker_id,
+                            limits=limits)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, dispatcher.stop)
-    log.info("dispatcher %s on %s at %g/s", dispatcher.worker_id, redact_url(settings.database_url), rate)
+    log.info("dispatcher %s on %s at %g/s, limits shared through %s", dispatcher.worker_id,
+             redact_url(settings.database_url), rate, type(limits).__name__)
     try:
         await dispatcher.run()
     finally:
         await bot.session.close()
+        await limits.close()
         await db.dispose()
-        log.info("dispatcher stopped: %s", dispatcher.stats)
+        log.info("dispatcher stopped: %s; limits: %s", dispatcher.stats, limits.stats)
 
 
 if __name__ == "__main__":

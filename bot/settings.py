@@ -127,3 +127,9 @@ def read_settings(**overrides: object) -> Settings:
         )
         raise SettingsError(problems) from None
     return settings
+
+
+def bot_id_of(token: str) -> int:
+    """The bot's Telegram id: the digits before the colon of its token (not a secret)."""
+    head = token.split(":", 1)[0]
+    return int(head) if head.isdigit() else 0

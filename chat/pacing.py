@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
+
+from loyalbot.storage.rates import SendLimits
 
 EPSILON = 1e-9  # what float arithmetic may lose of a token that a wait has refilled
 
@@ -80,4 +83,52 @@ class Pacer:
             self.take()
 
 
-__all__ = ["Pacer"]
+class SharedPacer:
+    """Evenly spaced send slots of one rate key of the shared limits (storage/rates.py): every process that
+    paces by the same key together stays within `rate`.
+
+    Slots are reserved `batch` at a time in one call to the backend, each with the moment it may go; a slot
+    used late goes at once (later never means faster), so the rate is kept over every window to within
+    `slack` seconds' worth, whichever processes take the slots. `pause` stops every process's slots for a
+    429's retry_after (each may still use what it already reserved: at most `batch` slots, `horizon` ahead).
+    A backend that does not answer raises `LimitsUnavailable` from `slot()`: nothing is sent unlimited."""
+
+    def __init__(self, limits: SendLimits, key: str, rate: float, *, batch: int = 1, slack: float = 0.02,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        if rate <= 0 or batch < 1:
+            raise ValueError("a pacer needs a rate > 0 and a batch >= 1")
+        self.limits = limits
+        self.key = key
+        self.rate = rate
+        self.interval = 1.0 / rate
+        # As the Pacer: below 100/s at most half a slot of slack, so two sends are never back to back.
+        self.slack = slack if slack >= 2 * self.interval else min(slack, self.interval / 2)
+        self.batch = batch
+        self.horizon = batch * self.interval + self.interval
+        self.clock = clock
+        self.sleep = sleep
+        self._slots: deque[float] = deque()
+        self._lock = asyncio.Lock()
+
+    async def slot(self) -> None:
+        """Wait for the next slot and take it (safe to call from many tasks at once)."""
+        async with self._lock:
+            while not self._slots:
+                grant = await self.limits.reserve(self.key, self.batch, interval=self.interval,
+                                                  tolerance=self.slack, horizon=self.horizon)
+                base = self.clock()  # the answer's moment: slots are counted from it, so never early
+                self._slots.extend(base + delay for delay in grant.delays)
+                if not self._slots:
+                    await self.sleep(min(max(grant.wait, 0.001), 1.0))
+            moment = self._slots.popleft()
+            if (wait := moment - self.clock()) > 0:
+                await self.sleep(wait)
+
+    async def pause(self, seconds: float) -> None:
+        """Telegram said RetryAfter for the whole bot: no slot for anyone for `seconds`."""
+        self._slots.clear()
+        await self.limits.pause(self.key, seconds, tolerance=self.slack)
+
+
+__all__ = ["Pacer", "SharedPacer"]

@@ -16,6 +16,7 @@ from loyalbot.handlers.config import ChatConfig
 from loyalbot.handlers.state import StateStore
 from loyalbot.loyalty import Loyalty
 from loyalbot.storage.models import Feedback, Member
+from loyalbot.storage.rates import SendLimits
 from loyalbot.storage.throttle import Throttle
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ class Services:
     handoff: SupportRoom | None = None
     feedback_sink: FeedbackSink | None = None  # where /feedback is posted for staff (support sets it)
     throttle: Throttle | None = None  # shared by counter look-ups, console sign-ins, webhook secrets
+    send_limits: SendLimits | None = None  # Telegram's limits shared by every sender of the bot (storage/rates.py)
     console: ConsoleRoom | None = None
     support_config: SupportConfig | None = None  # support's settings, else taken from ChatConfig
 

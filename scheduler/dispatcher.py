@@ -1,8 +1,15 @@
 """The dispatcher: drains the outbox at Telegram's limits and records every result.
 
 Limits: at most `rate` messages a second overall (30 by default, up to 1000 with paid broadcasts),
-spaced evenly (no bursts), and at most one message a second per chat. A 429 pauses *all* sending for
-the `retry_after` Telegram gives. A 403 (blocked) marks the member unreachable and the row failed,
+spaced evenly (no bursts), and at most one message a second per chat, timed from when the previous
+message to that chat was *answered*. Both are kept in the shared limits (`limits`, storage/rates.py:
+Redis, PostgreSQL or this process's memory), so every dispatcher and replica of the bot together keep
+them: the bot's rate as slots of the key "bot", reserved a group at a time; a chat as a hold on
+"chat:<id>", taken when its row is claimed and released when Telegram answers. A 429 pauses its chat
+for the `retry_after` Telegram gives, and the whole bot when 429s come for a second chat within one
+retry_after (Telegram's answer does not say which limit it was); both pauses are in the shared limits,
+seen by every dispatcher. When the shared limits do not answer (Redis down), the claimed rows go back to
+the outbox untouched and nothing is sent until they answer again. A 403 (blocked) marks the member unreachable and the row failed,
 and skips their other pending rows; a 400 fails the row at once; a 5xx, timeout or network error is
 retried with exponential backoff up to `max_attempts`, then the row stays failed with the error.
 
@@ -32,8 +39,8 @@ rows of a dispatcher that died are recovered at start-up and every `recover_ever
 claim is older than `stale_after` seconds.
 
 Throughput: sends run concurrently (up to `max_in_flight`, by default rate/5 and at least 50) while
-the `Pacer` (chat/pacing.py) hands out evenly spaced slots; the per-chat interval is kept by
-deferring a chat's next row in the outbox. The next batch is claimed while the current one is sent.
+the `SharedPacer` (chat/pacing.py) hands out evenly spaced slots of the shared limits; the per-chat
+interval is kept by deferring a row whose chat is held (or within its second) in the outbox. The next batch is claimed while the current one is sent.
 
 A send that gets no answer within `send_timeout` is ambiguous in the same way and is treated the
 same way (failed, "delivery unknown"; retried only with `resend_unknown`). Errors that say the
@@ -71,9 +78,10 @@ from loyalbot.chat.outbound import (
     ThreadNotFound,
     Transient,
 )
-from loyalbot.chat.pacing import Pacer
+from loyalbot.chat.pacing import SharedPacer
 from loyalbot.storage import Db, as_utc, utcnow
 from loyalbot.storage.models import Member, Outbox
+from loyalbot.storage.rates import LimitsUnavailable, MemoryLimits, SendLimits
 from loyalbot.storage.rows import rows_changed, stored_id
 
 log = logging.getLogger(__name__)
@@ -89,7 +97,11 @@ class DispatchStats:
     failed: int = 0
     retried: int = 0
     blocked: int = 0
-    rate_limited: int = 0
+    rate_limited: int = 0  # 429s Telegram answered
+    chat_pauses: int = 0  # ... of which paused only their chat
+    bot_pauses: int = 0  # ... of which paused the whole bot (429s for two chats within one retry_after)
+    chat_waits: int = 0  # rows given back because their chat had a message on its way or within a second
+    limits_unavailable: int = 0  # batches given back because the shared limits did not answer
     recovered: int = 0
     unknown: int = 0
     errors: dict[str, int] = field(default_factory=dict)
@@ -128,6 +140,7 @@ class Dispatcher:
         worker_id: str | None = None,
         clock: Callable[[], datetime] = utcnow,
         metrics: Metrics | None = None,
+        limits: SendLimits | None = None,
     ) -> None:
         if not 0 < rate <= 1000:
             raise ValueError("rate must be above 0 and at most 1000 messages a second")
@@ -146,18 +159,25 @@ class Dispatcher:
         self.resend_unknown = resend_unknown
         self.worker_id = (worker_id or default_worker_id())[:64]
         self.clock = clock
-        self.pacer = Pacer(rate)
         self.stats = DispatchStats()
         self.metrics = metrics or Metrics()
         self._counted_ok = self.metrics.sends.labels(result="ok")  # bound once: counted on every send
+        # Telegram's limits, shared with every other dispatcher and replica of this bot (storage/rates.py):
+        # the bot's rate as slots of the "bot" key, one message a second per chat as "chat:<id>" holds.
+        self.limits: SendLimits = limits if limits is not None else MemoryLimits()
         # Sends overlap: at 1000/s with a few milliseconds per round trip a dozen are in flight, more
         # when Telegram is slow; the cap keeps a stalled server from piling up connections.
         self._in_flight = asyncio.Semaphore(max_in_flight or max(50, int(rate / 5)))
-        self._chat_next: dict[int, float] = {}
+        self._answered: list[tuple[str, float]] = []  # chats to release, with the spacing until their next
+        self._last_429: tuple[int, float] | None = None  # (chat, until when) of the last 429
+        # A chat is held from its claim until its message is answered: the batch's sending time at most,
+        # plus the send's timeout. A dispatcher that dies holding chats blocks them no longer than this.
+        self._lease = send_timeout + self.batch_size / rate + 5.0
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         # Rows are handed over (and results committed) in groups of 20 ms' worth of sending.
         self._group = max(1, int(rate * 0.02))
+        self.pacer = SharedPacer(self.limits, "bot", rate, batch=self._group)
         # From 100/s on, a group's hand-over commit runs while the group before it is being sent, and
         # the next batch is claimed while this one is sent, so the send loop never waits for the
         # database; below that one commit fits easily between two slots and the unknown window stays
@@ -179,7 +199,11 @@ class Dispatcher:
             if time.monotonic() - last_recover > self.recover_every:
                 await self.recover()
                 last_recover = time.monotonic()
-            handled = await self.run_once()
+            try:
+                handled = await self.run_once()
+            except LimitsUnavailable as exc:  # rows are back in the outbox; nothing goes out unlimited
+                log.warning("shared send limits unavailable (%s); sending paused", exc)
+                handled = 0
             if handled == 0:
                 await self._flush_sent()
                 with contextlib.suppress(TimeoutError):
@@ -214,24 +238,17 @@ class Dispatcher:
         rows = await self._claimed()
         if not rows:
             return 0
-        now_mono = time.monotonic()
-        eligible, deferred, chats = [], [], set()
-        for row in rows:
-            gate = self._chat_next.get(row.chat_id, 0.0) - now_mono
-            if row.chat_id in chats:
-                gate = max(gate, self.per_chat_interval)
-            if gate > 0:  # one message a second per chat: this one waits its turn in the outbox
-                deferred.append((row.id, gate, False))
-                continue
-            chats.add(row.chat_id)
-            eligible.append(row)
+        eligible, deferred = await self._hold_chats(rows)
         # Hand rows over in small groups (one commit each) so the unknown window stays a few rows wide.
         group = self._group
         chunks = [eligible[start:start + group] for start in range(0, len(eligible), group)]
         ahead: asyncio.Task[set[int]] | None = None
+        unsent: list[Any] = []  # held chats whose row did not go: released at once
+        halted = False  # the shared limits stopped answering: give the rest back
         try:
             for index, chunk in enumerate(chunks):
-                if self._stop.is_set():
+                if self._stop.is_set() or halted:
+                    unsent.extend(chunk)
                     if ahead is not None:  # handed over but certainly not sent: give them back
                         ahead_ids = await ahead
                         ahead = None
@@ -245,7 +262,11 @@ class Dispatcher:
                 else:
                     # Wait for the slot *before* the hand-over mark, so a crash while waiting leaves the
                     # row plainly unsent (re-queued), not "handed over, result unknown".
-                    await self.pacer.slot()
+                    if not await self._slot():
+                        halted = True
+                        unsent.extend(chunk)
+                        deferred.extend((row.id, 1.0, False) for row in chunk)
+                        continue
                     slot_taken = True
                     mine = await self._handover([row.id for row in chunk])
                 if self._lookahead and index + 1 < len(chunks):
@@ -254,10 +275,13 @@ class Dispatcher:
                     self._prefetch = asyncio.create_task(self.claim(self.batch_size))
                 for position, row in enumerate(chunk):
                     if row.id not in mine:  # recovered by another dispatcher meanwhile: it is theirs now
+                        unsent.append(row)
                         continue
-                    if position or not slot_taken:
-                        await self.pacer.slot()
-                    self._chat_next[row.chat_id] = time.monotonic() + self.per_chat_interval
+                    if halted or ((position or not slot_taken) and not await self._slot()):
+                        halted = True  # handed over but certainly not sent: back, with its attempt
+                        unsent.append(row)
+                        deferred.append((row.id, 1.0, True))
+                        continue
                     await self._in_flight.acquire()
                     task = asyncio.create_task(self._send(row))
                     self._tasks.add(task)
@@ -266,10 +290,56 @@ class Dispatcher:
             if ahead is not None:  # an error above: the hand-over may still commit; let it finish
                 with contextlib.suppress(Exception):
                     await ahead
+            with contextlib.suppress(LimitsUnavailable):
+                await self.limits.release([(self._chat_key(row.chat_id), 0.0) for row in unsent])
         if deferred:
             await self._release(deferred)
-        self._prune_chats()
+        if halted:
+            self.stats.limits_unavailable += 1
+            raise LimitsUnavailable("the shared send limits did not answer")
         return len(rows)
+
+    @staticmethod
+    def _chat_key(chat_id: int) -> str:
+        return f"chat:{int(chat_id)}"
+
+    async def _slot(self) -> bool:
+        """Wait for the bot's next send slot; False when the shared limits cannot be asked."""
+        try:
+            await self.pacer.slot()
+        except LimitsUnavailable:
+            return False
+        return True
+
+    async def _hold_chats(self, rows: list[Any]) -> tuple[list[Any], list[tuple[int, float, bool]]]:
+        """The rows that may go now (their chat is free, and held for them) and those that wait their turn.
+
+        One message a second per chat, across every dispatcher: a chat whose message is on its way, or was
+        answered less than `per_chat_interval` ago, waits; so does a second row of one chat in this batch."""
+        firsts: dict[int, Any] = {}
+        deferred: list[tuple[int, float, bool]] = []
+        for row in rows:
+            if row.chat_id in firsts:
+                deferred.append((row.id, self.per_chat_interval, False))
+            else:
+                firsts[row.chat_id] = row
+        try:
+            held = await self.limits.hold([self._chat_key(chat) for chat in firsts], lease=self._lease)
+        except LimitsUnavailable:
+            self.stats.limits_unavailable += 1
+            await self._release([(row.id, 1.0, False) for row in rows])
+            raise
+        eligible = []
+        for chat, row in firsts.items():
+            wait = held[self._chat_key(chat)]
+            if wait > 0:
+                # A chat with a message on its way is held for a lease much longer than the send takes: look
+                # again a second later rather than when the lease would end (a 429's pause is kept anyway).
+                deferred.append((row.id, min(wait, self.per_chat_interval), False))
+            else:
+                eligible.append(row)
+        self.stats.chat_waits += len(deferred)
+        return eligible, deferred
 
     async def _claimed(self) -> list[Any]:
         """The batch claimed ahead of time while the last one was sent, or a fresh claim."""
@@ -289,11 +359,6 @@ class Dispatcher:
             rows = await task
             if rows:
                 await self._release([(row.id, 0.0, False) for row in rows])
-
-    def _prune_chats(self) -> None:
-        if len(self._chat_next) > 10_000:
-            now = time.monotonic()
-            self._chat_next = {chat: t for chat, t in self._chat_next.items() if t > now}
 
     # --- the outbox rows ----------------------------------------------------------------------------
 
@@ -373,6 +438,7 @@ class Dispatcher:
     # --- one send -----------------------------------------------------------------------------------
 
     async def _send(self, row: Any) -> None:
+        spacing = self.per_chat_interval
         try:
             try:
                 async with asyncio.timeout(self.send_timeout):
@@ -389,14 +455,25 @@ class Dispatcher:
                 raise Transient(f"{type(exc).__name__}: {exc}") from None
             await self._mark_sent(row.id, sent)
         except SendError as exc:
-            await self._failed(row, exc)
+            spacing = max(spacing, await self._failed(row, exc))
         finally:
-            # One message a second per chat as Telegram sees them: the next one waits a full interval from
-            # when this one was answered (by then Telegram has it), not from when it was sent, so a request
-            # delayed on its way cannot bring two messages closer together at the receiving end.
-            answered = time.monotonic() + self.per_chat_interval
-            self._chat_next[row.chat_id] = max(self._chat_next.get(row.chat_id, 0.0), answered)
+            # One message a second per chat as Telegram sees them: the chat was held while this one was on
+            # its way, and the next one waits a full interval from when this one was answered (by then
+            # Telegram has it), not from when it was sent, so a request delayed on its way cannot bring two
+            # messages closer together at the receiving end -- whichever dispatcher sends the next.
+            self._answered.append((self._chat_key(row.chat_id), spacing))
             self._in_flight.release()
+        if len(self._answered) >= self._group:
+            await self._flush_answered()
+
+    async def _flush_answered(self) -> None:
+        if not self._answered:
+            return
+        batch, self._answered = self._answered, []
+        try:
+            await self.limits.release(batch)
+        except LimitsUnavailable as exc:  # their holds run out with the lease: later, never sooner
+            log.warning("could not release %d chats in the shared limits (%s)", len(batch), exc)
 
     async def _unknown(self, row_id: int) -> None:
         log.warning("outbox row %s: no answer within %gs; not resent (delivery unknown)", row_id, self.send_timeout)
@@ -417,6 +494,7 @@ class Dispatcher:
             await self._flush_sent()
 
     async def _flush_sent(self) -> None:
+        await self._flush_answered()
         if not self._sent_buffer:
             return
         batch, self._sent_buffer = self._sent_buffer, []
@@ -426,17 +504,22 @@ class Dispatcher:
                                .values(status="sent", sent_at=sa.bindparam("at"),
                                        telegram_message_id=sa.bindparam("mid"), last_error=None), batch)
 
-    async def _failed(self, row: Any, exc: SendError) -> None:
+    async def _failed(self, row: Any, exc: SendError) -> float:
+        """Record a failed send; returns how long its chat must wait before the next message (a 429's)."""
         name = type(exc).__name__
         self.stats.errors[name] = self.stats.errors.get(name, 0) + 1
         error = f"{name}: {exc.description}"[:500]
         now = self.clock()
         attempts = int(row.attempts) + 1
         values: dict[str, Any]
+        chat_wait = 0.0
         if isinstance(exc, RetryAfter):
-            # Telegram asks everyone to wait: hold every slot, and give this row back (not its fault).
+            # Telegram asks us to wait: this chat for retry_after, and the whole bot when 429s come for a
+            # second chat within one retry_after (then it is the bot's rate, not one chat's); the row goes
+            # back (not its fault). Both pauses are in the shared limits, so every dispatcher keeps them.
             self.stats.rate_limited += 1
-            self.pacer.pause(exc.seconds)
+            chat_wait = exc.seconds
+            await self._pause_for(row.chat_id, exc.seconds)
             values = dict(status="pending", not_before=now + timedelta(seconds=exc.seconds),
                           attempts=attempts - 1, last_error=error)
         elif isinstance(exc, Blocked):
@@ -477,6 +560,18 @@ class Dispatcher:
                                  .execution_options(synchronize_session=False))
         if not isinstance(exc, RetryAfter):
             log.info("outbox row %s: %s -> %s", row.id, error, values["status"])
+        return chat_wait
+
+    async def _pause_for(self, chat_id: int, seconds: float) -> None:
+        moment = time.monotonic()
+        last, self._last_429 = self._last_429, (int(chat_id), moment + seconds)
+        if last is not None and last[0] != int(chat_id) and last[1] > moment:
+            self.stats.bot_pauses += 1
+            log.warning("429s for several chats: every dispatcher of the bot waits %.1fs", seconds)
+            with contextlib.suppress(LimitsUnavailable):
+                await self.pacer.pause(seconds)
+        else:
+            self.stats.chat_pauses += 1
 
 
 async def outbox_counts(db: Db, *, since: datetime | None = None) -> dict[str, Any]:

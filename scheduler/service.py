@@ -391,7 +391,8 @@ def attach(app: App) -> None:
                                    paid_broadcast=settings.paid_broadcast, clock=app_.clock,
                                    notice_delay=settings.notice_delay, instance=settings.instance,
                                    lease_ttl=settings.planner_lease, lease_renew=settings.planner_lease / 5,
-                                   metrics=app_.metrics)
+                                   metrics=app_.metrics,
+                                   dispatcher_options={"limits": app_.context.services.send_limits})
         app_.context.services.scheduler = service
         holder["service"] = service
         await service.start()

@@ -571,3 +571,13 @@ class Lease(SQLModel, table=True):
     holder: str = Field(sa_column=sa.Column(sa.String(96), nullable=False))
     acquired_at: float = Field(sa_column=sa.Column(sa.Float, nullable=False))
     expires_at: float = Field(sa_column=sa.Column(sa.Float, nullable=False))
+
+
+class RateLimit(SQLModel, table=True):
+    """One shared send limit (storage/rates.py, when no Redis is configured): a rate's GCRA moment, or a chat's
+    next allowed send, in seconds since the epoch by the database's clock."""
+
+    __tablename__ = "rate_limits"
+
+    key: str = Field(sa_column=sa.Column(sa.String(96), primary_key=True))
+    at: float = Field(sa_column=sa.Column(sa.Float(precision=53), nullable=False))

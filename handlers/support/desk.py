@@ -102,7 +102,8 @@ class Desk:
             assert self.config.staff_group_id is not None
             self._relay = StaffRelay(lambda: self.ctx.sender, self.config.staff_group_id, self,
                                      per_minute=self.config.relay_per_minute, burst=self.config.relay_burst,
-                                     clock=self.relay_clock, sleep=self.relay_sleep)
+                                     clock=self.relay_clock, sleep=self.relay_sleep,
+                                     shared=self.ctx.services.send_limits)
         return self._relay
 
     @property
@@ -267,6 +268,8 @@ class Desk:
         sender = self.ctx.sender
         assert sender is not None and self.config.staff_group_id is not None
         name = f"{member.member_no} · {member.first_name or ''}".strip(" ·")
+        # Creating a topic is a post into the group: it takes a call of the group's budget (every replica's).
+        await self.relay.acquire()
         thread = await sender.create_topic(self.config.staff_group_id, clip(name, 128))
         await self.store.set_topic(conversation_id, thread)
         conv.topic_id = thread

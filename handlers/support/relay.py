@@ -28,6 +28,7 @@ way support tries a call again after Telegram's RetryAfter, for the staff group 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -50,6 +51,7 @@ from loyalbot.chat.outbound import (
     Transient,
 )
 from loyalbot.chat.pacing import Pacer
+from loyalbot.storage.rates import LimitsUnavailable, SendLimits
 
 log = logging.getLogger(__name__)
 
@@ -146,11 +148,18 @@ class StaffRelay:
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         max_attempts: int = 8,
+        shared: SendLimits | None = None,
     ) -> None:
         self._sender = sender
         self.chat_id = chat_id
         self.resolver = resolver
         self.budget = Pacer(per_minute / 60.0, burst=burst, clock=clock or time.monotonic)
+        # The same budget in the shared limits (storage/rates.py), so the relays of several replicas together
+        # stay within the group's 20 a minute, topic creation included; None: this process only.
+        self.shared = shared
+        self._group_key = f"group:{chat_id}"
+        self._interval = 60.0 / per_minute
+        self._tolerance = (burst - 1) * self._interval
         self._sleep = sleep or asyncio.sleep
         self.max_attempts = max_attempts
         self._queue: deque[RelayItem] = deque()
@@ -178,20 +187,38 @@ class StaffRelay:
     async def acquire(self) -> None:
         """Wait for (and take) one call of the group's budget, for calls made beside the queue."""
         await self._wait_for_budget()
+        await self._take()
+
+    async def _take(self) -> None:
+        """Count one call in this process's budget and, when shared, in every replica's."""
+        while self.shared is not None:
+            try:
+                grant = await self.shared.reserve(self._group_key, 1, interval=self._interval,
+                                                  tolerance=self._tolerance, horizon=0.0)
+            except LimitsUnavailable as exc:  # never post unlimited: wait for the limits to answer
+                log.warning("staff relay: shared limits unavailable (%s); waiting", exc)
+                await self._sleep(1.0)
+                continue
+            if grant.delays:
+                break
+            await self._sleep(max(grant.wait, 0.01))
         self.budget.take()
+
+    async def _hold_group(self, seconds: float) -> None:
+        self.budget.pause(seconds)
+        if self.shared is not None:
+            with contextlib.suppress(LimitsUnavailable):
+                await self.shared.pause(self._group_key, seconds, tolerance=self._tolerance)
 
     async def call(self, call: Callable[[], Awaitable[T]], *, attempts: int = 3) -> T:
         """One Bot API call into the group beside the queue, within the group's budget.
 
         A RetryAfter holds the whole group's budget (the queue waits too) and the call is made again;
         the last RetryAfter and any other SendError are raised."""
-        async def hold(seconds: float) -> None:
-            self.budget.pause(seconds)
-
         try:
-            return await retrying(call, wait=hold, attempts=attempts, before=self.acquire)
+            return await retrying(call, wait=self._hold_group, attempts=attempts, before=self.acquire)
         except RetryAfter as exc:
-            self.budget.pause(exc.seconds)
+            await self._hold_group(exc.seconds)
             raise
 
     def forget(self, conversation_id: int) -> int:
@@ -288,7 +315,7 @@ class StaffRelay:
                 if fresh is None:
                     return
                 item = fresh
-            self.budget.take()
+            await self._take()
             sent = await self._post(sender, item, thread_id)
         except NoTopic:
             log.info("staff relay: conversation %s has no topic any more; item dropped", item.conversation_id)
@@ -297,7 +324,7 @@ class StaffRelay:
         except RetryAfter as exc:
             log.info("staff group rate limited: retry after %.1fs", exc.seconds)
             self.retried += 1
-            self.budget.pause(exc.seconds)
+            await self._hold_group(exc.seconds)
             self._queue.appendleft(item)
             return
         except ThreadNotFound:

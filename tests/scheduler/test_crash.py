@@ -34,7 +34,7 @@ async def delivered(tg: LocalApiControl) -> int:
     return int((await tg.stats())["total_delivered"])
 
 
-async def wait_for(predicate, limit: float = 60.0) -> None:  # short polls of real I/O, not of time
+async def wait_for(predicate, limit: float = 300.0) -> None:  # short polls of real I/O, not of time
     deadline = time.monotonic() + limit
     while not await predicate():
         if time.monotonic() > deadline:
@@ -76,21 +76,29 @@ async def test_sigkill_mid_run_then_restart_delivers_each_message_exactly_once(s
                     Outbox.status.in_(("pending", "sending"))))).scalar_one()
             return open_rows == 0
 
-        await wait_for(finished, limit=60)
+        await wait_for(finished, limit=300)  # a deadline, not a timing: a loaded machine starts processes slowly
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 30) == 0
 
+        # Every row is sent -- or, when a kill landed between the hand-over mark and Telegram's answer,
+        # failed as "delivery unknown" and not resent (at most one row per kill at this rate). Such a row's
+        # message may or may not have reached Telegram (the kill may land before or after the request left;
+        # on a busy machine that window is wider): never twice, and never silently lost.
+        async with db.read() as s:
+            rows = {r.member_id: r for r in (await s.execute(sa.select(Outbox.member_id, Outbox.status,
+                                                                         Outbox.last_error))).all()}
+        unknown = [r for r in rows.values() if r.status == "failed"]
+        assert all(r.status == "sent" for r in rows.values() if r not in unknown)
+        assert all(r.last_error == UNKNOWN_DELIVERY for r in unknown) and len(unknown) <= kills
+        missing = 0
         for member in members:
             texts = [m["text"] for m in await tg.bot_messages(member.chat_id)]
-            assert texts == [f"Hello {member.first_name}, fresh pastries today!"], member.first_name
-        assert await delivered(tg) == 60
-        # Every row is sent -- or, when a kill landed between the hand-over mark and Telegram's answer,
-        # failed as "delivery unknown" and not resent (at most one row per kill at this rate).
-        async with db.read() as s:
-            rows = (await s.execute(sa.select(Outbox.status, Outbox.last_error))).all()
-        unknown = [r for r in rows if r.status == "failed"]
-        assert all(r.status == "sent" for r in rows if r not in unknown)
-        assert all(r.last_error == UNKNOWN_DELIVERY for r in unknown) and len(unknown) <= kills
+            if rows[member.id].status == "sent":
+                assert texts == [f"Hello {member.first_name}, fresh pastries today!"], member.first_name
+            else:
+                assert texts in ([], [f"Hello {member.first_name}, fresh pastries today!"]), member.first_name
+                missing += not texts
+        assert await delivered(tg) == 60 - missing
     finally:
         await tg.aclose()
         await api.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 
 import sqlalchemy as sa
@@ -142,8 +143,12 @@ class StoppingChat(FakeChat):
         self.dispatcher: Dispatcher | None = None
 
     async def send(self, message: Outgoing) -> Sent:
+        # This call's number, taken before the send awaits: sends overlap, so by the time this one is
+        # answered others may have counted too, and "calls == after" then would never be true (the run
+        # never stopped: the test hung in the dispatcher's idle loop once every row was sent).
+        number = self.calls + 1
         sent = await super().send(message)
-        if self.calls == self.after and self.dispatcher is not None:
+        if number == self.after and self.dispatcher is not None:
             self.dispatcher.stop()
         return sent
 
@@ -159,7 +164,7 @@ async def test_stopping_mid_run_gives_claimed_and_handed_over_rows_back_untouche
     chat = StoppingChat(after=30)
     first = Dispatcher(db, chat, rate=1000, batch_size=60, worker_id="first")
     chat.dispatcher = first
-    await first.run()  # returns once stopped, after recording what is in flight
+    await asyncio.wait_for(first.run(), 120)  # returns once stopped, after recording what is in flight
     rows = await outbox_rows(db)
     sent = [r for r in rows if r.status == "sent"]
     waiting = [r for r in rows if r.status != "sent"]
