@@ -101,14 +101,18 @@ def seed_demo(
 
 
 @app.command()
-def run(framework: FrameworkOption = None) -> None:
+def run(framework: FrameworkOption = None,
+        delete_webhook: Annotated[bool, typer.Option(
+            "--delete-webhook", help="Polling: delete the bot's webhook first (switching a webhook deployment to "
+            "polling); without it a webhook that is set stops polling with a message.")] = False) -> None:
     """Run the bot against Telegram.
 
-    With LOYALBOT_BOT_TOKEN; polling, or a webhook when LOYALBOT_WEBHOOK_URL is set.
+    With LOYALBOT_BOT_TOKEN; polling (one consumer per bot), or a webhook when LOYALBOT_WEBHOOK_URL is set
+    (several replicas behind nginx: see nginx-config). SIGTERM drains and exits 0.
     """
     from loyalbot.bot.commands import run as run_bot
 
-    run_bot(framework=framework)
+    run_bot(framework=framework, delete_webhook=delete_webhook)
 
 
 @app.command()

@@ -1,5 +1,5 @@
 """The HTTP side: the shop systems' API (purchases, refunds, member look-up), the operator's dashboard
-(/console, HTTP Basic as user `operator` with LOYALBOT_CONSOLE_PASSWORD), /healthz and /metrics.
+(/console, HTTP Basic as user `operator` with LOYALBOT_CONSOLE_PASSWORD), /healthz, /readyz and /metrics.
 
 Shop systems authenticate with an API key (`Authorization: Bearer lb_...` or `X-Api-Key`); only a
 SHA-256 hash of each key is stored. Purchases and refunds are idempotent on their external ids: a
@@ -39,6 +39,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loyalbot.console.dashboard import build_dashboard, prometheus_text
+from loyalbot.console.health import Readiness, health_routes
 from loyalbot.loyalty import Loyalty
 from loyalbot.loyalty.amounts import MAX_AMOUNT
 from loyalbot.loyalty.errors import Refusal
@@ -235,10 +236,6 @@ class ErrorBody(BaseModel):
     detail: str = Field(description="What is wrong, for a person.")
 
 
-class Health(BaseModel):
-    status: str
-
-
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     what = {400: "The body is not JSON.", 401: "No API key, or an unknown or revoked one.",
             404: "No such member or purchase.", 409: "The id was already used for something different.",
@@ -325,11 +322,11 @@ def _docs_page(title: str) -> str:
 
 
 def create_app(db: Db, loyalty: Loyalty, *, console_password: str | None = None, throttle: Throttle | None = None,
-               limits: HttpLimits | None = None) -> FastAPI:
-    """The FastAPI application: the shop systems' API, the operator's dashboard, /healthz and /metrics.
+               limits: HttpLimits | None = None, readiness: Readiness | None = None) -> FastAPI:
+    """The FastAPI application: the shop systems' API, the operator's dashboard, /healthz, /readyz, /metrics.
 
     `throttle` should be the one the replicas share (storage.throttle.make_throttle); by default a
-    MemoryThrottle of this app's own.
+    MemoryThrottle of this app's own. `readiness` holds what /readyz checks (by default the database).
     """
     limits = limits or HttpLimits()
     throttle = throttle or MemoryThrottle()
@@ -440,13 +437,9 @@ def create_app(db: Db, loyalty: Loyalty, *, console_password: str | None = None,
 
     Shop = Annotated[str, Depends(shop)]
 
-    @app.get("/healthz", response_model=Health, responses=_errors(503))
-    async def healthz() -> dict[str, Any]:
-        try:
-            await db.ping()
-        except Exception as exc:  # report, don't crash: a probe wants a status code
-            raise ApiError(503, "unavailable", f"database unreachable: {type(exc).__name__}") from None
-        return {"status": "ok"}
+    if readiness is None:
+        readiness = Readiness({"database": db.ping})
+    app.include_router(health_routes(readiness))
 
     @app.post("/api/v1/purchases", status_code=201, response_model=PurchaseOut,
               responses={200: {"model": PurchaseOut, "description": "A repeat: the first result, nothing awarded."},
