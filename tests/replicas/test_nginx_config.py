@@ -38,6 +38,11 @@ def need_nginx() -> str:
     return binary
 
 
+def foreground_nginx(binary: str, prefix: Path, conf: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log"),
+                             "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def test_the_shipped_example_is_what_the_command_writes() -> None:
     first, _, shipped = EXAMPLE.read_text(encoding="utf-8").partition("\n")
     command = first.split("`")[1]
@@ -111,8 +116,7 @@ async def test_nginx_fails_update_posts_over_and_sends_a_shop_post_to_one_replic
     if os.geteuid() == 0:
         args += ["--user", "root"]
     assert cli(*args).returncode == 0
-    nginx = subprocess.Popen([binary, "-p", str(tmp_path), "-c", str(conf), "-e", str(tmp_path / "error.log"),
-                              "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    nginx = foreground_nginx(binary, tmp_path, conf)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{listen}", timeout=30) as client:
             async def listening() -> bool:
