@@ -8,8 +8,10 @@ aiogram `Update`s, turned into an `Incoming`, and answered through `AiogramSende
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
+from aiogram.exceptions import TelegramConflictError
 from aiogram.methods import GetUpdates
 
 from loyalbot.bot.incoming import incoming_from_json
@@ -18,10 +20,11 @@ from loyalbot.bot.runtime import (
     Connection,
     Pipeline,
     Poller,
+    PollingConflict,
     RouterLike,
 )
 from loyalbot.bot.senders import AiogramSender, make_aiogram_bot
-from loyalbot.bot.webhook import WebhookServer, check_webhook_settings
+from loyalbot.bot.webhook import WebhookServer, check_webhook_settings, trusted_networks
 from loyalbot.chat.port import Incoming
 from loyalbot.storage.inbox import Inbox
 from loyalbot.storage.throttle import FailureLimit
@@ -46,6 +49,8 @@ class AiogramRuntime:
         self._poller: Poller | None = None
         self._webhook: WebhookServer | None = None
         self.webhook_guard: FailureLimit | None = None  # shared limit of wrong secrets (set by the App)
+        self.on_fatal: Callable[[BaseException], None] | None = None  # polling cannot go on (set by the App)
+        self.proxies = trusted_networks(connection.trusted_proxies)
 
     # --- updates -------------------------------------------------------------------------------------
 
@@ -55,8 +60,11 @@ class AiogramRuntime:
 
     async def fetch(self, offset: int | None, wait: int) -> list[dict[str, Any]]:
         """One getUpdates: confirms every update below `offset`, returns the next ones as Bot API JSON."""
-        updates = await self.bot(GetUpdates(offset=offset, timeout=wait, allowed_updates=ALLOWED_UPDATES),
-                                 request_timeout=wait + 10)
+        try:
+            updates = await self.bot(GetUpdates(offset=offset, timeout=wait, allowed_updates=ALLOWED_UPDATES),
+                                     request_timeout=wait + 10)
+        except TelegramConflictError as exc:
+            raise PollingConflict(exc.message) from None
         return [u.model_dump(mode="json", by_alias=True, exclude_none=True) for u in updates]
 
     async def feed(self, update: dict[str, Any]) -> None:
@@ -76,26 +84,42 @@ class AiogramRuntime:
             assert conn.webhook_secret is not None
             self._webhook = WebhookServer(self.webhook_path, conn.webhook_secret, self.feed, conn.webhook_listen,
                                           guard=self.webhook_guard, refused=self.pipeline.metrics.updates.labels(
-                                              outcome="refused").inc)
+                                              outcome="refused").inc,
+                                          trusted_proxies=self.proxies)
             await self._webhook.start()
             await self.bot.set_webhook(url=conn.webhook_url, secret_token=conn.webhook_secret,
                                        allowed_updates=ALLOWED_UPDATES)
             log.info("receiving updates by webhook")
             return
-        # getUpdates is refused while a webhook is set (e.g. left by an earlier webhook deployment).
-        await self.bot.delete_webhook(drop_pending_updates=False)
-        self._poller = Poller(self.fetch, self.pipeline, timeout=conn.polling_timeout)
+        # getUpdates is refused while a webhook is set: that is another deployment's (or an earlier one's),
+        # so polling stops with 409 and says so, unless asked to take the bot over (--delete-webhook).
+        if conn.delete_webhook:
+            await self.bot.delete_webhook(drop_pending_updates=False)
+        self._poller = Poller(self.fetch, self.pipeline, timeout=conn.polling_timeout, on_fatal=self._fatal)
         self._poller.start()
         log.info("receiving updates by long polling")
 
-    async def stop(self) -> None:
+    async def reachable(self) -> None:
+        """getMe, for /readyz: raises when the Bot API server does not answer or refuses the token."""
+        await self.bot.get_me()
+
+    def _fatal(self, exc: BaseException) -> None:
+        if self.on_fatal is not None:
+            self.on_fatal(exc)
+
+    async def pause(self) -> None:
         if self._webhook is not None:
-            await self._webhook.stop()
-            self._webhook = None
+            self._webhook.close_gate()
         if self._poller is not None:
             await self._poller.stop()
             self._poller = None
-        await self.pipeline.close()
+
+    async def stop(self) -> None:
+        await self.pause()
+        await self.pipeline.close(self.pipeline.drain_within)
+        if self._webhook is not None:
+            await self._webhook.stop()
+            self._webhook = None
         await self.bot.session.close()
 
 

@@ -15,7 +15,7 @@ import signal
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from loyalbot.bot.runtime import Connection, RouterLike, Runtime, quiet_http_loggers
 from loyalbot.bot.settings import Settings, SettingsError, bot_id_of
@@ -23,6 +23,7 @@ from loyalbot.chat.i18n import Translator
 from loyalbot.chat.limits import COMMAND_DESCRIPTION_LIMIT
 from loyalbot.chat.metrics import Metrics
 from loyalbot.chat.outbound import ChatSender, SendError
+from loyalbot.console.health import Readiness, ping_redis
 from loyalbot.handlers.config import ChatConfig
 from loyalbot.handlers.context import Context, Services
 from loyalbot.handlers.router import Router, build_router
@@ -68,13 +69,19 @@ def make_runtime(framework: str, connection: Connection, router: RouterLike | No
 
 
 def worker_name(settings: Settings) -> str:
-    """This process's name in the inbox: LOYALBOT_INSTANCE, or the host's name. It must stay the same
-    across restarts (so a restarted process takes back at once what it held when it died) and differ
-    between replicas."""
-    return settings.instance or socket.gethostname() or "loyalbot"
+    """This process's name in the inbox: LOYALBOT_INSTANCE, or the host's name (with the webhook's port
+    in webhook mode, so replicas on one host differ). It must stay the same across restarts (so a
+    restarted process takes back at once what it held when it died) and differ between replicas: a
+    drain gives back every claim held under its name."""
+    if settings.instance:
+        return settings.instance
+    host = socket.gethostname() or "loyalbot"
+    if settings.webhook_url:
+        return f"{host}:{settings.webhook_listen.rpartition(':')[2]}"
+    return host
 
 
-def connection_from(settings: Settings, *, polling_timeout: int = 10) -> Connection:
+def connection_from(settings: Settings, *, polling_timeout: int = 10, delete_webhook: bool = False) -> Connection:
     """Where the bot connects, from the settings (raises SettingsError without a token)."""
     return Connection(
         token=settings.token(),
@@ -83,6 +90,8 @@ def connection_from(settings: Settings, *, polling_timeout: int = 10) -> Connect
         webhook_secret=settings.webhook_secret.get_secret_value() if settings.webhook_secret else None,
         webhook_listen=settings.webhook_listen,
         polling_timeout=polling_timeout,
+        delete_webhook=delete_webhook,
+        trusted_proxies=tuple(p.strip() for p in settings.trusted_proxies.split(",") if p.strip()),
     )
 
 
@@ -156,6 +165,9 @@ class App:
         # This process's metrics (served at /metrics by the console): the pipeline, the dispatcher and
         # the planner count into it.
         self.metrics = Metrics()
+        self.readiness = Readiness()  # what /readyz checks; filled in by start()
+        self.readiness.phase = "starting"
+        self.fatal: BaseException | None = None  # why receiving stopped on its own (e.g. 409 Conflict)
 
     def add_service(self, start: Callable[[App], Awaitable[None]], stop: Callable[[], Awaitable[None]], *,
                     name: str = "service") -> None:
@@ -212,13 +224,19 @@ class App:
                 self.db, settings.redis_url, scope=str(bot_id_of(self.connection.token)))
         throttle = services.throttle
         # Updates are recorded in the store before Telegram is told they arrived (see storage/inbox.py).
-        self.inbox = SqlInbox(self.db, bot_id=bot_id_of(self.connection.token), worker=worker_name(settings))
+        self.inbox = SqlInbox(self.db, bot_id=bot_id_of(self.connection.token), worker=worker_name(settings),
+                              lease=timedelta(seconds=settings.inbox_lease))
         self.runtime = make_runtime(self.framework, self.connection, concurrency=self.concurrency,
                                     inbox=self.inbox)
         self.runtime.pipeline.metrics = self.metrics
         self.metrics.follow_relay(lambda: _relay_pending(services))
         self.runtime.webhook_guard = FailureLimit(throttle, "webhook_secret", settings.auth_failure_limit,
                                                   settings.auth_failure_window)
+        self.runtime.on_fatal = self._fatal
+        self.runtime.pipeline.drain_within = settings.drain_seconds
+        # Leases of updates in hand are renewed well before they run out.
+        self.runtime.pipeline.heartbeat = min(self.runtime.pipeline.heartbeat, settings.inbox_lease / 3)
+        self._checks(self.db, states, self.runtime)
         await self.runtime.open()
         self.context.sender = self.runtime.sender
         self.router = build_router(self.context)
@@ -230,9 +248,33 @@ class App:
             await service.start(self)
             self._started.append(service)
         await self.runtime.start()
+        self.readiness.phase = "serving"
+
+    def _checks(self, db: Db, states: StateStore, runtime: Runtime) -> None:
+        """What /readyz checks: the store, Redis when configured, the Bot API (getMe)."""
+        self.readiness.phase = "starting"
+        self.readiness.add("database", db.ping)
+        if isinstance(states, RedisStateStore):
+            redis = states.redis
+            self.readiness.add("redis", lambda: ping_redis(redis))
+        self.readiness.add("bot_api", runtime.reachable)
+
+    def _fatal(self, exc: BaseException) -> None:
+        """Receiving cannot go on (polling got 409 Conflict): stop, and let `run` raise it."""
+        if self.fatal is None:
+            self.fatal = exc
+        self.request_stop()
 
     async def stop(self) -> None:
-        """Stop receiving, finish what was received, stop the services, close the store. Safe to call twice."""
+        """Drain and stop: take no more updates (the webhook answers 503, polling stops), finish the ones
+        in hand and give the rest back to the inbox, stop the services (the dispatcher after its current
+        sends), close the store. Safe to call twice."""
+        self.readiness.phase = "draining"
+        if self.runtime is not None:
+            try:
+                await self.runtime.pause()
+            except Exception as exc:
+                log.warning("runtime pause failed: %s", type(exc).__name__)
         support = self.context.services.handoff if self.context is not None else None
         if support is not None and self.runtime is not None:
             try:
@@ -289,6 +331,8 @@ class App:
             for sig in installed:
                 loop.remove_signal_handler(sig)
             await self.stop()
+        if self.fatal is not None:
+            raise self.fatal
 
 
 __all__ = ["App", "FRAMEWORKS", "Service", "bot_id_of", "command_lists", "connection_from",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -100,14 +102,18 @@ def seed_demo(
 
 
 @app.command()
-def run(framework: FrameworkOption = None) -> None:
+def run(framework: FrameworkOption = None,
+        delete_webhook: Annotated[bool, typer.Option(
+            "--delete-webhook", help="Polling: delete the bot's webhook first (switching a webhook deployment to "
+            "polling); without it a webhook that is set stops polling with a message.")] = False) -> None:
     """Run the bot against Telegram.
 
-    With LOYALBOT_BOT_TOKEN; polling, or a webhook when LOYALBOT_WEBHOOK_URL is set.
+    With LOYALBOT_BOT_TOKEN; polling (one consumer per bot), or a webhook when LOYALBOT_WEBHOOK_URL is set
+    (several replicas behind nginx: see nginx-config). SIGTERM drains and exits 0.
     """
     from loyalbot.bot.commands import run as run_bot
 
-    run_bot(framework=framework)
+    run_bot(framework=framework, delete_webhook=delete_webhook)
 
 
 @app.command()
@@ -264,6 +270,72 @@ def doctor(database_url: DbOption = None) -> None:
     from loyalbot.bot.doctor import doctor as run_doctor
 
     raise typer.Exit(run_doctor(typer.echo, database_url=database_url))
+
+
+@app.command("nginx-config")
+def nginx_config(
+    replicas: Annotated[int, typer.Option("--replicas", min=1, max=64,
+                                          help="How many replicas on --host, on consecutive ports.")] = 2,
+    host: Annotated[str, typer.Option(help="Where the replicas listen (with --replicas).")] = "127.0.0.1",
+    webhook_port: Annotated[int, typer.Option(min=1, max=65535, help="The first replica's webhook port; "
+                                              "the next ones count up.")] = 8443,
+    console_port: Annotated[int, typer.Option(min=-1, max=65535, help="The first replica's console (HTTP) "
+                                              "port; the next ones count up; -1: no HTTP side.")] = 8081,
+    replica: Annotated[list[str] | None, typer.Option(
+        "--replica", metavar="HOST:WEBHOOK_PORT[:CONSOLE_PORT]",
+        help="A replica elsewhere; repeat for each (instead of --replicas).")] = None,
+    listen: Annotated[str, typer.Option(metavar="[HOST:]PORT", help="Where nginx listens.")] = "8080",
+    server_name: Annotated[str, typer.Option(help="nginx server_name (the public host name).")] = "_",
+    webhook_path: Annotated[str | None, typer.Option(
+        metavar="PATH", show_default="the path of LOYALBOT_WEBHOOK_URL, else /telegram/webhook",
+        help="Where Telegram posts updates.")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(metavar="FILE", help="TLS certificate (with --tls-key): "
+                                                  "nginx serves https, as Telegram requires.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(metavar="FILE", help="TLS private key.")] = None,
+    site: Annotated[bool, typer.Option("--site", help="Only the http-level part, for /etc/nginx/conf.d/ "
+                                       "(default: a whole nginx.conf run with nginx -p DIR -c DIR/nginx.conf).")] = False,
+    user: Annotated[str | None, typer.Option(help="The user nginx's workers run as when it starts as root.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE",
+                                                help="Write here (default: print).")] = None,
+) -> None:
+    """Write an nginx configuration for N webhook replicas.
+
+    nginx spreads Telegram's update POSTs over the replicas' webhook ports (a failed POST goes on to
+    the next replica: the shared inbox makes a repeat harmless) and the shop API, /console, /healthz,
+    /readyz and /metrics over their console ports. The file's head lists the settings of each replica.
+    """
+    from urllib.parse import urlsplit
+
+    from loyalbot.bot.nginx import (
+        DEFAULT_WEBHOOK_PATH,
+        NginxConfigError,
+        NginxPlan,
+        parse_replica,
+        replicas_on,
+    )
+    from loyalbot.bot.nginx import render as render_nginx
+    from loyalbot.bot.nginx import write as write_nginx
+
+    settings = settings_or_exit()
+    try:
+        behind = ([parse_replica(r) for r in replica] if replica else
+                  replicas_on(host, replicas, webhook_port=webhook_port,
+                              console_port=None if console_port < 0 else console_port))
+        path = webhook_path or (urlsplit(settings.webhook_url).path if settings.webhook_url else "") \
+            or DEFAULT_WEBHOOK_PATH
+        plan = NginxPlan(behind, listen=listen, server_name=server_name, webhook_path=path, tls_certificate=tls_cert,
+                         tls_key=tls_key, standalone=not site, user=user,
+                         http_max_body_bytes=settings.http_max_body_bytes)
+        if output is None:
+            typer.echo(render_nginx(plan), nl=False)
+            return
+        write_nginx(plan, output)
+    except NginxConfigError as exc:
+        err.print(f"[red]Cannot write the configuration:[/red] {exc}")
+        raise typer.Exit(2) from None
+    where = output.resolve()
+    run_it = f"nginx -p {where.parent} -c {where}" if not site else "nginx -t && nginx -s reload"
+    console.print(f"Wrote {where} for {len(behind)} replica(s); start nginx with: {run_it}", soft_wrap=True)
 
 
 class _services:

@@ -21,7 +21,7 @@ from rich.console import Console
 
 from loyalbot.bot.app import App, connection_from
 from loyalbot.bot.logs import configure_logging
-from loyalbot.bot.runtime import quiet_http_loggers
+from loyalbot.bot.runtime import PollingConflict, quiet_http_loggers
 from loyalbot.bot.settings import Settings, SettingsError, load_settings
 from loyalbot.bot.webhook import WebhookConfigError
 
@@ -60,12 +60,17 @@ def _settings(**overrides: Any) -> Settings:
         raise SystemExit(2) from None
 
 
-def run(framework: str | None = None) -> None:
-    """Run the bot against Telegram (LOYALBOT_BOT_TOKEN): polling, or a webhook when LOYALBOT_WEBHOOK_URL is set."""
+def run(framework: str | None = None, *, delete_webhook: bool = False) -> None:
+    """Run the bot against Telegram (LOYALBOT_BOT_TOKEN): polling, or a webhook when LOYALBOT_WEBHOOK_URL is set.
+
+    SIGTERM drains: no more updates are taken, those in hand are finished, the rest is given back to the
+    inbox for another replica, and the process exits 0. A second polling consumer (409 Conflict) exits 1.
+    """
     settings = _settings(framework=framework)
     _logging(settings)
     try:
-        app = App(settings, framework=framework)
+        connection = connection_from(settings, delete_webhook=delete_webhook)
+        app = App(settings, framework=framework, connection=connection)
     except (SettingsError, WebhookConfigError) as exc:
         err.print(f"[red]Cannot start:[/red] {exc}")
         raise SystemExit(2) from None
@@ -74,6 +79,9 @@ def run(framework: str | None = None) -> None:
         asyncio.run(app.run())
     except KeyboardInterrupt:
         pass
+    except PollingConflict as exc:
+        err.print(f"[red]loyalbot stopped:[/red] {exc}", soft_wrap=True)
+        raise SystemExit(1) from None
     except Exception as exc:  # start-up failures (server unreachable, token refused): one clear line
         token = settings.bot_token.get_secret_value() if settings.bot_token else None
         reason = f"{type(exc).__name__}: {exc}"
@@ -190,7 +198,9 @@ async def run_demo(database: str, framework: str | None = None, port: int = 8080
             update={"welcome_bonus": DEMO_WELCOME_BONUS})})
         # The operator console runs beside the chat page; its password stays the same for this demo database.
         console_password = _demo_password(where, settings)
-        app = App(settings, framework=framework, connection=connection_from(settings, polling_timeout=10),
+        # The demo's own server: a webhook left there (by an experiment) is taken over, not refused.
+        app = App(settings, framework=framework,
+                  connection=connection_from(settings, polling_timeout=10, delete_webhook=True),
                   programme=programme, console_password=console_password, console_port=console_port)
         app.add_service(seed_demo_staff, _no_stop, name="demo staff")
         app.add_service(seed_demo_surveys, _no_stop, name="demo surveys")

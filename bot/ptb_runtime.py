@@ -10,8 +10,10 @@ they confirm updates to Telegram before they are handled.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
+from telegram.error import Conflict
 from telegram.ext import Application, ApplicationBuilder
 
 from loyalbot.bot.incoming import incoming_from_json
@@ -20,11 +22,12 @@ from loyalbot.bot.runtime import (
     Connection,
     Pipeline,
     Poller,
+    PollingConflict,
     RouterLike,
     quiet_http_loggers,
 )
 from loyalbot.bot.senders import PtbSender
-from loyalbot.bot.webhook import WebhookServer, check_webhook_settings
+from loyalbot.bot.webhook import WebhookServer, check_webhook_settings, trusted_networks
 from loyalbot.chat.port import Incoming
 from loyalbot.storage.inbox import Inbox
 from loyalbot.storage.throttle import FailureLimit
@@ -62,6 +65,8 @@ class PtbRuntime:
         self._poller: Poller | None = None
         self._webhook: WebhookServer | None = None
         self.webhook_guard: FailureLimit | None = None  # shared limit of wrong secrets (set by the App)
+        self.on_fatal: Callable[[BaseException], None] | None = None  # polling cannot go on (set by the App)
+        self.proxies = trusted_networks(connection.trusted_proxies)
         self._opened = False
 
     # --- updates -------------------------------------------------------------------------------------
@@ -76,9 +81,12 @@ class PtbRuntime:
         Through PTB's own request path (its polling connection, timeouts and error mapping), but without
         `Bot.get_updates`' parse into `Update` objects, which the inbox would only turn back into JSON."""
         data = {"offset": offset, "timeout": wait, "allowed_updates": ALLOWED_UPDATES}
-        updates = await self.bot._post(  # noqa: SLF001 - get_updates minus Update.de_list
-            "getUpdates", {k: v for k, v in data.items() if v is not None},
-            read_timeout=self.connection.polling_timeout + 10 + wait)
+        try:
+            updates = await self.bot._post(  # noqa: SLF001 - get_updates minus Update.de_list
+                "getUpdates", {k: v for k, v in data.items() if v is not None},
+                read_timeout=self.connection.polling_timeout + 10 + wait)
+        except Conflict as exc:
+            raise PollingConflict(exc.message) from None
         return [u for u in updates if isinstance(u, dict)] if isinstance(updates, list) else []
 
     async def feed(self, update: dict[str, Any]) -> None:
@@ -99,25 +107,40 @@ class PtbRuntime:
             assert conn.webhook_secret is not None
             self._webhook = WebhookServer(self.webhook_path, conn.webhook_secret, self.feed, conn.webhook_listen,
                                           guard=self.webhook_guard, refused=self.pipeline.metrics.updates.labels(
-                                              outcome="refused").inc)
+                                              outcome="refused").inc,
+                                          trusted_proxies=self.proxies)
             await self._webhook.start()
             await self.bot.set_webhook(conn.webhook_url, secret_token=conn.webhook_secret,
                                        allowed_updates=ALLOWED_UPDATES)
             log.info("receiving updates by webhook")
             return
-        await self.bot.delete_webhook(drop_pending_updates=False)
-        self._poller = Poller(self.fetch, self.pipeline, timeout=conn.polling_timeout)
+        if conn.delete_webhook:  # else a webhook that is set makes getUpdates answer 409 (see PollingConflict)
+            await self.bot.delete_webhook(drop_pending_updates=False)
+        self._poller = Poller(self.fetch, self.pipeline, timeout=conn.polling_timeout, on_fatal=self._fatal)
         self._poller.start()
         log.info("receiving updates by long polling")
 
-    async def stop(self) -> None:
+    async def reachable(self) -> None:
+        """getMe, for /readyz: raises when the Bot API server does not answer or refuses the token."""
+        await self.bot.get_me()
+
+    def _fatal(self, exc: BaseException) -> None:
+        if self.on_fatal is not None:
+            self.on_fatal(exc)
+
+    async def pause(self) -> None:
         if self._webhook is not None:
-            await self._webhook.stop()
-            self._webhook = None
+            self._webhook.close_gate()
         if self._poller is not None:
             await self._poller.stop()
             self._poller = None
-        await self.pipeline.close()
+
+    async def stop(self) -> None:
+        await self.pause()
+        await self.pipeline.close(self.pipeline.drain_within)
+        if self._webhook is not None:
+            await self._webhook.stop()
+            self._webhook = None
         if self._opened:
             await self.application.shutdown()
             self._opened = False

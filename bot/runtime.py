@@ -49,6 +49,9 @@ class Connection:
     webhook_secret: str | None = None
     webhook_listen: str = "127.0.0.1:8443"
     polling_timeout: int = 10
+    # Polling only: delete a webhook that is set instead of refusing to start (`loyalbot run --delete-webhook`).
+    delete_webhook: bool = False
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")  # peers whose X-Forwarded-For the webhook believes
 
     def __repr__(self) -> str:
         return f"Connection(api_url={self.api_url!r}, webhook={bool(self.webhook_url)})"
@@ -247,12 +250,15 @@ class Pipeline:
         self.failed = 0
         self.listeners: list[Callable[[Incoming], None]] = []  # e.g. a bench counting handled updates
         self.heartbeat = 10.0  # seconds between lease renewals of updates in hand
+        self.drain_within = 10.0  # seconds a stop waits for the updates being handled (LOYALBOT_DRAIN_SECONDS)
         self.prune_every = 3600.0
         self._inflight: set[int] = set()  # claimed and not yet marked done
         self._finished: list[int] = []  # handled, to be marked done with the next claim
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._stopping = False
+        self._draining = False  # shutting down: claim nothing more, start nothing more
+        self._untouched: list[int] = []  # claimed, then given back unstarted by a drain
         self._rounds = 0
         self._empty_round = -1
         self._round_done = asyncio.Event()
@@ -283,6 +289,7 @@ class Pipeline:
         if self._worker is not None:
             return
         self._stopping = False
+        self._draining = False
         recovered = await self.inbox.recover()
         if recovered:
             log.info("%d update(s) left unfinished by the last run are handled first", recovered)
@@ -332,6 +339,10 @@ class Pipeline:
                 await asyncio.wait_for(self._wake.wait(), timeout=1.0)
 
     async def _handle(self, row: Claimed) -> None:
+        if self._draining:  # claimed but not started before the drain: given back, not handled here
+            self._untouched.append(row.update_id)
+            self._inflight.discard(row.update_id)
+            return
         token = logids.update_id.set(row.update_id)  # on every log line made while handling it
         try:
             await self._handle_row(row)
@@ -417,21 +428,61 @@ class Pipeline:
         return False
 
     async def close(self, within: float = 10.0) -> None:
-        """A clean stop: finish what was received (within `within` seconds), then stop the worker.
-        Whatever is still unfinished stays in the inbox for the next start."""
+        """A clean stop (SIGTERM): claim nothing more, finish the updates already being handled (within
+        `within` seconds), mark them done and give every other claim back to the shared inbox at once, so
+        another replica takes those updates without waiting for their lease to run out. An update whose
+        handling outlasts `within` is cancelled and given back too; it is handled again elsewhere (its
+        effects are not repeated). Without a store (`MemoryInbox`) nothing would survive the process, so
+        there everything received is handled first."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
-        await self.drain(within)
+        if isinstance(self.inbox, MemoryInbox):
+            await self.drain(within)
+        self._draining = True
         if self._worker is not None:
             self._stopping = True
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
+            self._wake.set()  # let a claim in progress finish and its rows be handed (and given) back
+            try:
+                await asyncio.wait_for(asyncio.shield(self._worker), timeout=max(0.1, deadline - loop.time()))
+            except (TimeoutError, asyncio.CancelledError, Exception):
+                self._worker.cancel()
+                await asyncio.gather(self._worker, return_exceptions=True)
             self._worker = None
         if not await self.lanes.drain(max(0.1, deadline - loop.time())):
-            log.warning("stopping with %d update(s) unhandled; they stay in the inbox", self.lanes.pending)
+            log.warning("stopping with %d update(s) unfinished; given back to the inbox", self.lanes.pending)
             await self.lanes.cancel()
         await self._mark_finished()
+        untouched, self._untouched = self._untouched, []
+        try:
+            released = await self.inbox.release(untouched)
+        except Exception as exc:  # the store is away: the leases run out instead
+            log.warning("inbox claims not given back (%s); they free up when their lease ends", type(exc).__name__)
+        else:
+            if released:
+                log.info("%d claimed update(s) given back to the inbox for another process", released)
         self._inflight.clear()
+
+
+class PollingConflict(RuntimeError):
+    """getUpdates answered 409 Conflict: a webhook is set for the bot, or another process polls it."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+        self.webhook = "webhook" in description.lower()
+        if self.webhook:
+            advice = ("a webhook is set for this bot, so another deployment receives its updates by webhook. "
+                      "Stop that deployment, or set LOYALBOT_WEBHOOK_URL to run this process as one of its "
+                      "replicas, or run `loyalbot run --delete-webhook` once to switch the bot to polling")
+        else:
+            advice = ("another process is already polling this bot (only one may call getUpdates). Stop it, or "
+                      "run several replicas in webhook mode behind nginx (LOYALBOT_WEBHOOK_URL; see "
+                      "`loyalbot nginx-config`)")
+        super().__init__(f"Telegram answered 409 Conflict to getUpdates: {advice}.")
+
+
+# A process that has polled before gets this many 409s in a row before it gives up: a newcomer's first
+# getUpdates ends the running one's with 409, and the newcomer (never polled yet) is the one that stops.
+CONFLICTS_TOLERATED = 3
 
 
 class Poller:
@@ -440,29 +491,50 @@ class Poller:
     getUpdates with `offset` tells Telegram that every update below it is received; the offset moves
     past a batch only after `pipeline.receive` has stored it. Nothing is confirmed on a failure to
     store: the same batch comes again.
+
+    A 409 Conflict stops polling and is handed to `on_fatal`: at once when a webhook is set or when
+    this process has not polled successfully yet (it is the second consumer), after
+    CONFLICTS_TOLERATED in a row otherwise.
     """
 
-    def __init__(self, fetch: Fetch, pipeline: Pipeline, *, timeout: int) -> None:
+    def __init__(self, fetch: Fetch, pipeline: Pipeline, *, timeout: int,
+                 on_fatal: Callable[[BaseException], None] | None = None) -> None:
         self.fetch = fetch
         self.pipeline = pipeline
         self.timeout = timeout
+        self.on_fatal = on_fatal
         self.offset: int | None = None
         self._task: asyncio.Task[None] | None = None
+        self._polled = False
+        self._stopped = False
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="poller")
 
     async def _run(self) -> None:
         failures = 0
+        conflicts = 0
         while True:
             try:
                 updates = await self.fetch(self.offset, self.timeout)
+                self._polled = True
+                conflicts = 0
                 if updates:
                     await self.pipeline.receive(updates)
                     self.offset = max(int(u["update_id"]) for u in updates) + 1
                 failures = 0
             except asyncio.CancelledError:
                 raise
+            except PollingConflict as exc:
+                conflicts += 1
+                if exc.webhook or not self._polled or conflicts >= CONFLICTS_TOLERATED:
+                    log.error("polling stopped: %s", exc)
+                    self._stopped = True
+                    if self.on_fatal is not None:
+                        self.on_fatal(exc)
+                    return
+                log.warning("getUpdates answered 409 Conflict (%d in a row); trying again", conflicts)
+                await asyncio.sleep(1.0)
             except Exception as exc:
                 failures += 1
                 log.warning("polling failed (%s); retrying", type(exc).__name__)
@@ -474,7 +546,7 @@ class Poller:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        if self.offset is not None:
+        if self.offset is not None and not self._stopped:  # after a conflict, another consumer owns the offset
             try:
                 # Confirms everything below the offset; what this call returns is not confirmed by it.
                 await self.fetch(self.offset, 0)
@@ -497,15 +569,24 @@ class Runtime(Protocol):
         """The framework's sender (read-only here, so each runtime may hold its own sender class)."""
         ...
 
+    on_fatal: Callable[[BaseException], None] | None  # told when receiving cannot go on (409 Conflict)
+
     async def open(self) -> None:
         """Connect the bot (getMe) so the sender can be used; no updates are received yet."""
 
     async def start(self) -> None:
         """Begin receiving updates (polling or webhook); returns once receiving has started."""
 
+    async def pause(self) -> None:
+        """Take no more updates (SIGTERM): the webhook answers 503, polling stops fetching."""
+
+    async def reachable(self) -> None:
+        """Call getMe; raises when the Bot API server does not answer (a /readyz check)."""
+
     async def stop(self) -> None:
-        """Stop receiving, finish the updates already received, close the connection."""
+        """Stop receiving, finish the updates in hand, give back the rest, close the connection."""
 
 
-__all__ = ["ALLOWED_UPDATES", "Connection", "Fetch", "Lanes", "Persistent", "Pipeline", "Poller", "RouterLike",
+__all__ = ["ALLOWED_UPDATES", "CONFLICTS_TOLERATED", "Connection", "Fetch", "Lanes", "Persistent", "Pipeline",
+           "Poller", "PollingConflict", "RouterLike",
            "Runtime", "fingerprint", "lane_of", "quiet_http_loggers", "received", "user_tag"]

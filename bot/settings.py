@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     staff_group_id: int | None = None
     redis_url: str | None = None
     instance: str | None = Field(default=None, max_length=64)  # this replica's name in the update inbox
+    # Seconds an update claimed by a process that died stays its own before another replica may take it.
+    inbox_lease: float = Field(default=30.0, ge=5, le=3600)
+    # Seconds a stop (SIGTERM) waits for the updates being handled before it gives them back.
+    drain_seconds: float = Field(default=10.0, ge=0, le=600)
+    # Peers (nginx) whose X-Forwarded-For is believed: addresses or networks, comma-separated.
+    trusted_proxies: str = "127.0.0.1,::1"
     console_password: SecretStr | None = None  # makes the first console admin, `operator`, if none exists
     console_secret: SecretStr | None = None  # signs the console's cookies; unset: a key kept in the store
     console_secure_cookies: bool = False  # set when the console is served over HTTPS (behind nginx with TLS)

@@ -5,16 +5,21 @@ given to setWebhook. A request without it is answered 401, with a wrong one 403,
 the peer address, never the body); too many wrong secrets from one address are answered 429. A body
 over the limit is answered 413 before it is parsed; anything that is not an update is answered 400.
 The runtime's `feed` records the update in the inbox before Telegram gets its 200; an update that
-cannot be recorded is answered 503, so Telegram sends it again.
+cannot be recorded is answered 503, so Telegram sends it again. While the process drains after
+SIGTERM every update is answered 503 too: nginx passes it to another replica, Telegram retries it.
+
+Behind nginx the peer is the proxy: the client's address is taken from X-Forwarded-For only when
+the peer is one of the trusted proxies (LOYALBOT_TRUSTED_PROXIES), the nearest untrusted hop.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,6 +41,49 @@ WEBHOOK_GUARD = web.AppKey("webhook_guard", FailureLimit)
 # caption 1024, their entities, an inline keyboard, the message it replies to) serialised as JSON:
 # tens of kilobytes at most. 1 MiB leaves ample room and keeps a flood of large bodies cheap to refuse.
 MAX_UPDATE_BYTES = 1024 * 1024
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def trusted_networks(spec: str | Sequence[str]) -> list[Network]:
+    """'127.0.0.1, 10.0.0.0/8' (or a list) -> networks; raises WebhookConfigError naming the bad entry."""
+    items = [part.strip() for part in (spec.split(",") if isinstance(spec, str) else spec) if part.strip()]
+    networks = []
+    for item in items:
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise WebhookConfigError(f"LOYALBOT_TRUSTED_PROXIES: {item!r} is not an address or network") from None
+    return networks
+
+
+def _trusted(address: str, networks: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def client_of(peer: str | None, forwarded_for: str | None, networks: Sequence[Network]) -> str:
+    """The address to count wrong secrets against: the peer, or, when the peer is a trusted proxy, the
+    nearest hop in X-Forwarded-For that is not one (a client cannot forge the hops nginx appends)."""
+    if not peer:
+        return "unknown"
+    if not forwarded_for or not _trusted(peer, networks):
+        return peer
+    for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
+        if not _trusted(hop, networks):
+            return hop[:64]
+    return peer
+
+
+class Gate:
+    """Whether the endpoint takes updates: closed while the process drains (SIGTERM)."""
+
+    def __init__(self) -> None:
+        self.open = True
 
 
 class WebhookConfigError(ValueError):
@@ -63,23 +111,29 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def webhook_app(path: str, secret: str, feed: Feed, *, max_bytes: int = MAX_UPDATE_BYTES) -> web.Application:
-    """An aiohttp application answering Telegram's POSTs at `path`."""
+def webhook_app(path: str, secret: str, feed: Feed, *, max_bytes: int = MAX_UPDATE_BYTES,
+                gate: Gate | None = None, trusted_proxies: Sequence[Network] = ()) -> web.Application:
+    """An aiohttp application answering Telegram's POSTs at `path` (503 while `gate` is closed)."""
     expected = secret.encode()
+    gate = gate or Gate()
+    proxies = list(trusted_proxies)
 
     own_guard = FailureLimit(MemoryThrottle(), "webhook_secret")
 
     async def receive(request: web.Request) -> web.Response:
+        if not gate.open:  # draining: another replica (through nginx) or Telegram's retry takes it
+            return web.Response(status=503, text="shutting down; send it again", headers={"Retry-After": "1"})
         given = request.headers.get(SECRET_HEADER)
+        client = client_of(request.remote, request.headers.get("X-Forwarded-For"), proxies)
         # Wrong secrets are limited per address; set app[WEBHOOK_GUARD] to share the limit across replicas.
         guard = request.app.get(WEBHOOK_GUARD) or own_guard
-        if wait := await guard.locked(request.remote or "unknown"):
-            log.warning("webhook call from %s: refused, too many wrong secrets", request.remote)
+        if wait := await guard.locked(client):
+            log.warning("webhook call from %s: refused, too many wrong secrets", client)
             return web.Response(status=429, text="too many wrong secrets", headers={"Retry-After": str(int(wait) + 1)})
         if given is None or not hmac.compare_digest(given.encode(), expected):
-            wait = await guard.failed(request.remote or "unknown")
+            wait = await guard.failed(client)
             log.warning("webhook call %s from %s: refused", "without the secret header" if given is None
-                        else "with a wrong secret", request.remote)
+                        else "with a wrong secret", client)
             if wait:
                 return web.Response(status=429, text="too many wrong secrets",
                                     headers={"Retry-After": str(int(wait) + 1)})
@@ -122,8 +176,9 @@ class WebhookServer:
     """Serves `webhook_app` on host:port until stopped."""
 
     def __init__(self, path: str, secret: str, feed: Feed, listen: str, *, guard: FailureLimit | None = None,
-                 refused: Callable[[], None] | None = None) -> None:
-        self.app = webhook_app(path, secret, feed)
+                 refused: Callable[[], None] | None = None, trusted_proxies: Sequence[Network] = ()) -> None:
+        self.gate = Gate()
+        self.app = webhook_app(path, secret, feed, gate=self.gate, trusted_proxies=trusted_proxies)
         if guard is not None:  # wrong secrets counted where every replica sees them
             self.app[WEBHOOK_GUARD] = guard
         if refused is not None:  # counted as updates refused (metrics): a 4xx answer to a call
@@ -145,11 +200,16 @@ class WebhookServer:
         self._runner = runner
         log.info("webhook listening on %s:%s", self.host, self.port)
 
+    def close_gate(self) -> None:
+        """Answer 503 from now on (a drain); the port stays open until `stop`."""
+        self.gate.open = False
+
     async def stop(self) -> None:
+        self.gate.open = False
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
 
 
-__all__ = ["MAX_UPDATE_BYTES", "SECRET_HEADER", "WEBHOOK_GUARD", "WebhookConfigError", "WebhookServer", "check_webhook_settings", "parse_listen",
-           "webhook_app"]
+__all__ = ["MAX_UPDATE_BYTES", "SECRET_HEADER", "WEBHOOK_GUARD", "Gate", "WebhookConfigError", "WebhookServer",
+           "check_webhook_settings", "client_of", "parse_listen", "trusted_networks", "webhook_app"]

@@ -1,5 +1,5 @@
 """The HTTP side: the shop systems' API (purchases, refunds, member look-up), the operator console
-(/console, console/pages: operators sign in with a name and password), /healthz and /metrics.
+(/console, console/pages: operators sign in with a name and password), /healthz, /readyz and /metrics.
 
 Shop systems authenticate with an API key (`Authorization: Bearer lb_...` or `X-Api-Key`); only a
 SHA-256 hash of each key is stored. Purchases and refunds are idempotent on their external ids: a
@@ -42,6 +42,7 @@ from loyalbot.console.pages import mount_console
 from loyalbot.chat import logids
 from loyalbot.chat.metrics import Metrics
 from loyalbot.console.metrics import CONTENT_TYPE, MetricsPage
+from loyalbot.console.health import Readiness, health_routes
 from loyalbot.loyalty import Loyalty
 from loyalbot.loyalty.amounts import MAX_AMOUNT
 from loyalbot.loyalty.errors import Refusal
@@ -238,10 +239,6 @@ class ErrorBody(BaseModel):
     detail: str = Field(description="What is wrong, for a person.")
 
 
-class Health(BaseModel):
-    status: str
-
-
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     what = {400: "The body is not JSON.", 401: "No API key, or an unknown or revoked one.",
             404: "No such member or purchase.", 409: "The id was already used for something different.",
@@ -346,14 +343,15 @@ def _docs_page(title: str) -> str:
 
 def create_app(db: Db, loyalty: Loyalty, *, console_password: str | None = None, throttle: Throttle | None = None,
                limits: HttpLimits | None = None, console_secret: str | None = None,
-               secure_cookies: bool = False, metrics: Metrics | None = None) -> FastAPI:
-    """The FastAPI application: the shop systems' API, the operator console, /healthz and /metrics.
+               secure_cookies: bool = False, metrics: Metrics | None = None,
+               readiness: Readiness | None = None) -> FastAPI:
+    """The FastAPI application: the shop systems' API, the operator console, /healthz, /readyz, /metrics.
 
     `throttle` should be the one the replicas share (storage.throttle.make_throttle); by default a
     MemoryThrottle of this app's own. `console_password` makes the first admin, `operator`, when the
     store has no operator account yet; `console_secret` signs the console's cookies (else a key kept
     in the store). `metrics` is the process's registry (the bot's, when the console runs inside it);
-    by default one of this app's own.
+    by default one of this app's own. `readiness` holds what /readyz checks (by default the database).
     """
     limits = limits or HttpLimits()
     throttle = throttle or MemoryThrottle()
@@ -440,13 +438,9 @@ def create_app(db: Db, loyalty: Loyalty, *, console_password: str | None = None,
 
     Shop = Annotated[str, Depends(shop)]
 
-    @app.get("/healthz", response_model=Health, responses=_errors(503))
-    async def healthz() -> dict[str, Any]:
-        try:
-            await db.ping()
-        except Exception as exc:  # report, don't crash: a probe wants a status code
-            raise ApiError(503, "unavailable", f"database unreachable: {type(exc).__name__}") from None
-        return {"status": "ok"}
+    if readiness is None:
+        readiness = Readiness({"database": db.ping})
+    app.include_router(health_routes(readiness))
 
     @app.post("/api/v1/purchases", status_code=201, response_model=PurchaseOut,
               responses={200: {"model": PurchaseOut, "description": "A repeat: the first result, nothing awarded."},

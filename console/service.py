@@ -1,4 +1,4 @@
-"""Serve the console app (shop API, operator dashboard, /healthz, /metrics): inside the bot's process
+"""Serve the console app (shop API, operator dashboard, /healthz, /readyz, /metrics): inside the bot's process
 (`loyalbot run`, `loyalbot demo`) or on its own (`loyalbot api`), from one factory, `http_app`.
 
 The store's pool is always made in the event loop that serves requests: `serve_api` opens the Db and
@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from loyalbot.chat.metrics import Metrics
 from loyalbot.console.api import HttpLimits, create_app
+from loyalbot.console.health import Readiness, ping_redis
 from loyalbot.loyalty import Loyalty
 from loyalbot.storage import Db
 from loyalbot.storage.db import redact_url
@@ -30,20 +31,24 @@ log = logging.getLogger(__name__)
 
 
 def http_app(settings: Any, db: Db, loyalty: Loyalty, *, throttle: Throttle,
-             console_password: str | None = None, metrics: Metrics | None = None) -> FastAPI:
+             console_password: str | None = None, metrics: Metrics | None = None,
+             readiness: Readiness | None = None) -> FastAPI:
     """The one HTTP application, configured from the settings (password, limits); `metrics`: the process's."""
     password = console_password or (
         settings.console_password.get_secret_value() if settings.console_password else None)
     secret = settings.console_secret.get_secret_value() if getattr(settings, "console_secret", None) else None
     return create_app(db, loyalty, console_password=password or None, throttle=throttle,
                       limits=HttpLimits.from_settings(settings), console_secret=secret,
-                      secure_cookies=bool(getattr(settings, "console_secure_cookies", False)), metrics=metrics)
+                      secure_cookies=bool(getattr(settings, "console_secure_cookies", False)), metrics=metrics,
+                      readiness=readiness)
 
 
-def _config(web: FastAPI, host: str, port: int) -> uvicorn.Config:
+def _config(web: FastAPI, host: str, port: int, settings: Any = None) -> uvicorn.Config:
     # No access log: its lines would carry member numbers (in look-up paths); refusals log themselves.
+    # Behind nginx the client's address comes from X-Forwarded-For, believed only from trusted proxies.
+    proxies = getattr(settings, "trusted_proxies", None) or "127.0.0.1"
     return uvicorn.Config(web, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
-                          server_header=False)
+                          server_header=False, proxy_headers=True, forwarded_allow_ips=proxies)
 
 
 async def close_throttle(throttle: Throttle) -> None:
@@ -63,8 +68,12 @@ async def serve_api(settings: Any, host: str, port: int) -> None:
     try:
         loyalty = Loyalty(db, settings.load_programme())
         await loyalty.sync_programme()
-        web = http_app(settings, db, loyalty, throttle=throttle)
-        server = uvicorn.Server(_config(web, host, port))
+        readiness = Readiness({"database": db.ping})
+        redis = getattr(throttle, "redis", None)
+        if redis is not None:
+            readiness.add("redis", lambda: ping_redis(redis))
+        web = http_app(settings, db, loyalty, throttle=throttle, readiness=readiness)
+        server = uvicorn.Server(_config(web, host, port, settings))
         log.info("HTTP API on http://%s:%s (store %s, throttle %s)%s", host, port, redact_url(settings.database_url),
                  type(throttle).__name__, "" if settings.console_password else "; console off: no password")
         await server.serve()
@@ -102,8 +111,8 @@ class ConsoleService:
             throttle = self._own_throttle = services.throttle = make_throttle(app.db, app.settings.redis_url)
         password = app.console_password
         web = http_app(app.settings, app.db, app.loyalty, throttle=throttle, console_password=password,
-                       metrics=app.metrics)
-        self.server = _EmbeddedServer(_config(web, self.host, self.port))
+                       metrics=app.metrics, readiness=getattr(app, "readiness", None))
+        self.server = _EmbeddedServer(_config(web, self.host, self.port, app.settings))
         self.task = asyncio.create_task(self.server.serve(), name="console")
         while not self.server.started:
             if self.task.done():  # e.g. the port is taken: say so instead of hanging

@@ -24,6 +24,9 @@ from loyalbot.storage import Db, as_utc, utcnow
 from loyalbot.storage.inbox import effect_of, remember_effect
 from loyalbot.storage.models import AuditLog, Coupon, LedgerEntry, Member, Reward
 
+# The advisory lock key under which processes mirror the programme one at a time ("loyalsyn").
+SYNC_PROGRAMME_LOCK = 0x6C6F79616C73796E
+
 
 def _on_offer(reward: Reward, now: datetime) -> bool:
     """Within the reward's dates (if it has any)."""
@@ -68,8 +71,13 @@ class Rewards:
         self.staff = staff
 
     async def sync_programme(self) -> None:
-        """Mirror the programme file's tiers and rewards into the store (by code)."""
+        """Mirror the programme file's tiers and rewards into the store (by code).
+
+        Replicas starting together on PostgreSQL take turns (a transaction-level advisory lock), so the
+        second finds the first one's rows instead of inserting them again; SQLite's writes are serial."""
         async with self.db.transaction() as tx:
+            if self.db.is_postgres:
+                await tx.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SYNC_PROGRAMME_LOCK})
             await mirror_tiers(tx, self.programme)
             existing = {r.code: r for r in (await tx.execute(select(Reward))).scalars()}
             for order, spec in enumerate(self.programme.rewards):

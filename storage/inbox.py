@@ -83,6 +83,12 @@ class Inbox(Protocol):
         """Renew the lease on updates still being handled."""
         ...
 
+    async def release(self, untouched: Iterable[int] = ()) -> int:
+        """Give up every claim this worker still holds (a drain at shutdown), so another process takes
+        those updates at once instead of after the lease; `untouched` were claimed but never started, so
+        their claim does not count as an attempt. Returns how many rows were released."""
+        ...
+
     async def done(self, update_id: int) -> None:
         """The update is handled: drop its payload, keep its key for a while to recognise redeliveries."""
         ...
@@ -212,6 +218,16 @@ class SqlInbox:
                 TABLE.c.bot_id == self.bot_id, TABLE.c.update_id.in_(ids), TABLE.c.status == "pending").values(
                 claimed_by=self.worker, lease_until=self.clock() + self.lease))
 
+    async def release(self, untouched: Iterable[int] = ()) -> int:
+        never_started = list(untouched)
+        mine = (TABLE.c.bot_id == self.bot_id, TABLE.c.status == "pending", TABLE.c.claimed_by == self.worker)
+        async with self.db.connection() as conn:
+            if never_started:
+                await conn.execute(TABLE.update().where(*mine, TABLE.c.update_id.in_(never_started),
+                                                        TABLE.c.attempts > 0).values(attempts=TABLE.c.attempts - 1))
+            result = await conn.execute(TABLE.update().where(*mine).values(claimed_by=None, lease_until=None))
+        return int(result.rowcount or 0)
+
     async def done(self, update_id: int) -> None:
         async with self.db.connection() as conn:
             await conn.execute(self._mark_done([update_id], self.clock()))
@@ -277,6 +293,16 @@ class MemoryInbox:
 
     async def extend(self, update_ids: Iterable[int]) -> None:
         return None
+
+    async def release(self, untouched: Iterable[int] = ()) -> int:
+        never_started = set(untouched)
+        released = 0
+        for update_id, row in self._rows.items():
+            if row["held"]:
+                row["held"] = False
+                row["attempts"] -= 1 if update_id in never_started else 0
+                released += 1
+        return released
 
     async def done(self, update_id: int) -> None:
         row = self._rows.pop(update_id, None)

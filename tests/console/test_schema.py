@@ -32,7 +32,7 @@ from tests.console.helpers import business_snapshot
 from tests.console.test_process import start_api, stop_api
 
 OPERATIONS = {("POST", "/api/v1/purchases"), ("POST", "/api/v1/refunds"), ("GET", "/api/v1/members/{member_no}"),
-              ("GET", "/healthz"), ("GET", "/metrics")}
+              ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
 
 
 async def test_the_document_declares_security_statuses_and_one_error_body(web):
@@ -105,7 +105,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(served):
         "/api/v1/members/{member_no}": [{"path_parameters": {"member_no": member_no}}],
         "/api/v1/purchases": [{"body": {"member_no": member_no, "external_id": "p2", "amount": "12.50"}}] * 2,
         "/api/v1/refunds": [{"body": {"purchase_external_id": "p1", "refund_id": "r1", "amount": "5"}}] * 2,
-        "/healthz": [{}], "/metrics": [{}],
+        "/healthz": [{}], "/readyz": [{}], "/metrics": [{}],
     }
     seen = set()
     for result in schema.get_all_operations():
