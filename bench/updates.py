@@ -112,10 +112,12 @@ async def _steady(tg: LocalApiControl, members: int, rate: float, seconds: float
     count = min(members, int(rate * seconds))
     injected: dict[int, float] = {}
     since = max((c["seq"] for c in await tg.calls()), default=0)
+    gate = asyncio.Semaphore(64)  # a stalled server must not pile up hundreds of open requests
 
     async def one(user_id: int) -> None:
-        injected[user_id] = time.time()
-        await tg.send_text(user_id, "/points")
+        async with gate:
+            injected[user_id] = time.time()
+            await tg.send_text(user_id, "/points")
 
     start = time.monotonic()
     sends = []
