@@ -215,7 +215,8 @@ class Points:
 
     async def points_summary(self, member_id: int, *, now: datetime | None = None, recent: int = 10
                              ) -> PointsSummary:
-        """Balance, what expires when, and the latest ledger entries (one read, consistent)."""
+        """Balance, what expires when, and the latest ledger entries (one read session; its statements each
+        see the latest commit, as every read does)."""
         now = as_utc(now or utcnow())
         async with self.db.read() as s:
             member = (await s.execute(sa.select(col(Member.balance), col(Member.status))

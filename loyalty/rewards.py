@@ -23,6 +23,7 @@ from loyalbot.loyalty.tiers import mirror_tiers
 from loyalbot.storage import Db, as_utc, utcnow
 from loyalbot.storage.inbox import effect_of, remember_effect
 from loyalbot.storage.models import AuditLog, Coupon, LedgerEntry, Member, Reward
+from loyalbot.storage.redeem_writers import PgRedeemWriter
 
 # The advisory lock key under which processes mirror the programme one at a time ("loyalsyn").
 SYNC_PROGRAMME_LOCK = 0x6C6F79616C73796E
@@ -69,6 +70,9 @@ class Rewards:
         self.events = events
         self.members = members
         self.staff = staff
+        # PostgreSQL redeems through storage/redeem_writers.py; off, it takes the portable (ORM) path, which
+        # tests compare it with.
+        self.fast_path = True
 
     async def sync_programme(self) -> None:
         """Mirror the programme file's tiers and rewards into the store (by code).
@@ -104,17 +108,20 @@ class Rewards:
             reward.stock = stock
             tx.add(reward)
 
-    def _reward_refusal(self, reward: Reward, member: Member, taken: int, now: datetime) -> errors.Refusal | None:
+    def _reward_refusal(self, reward: Reward, tier: str, balance: int, taken: int, now: datetime
+                        ) -> errors.Refusal | None:
+        """Why a member of `tier` with `balance` points, holding `taken` of `reward`, cannot have it (in this
+        order), or None. The one list of refusals: the catalogue and both redemption paths use it."""
         if not reward.active or not _on_offer(reward, now):
             return errors.RewardUnavailable()
-        if reward.min_tier and self.programme.tier_rank(member.tier) < self.programme.tier_rank(reward.min_tier):
+        if reward.min_tier and self.programme.tier_rank(tier) < self.programme.tier_rank(reward.min_tier):
             return errors.TierTooLow(tier=reward.min_tier)
         if reward.per_member_limit is not None and taken >= reward.per_member_limit:
             return errors.LimitReached(limit=reward.per_member_limit)
         if reward.stock is not None and reward.stock <= 0:
             return errors.OutOfStock()
-        if member.balance < reward.cost:
-            return errors.NotEnoughPoints(balance=member.balance, cost=reward.cost, short=reward.cost - member.balance)
+        if balance < reward.cost:
+            return errors.NotEnoughPoints(balance=balance, cost=reward.cost, short=reward.cost - balance)
         return None
 
     async def catalogue(self, member_id: int, *, now: datetime | None = None) -> list[CatalogueItem]:
@@ -130,7 +137,7 @@ class Rewards:
         for reward in rewards:
             if not _on_offer(reward, now):
                 continue
-            refusal = self._reward_refusal(reward, member, taken.get(reward.id or 0, 0), now)
+            refusal = self._reward_refusal(reward, member.tier, member.balance, taken.get(reward.id or 0, 0), now)
             items.append(CatalogueItem(reward=reward, available=refusal is None,
                                        reason=refusal.code if refusal else None, taken=taken.get(reward.id or 0, 0)))
         return items
@@ -148,6 +155,51 @@ class Rewards:
         (`repeated`), except to the update that issued it (`update_key`), handled again after a crash."""
         now = as_utc(now or utcnow())
         request_id = check_key(request_id, "request_id")
+        if self.db.is_postgres and self.fast_path:
+            return await self._redeem_pg(member_id, reward_id, request_id, now, update_key)
+        return await self._redeem_portable(member_id, reward_id, request_id, now, update_key)
+
+    async def _redeem_pg(self, member_id: int, reward_id: int, request_id: str, now: datetime,
+                         update_key: str | None) -> RedeemResult:
+        """redeem_reward on PostgreSQL: five round trips on asyncpg (BEGIN, lock, look, write, COMMIT), the
+        same decisions in the same order as `_redeem_portable` (storage/redeem_writers.py says why it is safe)."""
+        effect_key = f"redeem:{update_key}" if update_key else None
+        async with self.db.driver_transaction() as conn:
+            writer = PgRedeemWriter(conn)
+            locked = await writer.lock(member_id)
+            if locked is None:
+                raise errors.UnknownMember()
+            if locked.status == "erased":
+                raise errors.MemberErased()
+            look = await writer.look(member_id, reward_id, request_id, now, effect_key)
+            if look.coupon is not None:
+                done = Coupon(**look.coupon)
+                if done.member_id != member_id or done.reward_id != reward_id:
+                    raise errors.PurchaseConflict("this request id was already used for another redemption")
+                assert look.reward is not None  # the coupon's own reward: coupons keep theirs
+                return RedeemResult(coupon=done, reward=Reward(**look.reward), repeated=not look.effect_seen)
+            if look.reward is None:
+                raise errors.UnknownReward()
+            reward = Reward(**look.reward)
+            balance = locked.balance - look.due  # after the expiry the write begins with
+            refusal = self._reward_refusal(reward, locked.tier, balance, look.taken, now)
+            if refusal is not None:
+                raise refusal
+            coupon = Coupon(code=new_coupon_code(), request_id=request_id, reward_id=reward_id, member_id=member_id,
+                            points_spent=reward.cost, issued_at=now,
+                            expires_at=now + timedelta(days=reward.validity_days))
+            written = await writer.write(
+                member_id=member_id, reward_id=reward_id, reward_code=reward.code, cost=reward.cost,
+                code=coupon.code, request_id=request_id, now=now, expires_at=coupon.expires_at,
+                effect_key=effect_key, effect={"request": request_id} if effect_key else None)
+            if reward.stock is not None and not written.took_stock:
+                raise errors.OutOfStock()  # a concurrent redemption took the last one; this one is rolled back
+            coupon.id, reward.stock = written.coupon_id, written.stock if written.took_stock else reward.stock
+            return RedeemResult(coupon=coupon, reward=reward, repeated=False)
+
+    async def _redeem_portable(self, member_id: int, reward_id: int, request_id: str, now: datetime,
+                               update_key: str | None) -> RedeemResult:
+        """redeem_reward through the ORM: SQLite's path (and PostgreSQL's with `fast_path` off)."""
         async with self.db.transaction() as tx:
             member = await lock_member(tx, member_id)
             done = (await tx.execute(select(Coupon).where(Coupon.request_id == request_id))).scalar_one_or_none()
@@ -164,7 +216,7 @@ class Rewards:
                 raise errors.UnknownReward()
             await expire_member_lots(tx, member, now)
             taken = (await _taken(tx, member_id)).get(reward_id, 0)
-            refusal = self._reward_refusal(reward, member, taken, now)
+            refusal = self._reward_refusal(reward, member.tier, member.balance, taken, now)
             if refusal is not None:
                 raise refusal
             await consume(tx, member, reward.cost)

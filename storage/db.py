@@ -3,7 +3,8 @@
 SQLite (the embedded default) allows one writer at a time: write transactions take an
 in-process lock and start with BEGIN IMMEDIATE, so two writers queue instead of failing
 half-way; reads use a second engine and never wait for writers (WAL). PostgreSQL uses one
-pooled engine; services lock the member row with SELECT ... FOR UPDATE, which SQLite ignores.
+pooled engine, its reads in autocommit (no BEGIN/COMMIT round trips); services lock the member row
+with SELECT ... FOR UPDATE, which SQLite ignores.
 A hot path may take the pooled connection's asyncpg driver itself (`driver_transaction`, PostgreSQL
 only) to run prepared statements without SQLAlchemy's per-statement work.
 """
@@ -113,7 +114,9 @@ class Db:
             self.engine = create_async_engine(
                 self.url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
             )
-            self._read_engine = self.engine
+            # Reads share the pool but run in autocommit: each SELECT is its own snapshot, with no BEGIN and
+            # COMMIT round trips around it (a chat turn makes several reads; that was two trips each).
+            self._read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
             self._write_lock = None
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._read_sessions = async_sessionmaker(self._read_engine, expire_on_commit=False, autoflush=False)
@@ -180,7 +183,9 @@ class Db:
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        """A read-only session that never waits for a writer."""
+        """A read-only session that never waits for a writer. In autocommit on both stores: every statement
+        sees the latest committed state on its own (no BEGIN/COMMIT round trips), so a session is not one
+        snapshot; what a decision rests on is read in the write transaction that acts on it."""
         async with self._read_sessions() as session, session.begin():
             yield session
 
@@ -191,5 +196,5 @@ class Db:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
-        if self._read_engine is not self.engine:
+        if self._read_engine.sync_engine.pool is not self.engine.sync_engine.pool:
             await self._read_engine.dispose()

@@ -437,9 +437,11 @@ class LocalApiControl:
             "GET", "events", params={"since": since, "timeout": timeout}, timeout=timeout + 10
         )
 
-    async def calls(self, method: str | None = None, chat_id: int | None = None) -> list[dict[str, Any]]:
-        """The bot's method calls (method, chat_id, time, outcome, error_code, description, params)."""
-        return await self._request("GET", "calls", params={"method": method, "chat_id": chat_id})
+    async def calls(self, method: str | None = None, chat_id: int | None = None, *, since: int | None = None
+                    ) -> list[dict[str, Any]]:
+        """The bot's method calls (method, chat_id, time, outcome, error_code, description, params); with
+        `since`, only those after that `seq`."""
+        return await self._request("GET", "calls", params={"method": method, "chat_id": chat_id, "since": since})
 
     async def stats(self) -> dict[str, Any]:
         """Counters: ``calls``, ``delivered``, ``rate_limited``, ``errors`` per method, plus totals."""
