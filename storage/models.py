@@ -262,6 +262,7 @@ class Schedule(SQLModel, table=True):
     last_run_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    archived_at: datetime | None = None  # deleted after it had planned messages: kept as their history
 
 
 def outbox_key(schedule_id: int, member_id: int, period: str) -> str:

@@ -26,6 +26,7 @@ from tests.console.test_process import start_api, stop_api
 
 ADMIN, OPERATOR = ("ada", "ada-admin-pass-1"), ("mia", "mia-operator-pass")
 SHOTS = Path(os.environ.get("LOYALBOT_SCREENSHOTS") or ROOT / ".screenshots" / "console")
+SHOTS.mkdir(parents=True, exist_ok=True)
 
 
 @dataclass
@@ -91,8 +92,7 @@ async def sign_in(page: Any, base: str, who: tuple[str, str] = OPERATOR) -> None
 
 async def shot(page: Any, name: str) -> Path:
     """Save the whole page as .screenshots/console/<name>.png (for review) and return the path."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    path = SHOTS / f"{name}.png"
+    path = SHOTS / f"{name}.png"  # the folder is made at import
     await page.screenshot(path=str(path), full_page=True)
     return path
 

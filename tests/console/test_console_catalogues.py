@@ -18,7 +18,7 @@ def console_ids() -> set[str]:
         keywords={"_": None, "gettext": (2,), "NavItem": (2,), "ConsoleRefusal": (2,), "N_": None, "ngettext": (1, 2)})
     ids: set[str] = set()
     for _file, _line, message, _comments, _context in found:
-        ids.update([message] if isinstance(message, str) else [m for m in message if m])
+        ids.add(message if isinstance(message, str) else message[0])  # a plural's key is its singular
     return ids
 
 
