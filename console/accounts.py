@@ -160,6 +160,12 @@ async def _locked_operator(s: Any, name: str) -> Operator:
     return found
 
 
+async def _lock_admins(s: Any) -> None:
+    """Lock the admins' rows, always in id order, before the row being changed: two admins demoting or removing
+    each other at once then wait for one another instead of deadlocking (and the second finds the first's change)."""
+    await s.execute(sa.select(Operator.id).where(Operator.role == "admin").order_by(Operator.id).with_for_update())
+
+
 async def _other_admins(s: Any, operator_id: int) -> int:
     rows = (await s.execute(sa.select(Operator.id).where(Operator.role == "admin", Operator.id != operator_id,
                                                         Operator.disabled_at.is_(None)).with_for_update())).all()
@@ -190,6 +196,7 @@ async def set_role(db: Db, name: str, role: str, *, actor: str = "cli") -> Opera
     """Make an operator admin or operator; the last admin stays admin."""
     check_role(role)
     async with db.transaction() as s:
+        await _lock_admins(s)
         found = await _locked_operator(s, name)
         if found.role == "admin" and role != "admin" and not await _other_admins(s, stored_id(found.id)):
             raise LastAdmin()
@@ -218,6 +225,7 @@ async def unlock(db: Db, name: str, *, actor: str = "cli") -> Operator:
 async def remove_operator(db: Db, name: str, *, actor: str = "cli") -> None:
     """Delete an account and its sessions (signed out everywhere at once); never the last admin."""
     async with db.transaction() as s:
+        await _lock_admins(s)
         found = await _locked_operator(s, name)
         operator_id = stored_id(found.id)
         if found.role == "admin" and not await _other_admins(s, operator_id):
