@@ -131,7 +131,7 @@ async def test_staff_added_in_the_console_may_serve_at_the_counter(tmp_path, chr
             db = site.db()
             try:
                 assert await StaffRoles(db).require_staff(424242) == "agent"  # the counter's check
-                await page.get_by_label("Role of 424242").select_option("operator")
+                await page.get_by_label("Role of 424242", exact=True).select_option("operator")
                 await page.get_by_role("button", name="Change the role of 424242").click()
                 await expect(page.get_by_role("status")).to_be_visible()
                 assert await StaffRoles(db).staff_role(424242) == "operator"
