@@ -129,7 +129,7 @@ def test_the_demo_is_quiet_keeps_its_password_and_shows_it_again(tmp_path):
         with sqlite3.connect(tmp_path / "loyalbot-demo.db") as store:
             assert store.execute("SELECT name, role, last_signin_at FROM operators").fetchall() == [
                 ("operator", "admin", None)]
-        with httpx.Client(base_url=f"http://127.0.0.1:{demo.console_port}") as web:
+        with httpx.Client(base_url=f"http://127.0.0.1:{demo.console_port}", timeout=30) as web:
             signed = web.post("/console/signin", data={"name": "operator", "password": password_in(first)})
             assert signed.status_code == 303, signed.text
             operators = web.get("/console/operators")
