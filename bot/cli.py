@@ -1,4 +1,5 @@
-"""The `loyalbot` command line: run the bot, the demo, migrations, staff, schedules and the outbox."""
+"""The `loyalbot` command line: run the bot, the demo, migrations, staff, console operators, API keys, schedules and
+the outbox."""
 
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ staff_app = typer.Typer(help="Who may act as staff: agents, operators, admins.",
 app.add_typer(staff_app, name="staff")
 apikey_app = typer.Typer(help="Keys for shop systems that post purchases over HTTP.", no_args_is_help=True)
 app.add_typer(apikey_app, name="apikey")
+operator_app = typer.Typer(help="Who may sign in to the web console: operators and admins.", no_args_is_help=True)
+app.add_typer(operator_app, name="operator")
 
 
 def settings_or_exit(**overrides: object) -> Settings:
@@ -241,6 +244,139 @@ def apikey_revoke(prefix: Annotated[str, typer.Argument(help="The key's first 10
     console.print(f"Revoked {count} key(s).")
 
 
+PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="Read the password from the first line "
+                                              "of standard input (for scripts).")]
+GeneratePassword = Annotated[bool, typer.Option("--generate", help="Make a random password and print it once.")]
+
+
+def _account_error(exc: Exception) -> typer.Exit:
+    from loyalbot.console.accounts import UnknownOperator
+
+    err.print(f"[red]{exc}[/red]", soft_wrap=True)
+    return typer.Exit(1 if isinstance(exc, UnknownOperator) else 2)
+
+
+def _new_password(password_stdin: bool, generate: bool) -> tuple[str, bool]:
+    """The password to set, and whether to print it (only a generated one is ever printed)."""
+    import sys
+
+    from loyalbot.console.accounts import AccountError, check_password, new_password
+
+    if password_stdin and generate:
+        err.print("[red]Give either --password-stdin or --generate, not both.[/red]")
+        raise typer.Exit(2)
+    if generate:
+        return new_password(), True
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt="Repeat the password")
+    try:
+        return check_password(password), False
+    except AccountError as exc:
+        raise _account_error(exc) from None
+
+
+@operator_app.command("add")
+def operator_add(
+    name: Annotated[str, typer.Argument(help="The name they sign in with.")],
+    role: Annotated[str, typer.Option(help="operator | admin (admins also manage staff, operators, keys)")]
+    = "operator",
+    language: Annotated[str, typer.Option(help="en | zh_Hans | zh_Hant: the console's language for them.")] = "en",
+    password_stdin: PasswordStdin = False,
+    generate: GeneratePassword = False,
+    database_url: DbOption = None,
+) -> None:
+    """Make a console account. Asks for the password twice (hidden) unless given another way."""
+    from loyalbot.console.accounts import (
+        AccountError,
+        check_language,
+        check_name,
+        check_role,
+        create_operator,
+    )
+
+    try:
+        name = check_name(name)
+        check_role(role), check_language(language)
+    except AccountError as exc:
+        raise _account_error(exc) from None
+    password, show = _new_password(password_stdin, generate)
+
+    async def go() -> None:
+        async with _services(database_url) as loyalty:
+            await create_operator(loyalty.db, name, password, role=role, language=language, actor="cli")
+
+    try:
+        asyncio.run(go())
+    except AccountError as exc:
+        raise _account_error(exc) from None
+    console.print(f"{name} can now sign in to the console as {role}.")
+    if show:
+        console.print(f"Password (shown once, store it now): {password}", soft_wrap=True)
+
+
+@operator_app.command("list")
+def operator_list(database_url: DbOption = None) -> None:
+    """Show every console account: role, language, last sign-in, locked."""
+    from loyalbot.console.accounts import is_locked_now, list_operators
+
+    async def go() -> list:
+        async with _services(database_url) as loyalty:
+            return await list_operators(loyalty.db)
+
+    rows = asyncio.run(go())
+    table = Table("Name", "Role", "Language", "Last sign-in", "Locked")
+    for operator in rows:
+        table.add_row(operator.name, operator.role, operator.language,
+                      f"{operator.last_signin_at:%Y-%m-%d %H:%M}" if operator.last_signin_at else "never",
+                      f"until {operator.locked_until:%H:%M} UTC" if is_locked_now(operator) else "")
+    console.print(table if rows else "No console accounts yet: add one with "
+                  "`loyalbot operator add NAME --role admin`.")
+
+
+@operator_app.command("remove")
+def operator_remove(name: Annotated[str, typer.Argument(help="The account's name.")],
+                    database_url: DbOption = None) -> None:
+    """Delete a console account; they are signed out everywhere at once."""
+    from loyalbot.console.accounts import AccountError, remove_operator
+
+    async def go() -> None:
+        async with _services(database_url) as loyalty:
+            await remove_operator(loyalty.db, name, actor="cli")
+
+    try:
+        asyncio.run(go())
+    except AccountError as exc:
+        raise _account_error(exc) from None
+    console.print(f"{name} can no longer sign in to the console.")
+
+
+@operator_app.command("password")
+def operator_password(
+    name: Annotated[str, typer.Argument(help="The account's name.")],
+    password_stdin: PasswordStdin = False,
+    generate: GeneratePassword = False,
+    database_url: DbOption = None,
+) -> None:
+    """Set a new password (and lift a lockout); their open sessions end."""
+    from loyalbot.console.accounts import AccountError, set_password
+
+    password, show = _new_password(password_stdin, generate)
+
+    async def go() -> None:
+        async with _services(database_url) as loyalty:
+            await set_password(loyalty.db, name, password, actor="cli")
+
+    try:
+        asyncio.run(go())
+    except AccountError as exc:
+        raise _account_error(exc) from None
+    console.print(f"{name} has a new password; their sessions were closed.")
+    if show:
+        console.print(f"Password (shown once, store it now): {password}", soft_wrap=True)
+
+
 @app.command()
 def api(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -249,8 +385,8 @@ def api(
 ) -> None:
     """Serve the HTTP API for shop systems.
 
-    Purchases, refunds, member look-up, /healthz, /metrics, and the operator console at /console (user
-    operator, LOYALBOT_CONSOLE_PASSWORD).
+    Purchases, refunds, member look-up, /healthz, /metrics, and the operator console at /console
+    (accounts from `loyalbot operator add`; LOYALBOT_CONSOLE_PASSWORD makes a first admin, operator).
     """
     from loyalbot.console.service import serve_api
 

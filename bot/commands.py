@@ -45,6 +45,7 @@ DEMO_IDENTITIES: list[dict[str, Any]] = [
 ]
 DEMO_WELCOME_BONUS = 200
 DEMO_STAFF_ROLES = {2001: ("agent", "Sam"), 2002: ("operator", "Olivia")}
+DEMO_OPERATOR = "operator"  # the demo's console admin; its password is kept beside the demo database
 
 
 def _logging(settings: Settings) -> None:
@@ -96,6 +97,19 @@ async def seed_demo_staff(app: App) -> None:
     assert app.loyalty is not None
     for telegram_id, (role, name) in DEMO_STAFF_ROLES.items():
         await app.loyalty.add_staff(telegram_id, role, name=name, actor="demo")
+
+
+def demo_operator_service(password: str) -> Any:
+    """A start-up step that makes (or keeps) the demo's console admin, so the printed password signs in."""
+
+    async def seed_demo_operator(app: App) -> None:
+        from loyalbot.console.accounts import ensure_admin
+
+        assert app.db is not None
+        if await ensure_admin(app.db, DEMO_OPERATOR, password, actor="demo"):
+            log.info("demo: the console admin %r now has the demo's password", DEMO_OPERATOR)
+
+    return seed_demo_operator
 
 
 async def seed_demo_surveys(app: App) -> None:
@@ -198,11 +212,20 @@ async def run_demo(database: str, framework: str | None = None, port: int = 8080
             update={"welcome_bonus": DEMO_WELCOME_BONUS})})
         # The operator console runs beside the chat page; its password stays the same for this demo database.
         console_password = _demo_password(where, settings)
+        from loyalbot.console.accounts import AccountError, check_password
+
+        try:
+            check_password(console_password)
+        except AccountError as exc:
+            err.print(f"[red]Cannot start the demo:[/red] LOYALBOT_CONSOLE_PASSWORD: {exc}.", soft_wrap=True)
+            raise SystemExit(2) from None
         # The demo's own server: a webhook left there (by an experiment) is taken over, not refused.
         app = App(settings, framework=framework,
                   connection=connection_from(settings, polling_timeout=10, delete_webhook=True),
                   programme=programme, console_password=console_password, console_port=console_port)
         app.add_service(seed_demo_staff, _no_stop, name="demo staff")
+        if console_port >= 0:
+            app.add_service(demo_operator_service(console_password), _no_stop, name="demo console admin")
         app.add_service(seed_demo_surveys, _no_stop, name="demo surveys")
         from loyalbot.bot.seed import seed_demo_history
 
@@ -212,13 +235,14 @@ async def run_demo(database: str, framework: str | None = None, port: int = 8080
         async def announce(running: App) -> None:
             web = running.context.services.console if running.context else None
             info: dict[str, Any] = {"page": server.url, "console": f"{web.url}/console" if web else None,
-                                    "api_docs": f"{web.url}/api/docs" if web else None, "user": "operator",
+                                    "api_docs": f"{web.url}/api/docs" if web else None, "user": DEMO_OPERATOR,
                                     "password": console_password, "pid": os.getpid(),
                                     "framework": running.framework}
             _save_demo_info(where, info)
             async with LocalApiControl(server.url) as control:
                 await control.set_demo_info({"timezone": settings.timezone, "console": info["console"],
-                                             "user": "operator", "password": console_password})
+                                             "user": DEMO_OPERATOR, "role": "admin",
+                                             "password": console_password})
             console.print(f"[bold green]loyalbot demo[/bold green] ({running.framework}) is running: "
                           f"open [link]{server.url}[/link] in your browser. Press Ctrl-C to stop.", soft_wrap=True)
             print_demo_info(info, where)
@@ -233,8 +257,10 @@ async def run_demo(database: str, framework: str | None = None, port: int = 8080
 def print_demo_info(info: dict[str, Any], database: str | Path) -> None:
     """The addresses and the console password, as `loyalbot demo` and `loyalbot demo --show` print them."""
     if info.get("console"):
-        console.print(f"Operator console: [link]{info['console']}[/link] (user operator, password "
-                      f"{info.get('password')}); shop API docs at {info.get('api_docs')}", soft_wrap=True)
+        console.print(f"Operator console: [link]{info['console']}[/link] (shop API docs at {info.get('api_docs')})",
+                      soft_wrap=True)
+        console.print(f"  sign in as: {info.get('user') or DEMO_OPERATOR} (admin)  password: {info.get('password')}",
+                      soft_wrap=True, highlight=False)
     console.print(f"Data is kept in {database}. To see this again: loyalbot demo --show", soft_wrap=True)
 
 

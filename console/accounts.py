@@ -5,6 +5,9 @@ sessions behind signed cookies.
 * `sign_in` checks a name and password: an unknown name costs the same hash check as a known one, a
   locked account is refused until `locked_until` even with the right password, and `LOCK_AFTER` wrong
   passwords in a row lock it for `LOCK_FOR`.
+* `create_operator`, `set_password`, `set_role`, `unlock`, `remove_operator` are what the CLI and the admin
+  pages change accounts with: each is one transaction that writes its audit row (never a password), and none
+  leaves the store without an admin. A new password or a removal signs the operator out everywhere.
 * `open_session` makes a session row (its id and CSRF token are random) and `session_cookie` signs the id
   with the store's key (itsdangerous), so a cookie cannot be forged or altered; `find_session` checks the
   signature, the expiry and revocation in one place.
@@ -16,6 +19,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -25,7 +29,7 @@ from sqlmodel import select
 
 from loyalbot.chat.languages import LANGUAGES
 from loyalbot.storage import Db, as_utc, utcnow
-from loyalbot.storage.models import ConsoleKey, ConsoleSession, Operator
+from loyalbot.storage.models import AuditLog, ConsoleKey, ConsoleSession, Operator
 from loyalbot.storage.rows import stored_id
 
 log = logging.getLogger(__name__)
@@ -101,6 +105,157 @@ async def add_operator(db: Db, name: str, password: str, *, role: str = "operato
         await s.flush()
         s.expunge(found)
         return found
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise AccountError(f"the role is one of {', '.join(ROLES)}")
+    return role
+
+
+def check_language(language: str) -> str:
+    if language not in LANGUAGES:
+        raise AccountError(f"the language is one of {', '.join(LANGUAGES)}")
+    return language
+
+
+class LastAdmin(AccountError):
+    """The change would leave no admin to manage operators, staff and keys."""
+
+    def __init__(self) -> None:
+        super().__init__("this is the last admin: make another operator admin first")
+
+
+class UnknownOperator(AccountError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"there is no operator named {name!r}")
+        self.name = name
+
+
+async def create_operator(db: Db, name: str, password: str, *, role: str = "operator", language: str = "en",
+                          actor: str = "cli") -> Operator:
+    """A new account; refused (AccountError) when the name is taken, the password weak, the role unknown."""
+    name, password = check_name(name), check_password(password)
+    check_role(role), check_language(language)
+    hashed = _hasher.hash(password)
+    try:
+        async with db.transaction() as s:
+            if (await s.execute(sa.select(Operator.id).where(Operator.name == name))).first() is not None:
+                raise AccountError(f"an operator named {name!r} already exists")
+            found = Operator(name=name, role=role, password_hash=hashed, language=language)
+            s.add(found)
+            s.add(AuditLog(actor=actor[:64], action="operator_add", details={"name": name, "role": role}))
+            await s.flush()
+            s.expunge(found)
+            return found
+    except sa.exc.IntegrityError:  # made by someone else between the check and the insert
+        raise AccountError(f"an operator named {name!r} already exists") from None
+
+
+async def _locked_operator(s: Any, name: str) -> Operator:
+    found = (await s.execute(select(Operator).where(Operator.name == name.strip()[:64])
+                             .with_for_update())).scalar_one_or_none()
+    if found is None:
+        raise UnknownOperator(name.strip()[:64])
+    return found
+
+
+async def _lock_admins(s: Any) -> None:
+    """Lock the admins' rows, always in id order, before the row being changed: two admins demoting or removing
+    each other at once then wait for one another instead of deadlocking (and the second finds the first's change)."""
+    await s.execute(sa.select(Operator.id).where(Operator.role == "admin").order_by(Operator.id).with_for_update())
+
+
+async def _other_admins(s: Any, operator_id: int) -> int:
+    rows = (await s.execute(sa.select(Operator.id).where(Operator.role == "admin", Operator.id != operator_id,
+                                                        Operator.disabled_at.is_(None)).with_for_update())).all()
+    return len(rows)
+
+
+async def _revoke_sessions(s: Any, operator_id: int) -> None:
+    await s.execute(sa.update(ConsoleSession).where(ConsoleSession.operator_id == operator_id,
+                                                    ConsoleSession.revoked_at.is_(None)).values(revoked_at=utcnow()))
+
+
+async def set_password(db: Db, name: str, password: str, *, actor: str = "cli") -> Operator:
+    """A new password (and the account unlocked); every session of theirs ends."""
+    password = check_password(password)
+    hashed = _hasher.hash(password)
+    async with db.transaction() as s:
+        found = await _locked_operator(s, name)
+        found.password_hash, found.failed_signins, found.locked_until = hashed, 0, None
+        s.add(found)
+        await _revoke_sessions(s, stored_id(found.id))
+        s.add(AuditLog(actor=actor[:64], action="operator_password", details={"name": found.name}))
+        await s.flush()
+        s.expunge(found)
+        return found
+
+
+async def set_role(db: Db, name: str, role: str, *, actor: str = "cli") -> Operator:
+    """Make an operator admin or operator; the last admin stays admin."""
+    check_role(role)
+    async with db.transaction() as s:
+        await _lock_admins(s)
+        found = await _locked_operator(s, name)
+        if found.role == "admin" and role != "admin" and not await _other_admins(s, stored_id(found.id)):
+            raise LastAdmin()
+        if found.role != role:
+            s.add(AuditLog(actor=actor[:64], action="operator_role",
+                           details={"name": found.name, "from": found.role, "to": role}))
+            found.role = role
+            s.add(found)
+        await s.flush()
+        s.expunge(found)
+        return found
+
+
+async def unlock(db: Db, name: str, *, actor: str = "cli") -> Operator:
+    """Lift a lockout after wrong passwords (the password stays)."""
+    async with db.transaction() as s:
+        found = await _locked_operator(s, name)
+        found.failed_signins, found.locked_until = 0, None
+        s.add(found)
+        s.add(AuditLog(actor=actor[:64], action="operator_unlock", details={"name": found.name}))
+        await s.flush()
+        s.expunge(found)
+        return found
+
+
+async def remove_operator(db: Db, name: str, *, actor: str = "cli") -> None:
+    """Delete an account and its sessions (signed out everywhere at once); never the last admin."""
+    async with db.transaction() as s:
+        await _lock_admins(s)
+        found = await _locked_operator(s, name)
+        operator_id = stored_id(found.id)
+        if found.role == "admin" and not await _other_admins(s, operator_id):
+            raise LastAdmin()
+        await s.execute(sa.delete(ConsoleSession).where(ConsoleSession.operator_id == operator_id))
+        await s.delete(found)
+        s.add(AuditLog(actor=actor[:64], action="operator_remove", details={"name": found.name, "role": found.role}))
+
+
+async def ensure_admin(db: Db, name: str, password: str, *, actor: str) -> bool:
+    """An admin `name` who signs in with `password` (the demo's account): made, or given that password and
+    role, unless it already has both (then nothing changes, so open sessions stay). True when it changed."""
+    name, password = check_name(name), check_password(password)
+    async with db.read() as s:
+        found = (await s.execute(select(Operator).where(Operator.name == name))).scalar_one_or_none()
+    if found is None:
+        try:
+            await create_operator(db, name, password, role="admin", actor=actor)
+            return True
+        except AccountError:  # made meanwhile (another process): check it as it is now
+            return await ensure_admin(db, name, password, actor=actor)
+    if found.role == "admin" and found.disabled_at is None and _verify(found.password_hash, password):
+        return False
+    await set_password(db, name, password, actor=actor)
+    await set_role(db, name, "admin", actor=actor)
+    return True
+
+
+def is_locked_now(operator: Operator) -> bool:
+    return operator.locked_until is not None and as_utc(operator.locked_until) > utcnow()
 
 
 async def list_operators(db: Db) -> list[Operator]:

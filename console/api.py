@@ -12,10 +12,8 @@ checks the API key before the body is read. Wrong passwords and keys, and member
 throttled per client address (and look-ups per key) with 429 and Retry-After.
 """
 
-import hashlib
 import logging
 import re
-import secrets
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,6 +36,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loyalbot.console.accounts import Sessions
+from loyalbot.console.apikeys import KEY_PREFIX, create_api_key, hash_key, list_api_keys, revoke_api_key  # noqa: F401 (kept importable here)
 from loyalbot.console.pages import mount_console
 from loyalbot.chat import logids
 from loyalbot.chat.metrics import Metrics
@@ -52,7 +51,6 @@ from loyalbot.storage.rows import stored_id, table_of
 from loyalbot.storage.throttle import FailureLimit, MemoryThrottle, Throttle
 
 log = logging.getLogger(__name__)
-KEY_PREFIX = "lb_"
 STATIC = Path(str(resources.files("loyalbot.console"))) / "static"  # package data
 LAST_USED_EVERY = timedelta(minutes=1)  # how stale `last_used_at` may get: one write a minute per key at most
 
@@ -109,38 +107,9 @@ def too_many(wait: float, what: str) -> ApiError:
                     headers={"Retry-After": str(seconds)})
 
 
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
-
-
 def client_address(scope: Scope) -> str:
     client = scope.get("client")
     return client[0] if client else "unknown"
-
-
-async def create_api_key(db: Db, name: str) -> str:
-    """Make a new key for a shop system; the key itself is shown once and never stored."""
-    key = KEY_PREFIX + secrets.token_urlsafe(32)
-    async with db.transaction() as s:
-        s.add(ApiKey(name=name[:100], prefix=key[:10], key_hash=hash_key(key)))
-    return key
-
-
-async def revoke_api_key(db: Db, prefix: str) -> int:
-    async with db.transaction() as s:
-        keys = (await s.execute(select(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None)))).scalars()
-        count = 0
-        for key in keys:
-            key.revoked_at = utcnow()
-            s.add(key)
-            count += 1
-        return count
-
-
-async def list_api_keys(db: Db) -> list[ApiKey]:
-    """Every key, oldest first: name, prefix (what `apikey revoke` takes), created, last used, revoked."""
-    async with db.read() as s:
-        return list((await s.execute(select(ApiKey).order_by(ApiKey.id))).scalars())
 
 
 # --- what the API accepts: checked at the edge, before any service runs ----------------------------

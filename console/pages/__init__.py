@@ -15,7 +15,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from loyalbot.console.accounts import Sessions
-from loyalbot.console.pages import auth, home, schedules
+from loyalbot.console.pages import apikeys, auth, home, operators, schedules, staff
 from loyalbot.console.pages.web import TEMPLATES, ConsoleDeps, ConsoleRefusal, NavItem, SignInRequired, render
 from loyalbot.loyalty import Loyalty
 from loyalbot.storage import Db
@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 NAV = [
     NavItem("/console", "Dashboard"),
     NavItem("/console/schedules", "Schedules"),
+    NavItem("/console/staff", "Staff", admin=True),
+    NavItem("/console/operators", "Operators", admin=True),
+    NavItem("/console/apikeys", "API keys", admin=True),
 ]
 
 
@@ -35,7 +38,7 @@ def mount_console(app: FastAPI, db: Db, loyalty: Loyalty, *, sessions: Sessions,
     app.state.console = console
     app.state.console_signin_limit = signin_limit
     app.mount("/console/static", StaticFiles(directory=TEMPLATES.parent / "static"), name="console-static")
-    for module in (auth, home, schedules):
+    for module in (auth, home, schedules, staff, operators, apikeys):
         app.include_router(module.router)
 
     @app.exception_handler(SignInRequired)

@@ -235,4 +235,4 @@ def N_(text: str) -> str:
 
 # Words that templates translate from data: ledger kinds, outbox statuses, roles.
 WORDS = (N_("earn"), N_("bonus"), N_("redeem"), N_("expire"), N_("refund"), N_("adjust"), N_("sent"), N_("pending"),
-         N_("sending"), N_("failed"), N_("skipped"), N_("operator"), N_("admin"))
+         N_("sending"), N_("failed"), N_("skipped"), N_("operator"), N_("admin"), N_("agent"))

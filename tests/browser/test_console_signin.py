@@ -49,3 +49,21 @@ async def test_repeated_wrong_passwords_lock_the_account_in_the_browser(tmp_path
             await page.get_by_role("button", name="Sign in").click()
             await expect(page.get_by_role("alert")).to_contain_text("locked")
             await shot(page, "signin-locked-phone")
+
+
+async def test_a_post_without_its_csrf_token_is_refused_in_the_browser(tmp_path, chromium):
+    async with console_site(tmp_path) as site:
+        async with browser_page(chromium) as page:
+            await sign_in(page, site.base)
+            # The browser's own cookie goes with it, as with a forged form from another tab: only the token is missing.
+            forged = await page.request.post(f"{site.base}/console/language", form={"language": "zh_Hant",
+                                                                                   "next": "/console"})
+            assert forged.status == 400 and "did not come from the console" in await forged.text()
+            wrong = await page.request.post(f"{site.base}/console/language",
+                                            form={"language": "zh_Hant", "csrf": "x" * 43, "next": "/console"})
+            assert wrong.status == 400
+            await page.goto(f"{site.base}/console")
+            await expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()  # still English
+            await page.goto(f"{site.base}/console/signout")  # a GET signs nobody out
+            await page.goto(f"{site.base}/console")
+            await expect(page.get_by_role("button", name="Sign out")).to_be_visible()

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -105,7 +106,7 @@ class Demo:
 
 
 def password_in(text: str) -> str:
-    found = re.search(r"password (\S+?)\)", text)
+    found = re.search(r"sign in as: operator \(admin\)\s+password: (\S+)", text)
     assert found, text
     return found.group(1)
 
@@ -124,6 +125,15 @@ def test_the_demo_is_quiet_keeps_its_password_and_shows_it_again(tmp_path):
         assert shown.returncode == 0, shown.stderr
         assert "is running" in shown.stdout and password_in(" ".join(shown.stdout.split())) == password_in(first)
         assert f"127.0.0.1:{demo.console_port}/console" in shown.stdout.replace("\n", "")
+        # The admin account is made at start-up, before anyone signs in, and the printed password signs in to it.
+        with sqlite3.connect(tmp_path / "loyalbot-demo.db") as store:
+            assert store.execute("SELECT name, role, last_signin_at FROM operators").fetchall() == [
+                ("operator", "admin", None)]
+        with httpx.Client(base_url=f"http://127.0.0.1:{demo.console_port}", timeout=30) as web:
+            signed = web.post("/console/signin", data={"name": "operator", "password": password_in(first)})
+            assert signed.status_code == 303, signed.text
+            operators = web.get("/console/operators")
+            assert operators.status_code == 200 and re.search(r'<td data-label="Name">operator\b', operators.text)
     finally:
         log = demo.stop()
     assert " INFO " not in log and "Traceback" not in log, log
