@@ -15,7 +15,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from loyalbot.console.accounts import Sessions
-from loyalbot.console.pages import auth, home
+from loyalbot.console.pages import auth, feedback, home, members, support, surveys
 from loyalbot.console.pages.web import TEMPLATES, ConsoleDeps, ConsoleRefusal, NavItem, SignInRequired, render
 from loyalbot.loyalty import Loyalty
 from loyalbot.storage import Db
@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 NAV = [
     NavItem("/console", "Dashboard"),
+    NavItem("/console/members", "Members"),
+    NavItem("/console/feedback", "Feedback"),
+    NavItem("/console/surveys", "Surveys"),
+    NavItem("/console/support", "Support"),
 ]
 
 
@@ -34,7 +38,7 @@ def mount_console(app: FastAPI, db: Db, loyalty: Loyalty, *, sessions: Sessions,
     app.state.console = console
     app.state.console_signin_limit = signin_limit
     app.mount("/console/static", StaticFiles(directory=TEMPLATES.parent / "static"), name="console-static")
-    for module in (auth, home):
+    for module in (auth, home, members, feedback, surveys, support):
         app.include_router(module.router)
 
     @app.exception_handler(SignInRequired)
