@@ -102,12 +102,13 @@ async def _member_page(request: Request, console: Deps, who: Any, member_id: int
     if found is None:
         raise ConsoleRefusal(404, "There is no such member.")
     programme = console.loyalty.programme
-    tier = programme.tier(found.member.tier) if found.member.tier else None
-    tier_name = (tier.names.get(who.language) or tier.names.get("en") or tier.code) if tier else "–"
+    tier_names = {t.code: t.names.get(who.language) or t.names.get("en") or t.code for t in programme.tiers.levels}
+    tier_name = tier_names.get(found.member.tier, found.member.tier or "–")
     values.setdefault("form", {})
     values.setdefault("errors", {})
     values.setdefault("flash", flash(request, who.language))
     return render(request, "members/member.html", status=status, file=found, m=found.member, tier_name=tier_name,
+                  tier_names=tier_names,
                   currency=programme.programme.currency, **values)
 
 

@@ -111,7 +111,7 @@ async def test_the_member_page_shows_every_section(mia, world):
         assert section in text, section
     assert "Annabel Smith-Jones" in text and world.ann_no in text
     assert "Programme terms" in text and "accepted" in text and "given" in text  # marketing consent
-    assert "green → silver" in text
+    assert "Green → Silver" in text
     assert world.coupon_code in text and "A coffee of your choice" in text
     assert "420.00 EUR" in text and "20.00 on" in text  # the purchase and its refund
     assert "The oat latte was cold &lt;b&gt;twice&lt;/b&gt;." in text  # escaped, never markup
