@@ -17,7 +17,10 @@ from loyalbot.console.pages.web import N_, ConsoleRefusal, Deps, Operator, rende
 
 router = APIRouter()
 STATES = ("bot", "waiting", "human", "closed")
-WORDS = (N_("bot"), N_("waiting"), N_("human"), N_("in"), N_("out"), N_("note"), N_("card"), N_("post"))
+WORDS = (N_("bot"), N_("waiting"), N_("human"))
+# What each kind of relayed message is, as the page labels it (handoff_messages.direction).
+DIRECTIONS = {"in": N_("from the member"), "out": N_("from staff"), "note": N_("staff note"),
+              "card": N_("summary card"), "post": N_("bot post")}
 
 
 @router.get("/console/support", include_in_schema=False)
@@ -36,4 +39,4 @@ async def conversation(request: Request, console: Deps, _who: Operator, conversa
                                     number=page_number(request.query_params.get("page", "1")))
     if found is None:
         raise ConsoleRefusal(404, "There is no such conversation.")
-    return render(request, "support/conversation.html", file=found, c=found.row.conversation)
+    return render(request, "support/conversation.html", file=found, c=found.row.conversation, directions=DIRECTIONS)
