@@ -46,7 +46,8 @@ REFUSAL_MESSAGES = (
     N_("error.unknown_coupon"), N_("error.coupon_expired"), N_("error.coupon_used"), N_("error.coupon_void"),
     N_("error.not_permitted"), N_("error.reason_required"), N_("error.invalid_adjustment"),
     N_("error.score_out_of_range"), N_("error.unknown_survey"), N_("error.survey_closed"),
-    N_("error.invalid_feedback"),
+    N_("error.invalid_feedback"), N_("error.unknown_feedback"), N_("error.feedback_closed"),
+    N_("error.invalid_reply"),
 )
 
 

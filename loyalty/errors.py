@@ -186,6 +186,25 @@ class InvalidFeedback(Refusal):
     code = "invalid_feedback"
 
 
+class UnknownFeedback(Refusal):
+    """There is no such feedback."""
+
+    code = "unknown_feedback"
+    http_status = 404
+
+
+class FeedbackClosed(Refusal):
+    """The feedback was closed; it takes no reply."""
+
+    code = "feedback_closed"
+
+
+class InvalidReply(Refusal):
+    """A reply must be some text, not too long, without control characters."""
+
+    code = "invalid_reply"
+
+
 # --- the counter (staff at the till): typed amounts, look-ups, undo -----------------------------------
 
 

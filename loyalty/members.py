@@ -15,11 +15,11 @@ from loyalbot.loyalty import errors
 from loyalbot.loyalty.codes import new_member_no, valid_member_no
 from loyalbot.loyalty.events import Events, MemberJoined, record_notice
 from loyalbot.loyalty.ledger import add_lot
-from loyalbot.loyalty.phones import normalise_phone, stored_forms
+from loyalbot.loyalty.phones import looks_like_phone, normalise_phone, stored_forms
 from loyalbot.loyalty.programme import Programme
 from loyalbot.storage import Db, as_utc, utcnow
 from loyalbot.storage.clock import find_zone, zone_or_utc
-from loyalbot.storage.models import AuditLog, Member
+from loyalbot.storage.models import MEMBER_NAME_TEXT, AuditLog, Member
 
 NOTIFY_KINDS = ("care", "reminders", "surveys", "offers", "activity")
 SETTINGS = frozenset({"language", "timezone", "birthday", "phone", "notify", "quiet_start", "quiet_end",
@@ -245,6 +245,32 @@ class Members:
                     sa.or_(first.like(pattern, escape="\\"), last.like(pattern, escape="\\"),
                            full.like(pattern, escape="\\")))
                 .order_by(first, last, col(Member.id)).limit(limit))).scalars())
+
+    async def search_members(self, text: str, *, offset: int = 0, limit: int = 20) -> list[Member]:
+        """The console's search: a member number (erased members too: their row stays for the books), a phone
+        number (read in the programme's country) or a part of the name (case-insensitive, names that start
+        with it first). At most `limit` from `offset` (ask for one more to learn whether there are more).
+
+        On PostgreSQL the name test is the trigram-indexed expression `MEMBER_NAME_TEXT` (migration 0010),
+        so a search never reads every member."""
+        text = " ".join((text or "").split())[:64]
+        number = text.upper().removeprefix("LBM:")
+        if valid_member_no(number):
+            async with self.db.read() as s:
+                found = (await s.execute(select(Member).where(Member.member_no == number))).scalar_one_or_none()
+            return [found] if found is not None and offset == 0 else []
+        if looks_like_phone(text):
+            return (await self.members_by_phone(text, limit=offset + limit))[offset:]
+        needle = text.lower()
+        if len(needle) < 2:
+            return []
+        escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        name = sa.literal_column(MEMBER_NAME_TEXT, type_=sa.String)
+        async with self.db.read() as s:
+            return list((await s.execute(
+                select(Member).where(col(Member.status) != "erased", name.like(f"%{escaped}%", escape="\\"))
+                .order_by(sa.case((name.like(f"{escaped}%", escape="\\"), 0), else_=1), name, col(Member.id))
+                .offset(max(0, offset)).limit(max(1, limit)))).scalars())
 
 
 __all__ = [

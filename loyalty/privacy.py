@@ -52,9 +52,13 @@ class Privacy:
         self.events = events
         self.members = members
 
-    async def export_member_data(self, member_id: int) -> dict[str, Any]:
-        """Everything stored about the member, as a JSON-ready document."""
+    async def export_member_data(self, member_id: int, *, actor: str | None = None) -> dict[str, Any]:
+        """Everything stored about the member, as a JSON-ready document. With `actor` (an operator exporting
+        it from the console, not the member asking in the chat) the export is audited."""
         member = await self.members.member(member_id)
+        if actor is not None:
+            async with self.db.transaction() as tx:
+                tx.add(AuditLog(actor=actor[:64], action="export", member_id=member_id, created_at=utcnow()))
 
         def dump(obj: Any, drop: tuple[str, ...] = ()) -> dict[str, Any]:
             data = obj.model_dump(exclude=set(drop))

@@ -297,6 +297,28 @@ class Rewards:
         await self.events.emit(CouponUsed(member_id=coupon.member_id, coupon_id=coupon.id or 0, staff_id=staff_id))
         return view
 
+    async def void_coupon(self, coupon_id: int, *, actor: str, member_id: int | None = None,
+                          now: datetime | None = None) -> tuple[Coupon, bool]:
+        """Void an active coupon (an operator's decision, audited with `actor`); returns it and whether it was
+        void already (a repeat changes nothing). Used and expired coupons are refused; with `member_id`, a
+        coupon of another member is unknown. The points spent on it are not given back (adjust them if due)."""
+        now = as_utc(now or utcnow())
+        async with self.db.transaction() as tx:
+            coupon = (await tx.execute(select(Coupon).where(Coupon.id == coupon_id).with_for_update()
+                                       .execution_options(populate_existing=True))).scalar_one_or_none()
+            if coupon is None or (member_id is not None and coupon.member_id != member_id):
+                raise errors.UnknownCoupon()
+            if coupon.status == "void":
+                return coupon, True
+            refusal = _coupon_refusal(coupon, now)
+            if refusal is not None:
+                raise refusal
+            coupon.status = "void"
+            tx.add(coupon)
+            tx.add(AuditLog(actor=actor[:64], action="void_coupon", member_id=coupon.member_id,
+                            details={"coupon": coupon.code}, created_at=now))
+            return coupon, False
+
     async def expire_coupons(self, *, now: datetime | None = None) -> int:
         """Mark every active coupon past its expiry as expired; returns how many."""
         now = as_utc(now or utcnow())

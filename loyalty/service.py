@@ -11,6 +11,7 @@ nothing. Where each call lives:
     tiers.py     the one tier change, the scheduled evaluation, progress and history
     rewards.py   the catalogue, redeeming points for coupons, coupons at the counter
     surveys.py   feedback, surveys, answers, CSAT and NPS
+    feedback.py  the feedback inbox: an operator's reply through the outbox, closing
     privacy.py   export and erasure
     staff.py     staff roles
     events.py    what listeners are told after commit; results.py what the calls return
@@ -24,6 +25,7 @@ from typing import Any
 from loyalbot.loyalty.award import Awards
 from loyalbot.loyalty.checks import ledger_check
 from loyalbot.loyalty.events import Events
+from loyalbot.loyalty.feedback import FeedbackInbox
 from loyalbot.loyalty.members import Members
 from loyalbot.loyalty.points import Points
 from loyalbot.loyalty.privacy import Privacy
@@ -54,6 +56,7 @@ class Loyalty:
         self.tiers = Tiers(db, programme, self.events, self.members)
         self.rewards = Rewards(db, programme, self.events, self.members, self.staff)
         self.surveys = Surveys(db)
+        self.feedback = FeedbackInbox(db)
         self.privacy = Privacy(db, programme, self.events, self.members)
 
         self.subscribe = self.events.subscribe
@@ -65,6 +68,7 @@ class Loyalty:
         self.member_by_number = self.members.member_by_number
         self.members_by_phone = self.members.members_by_phone
         self.members_by_name = self.members.members_by_name
+        self.search_members = self.members.search_members
         self.update_member = self.members.update_member
         self.touch = self.members.touch
         # points
@@ -90,6 +94,7 @@ class Loyalty:
         self.coupon_for_counter = self.rewards.coupon_for_counter
         self.use_coupon = self.rewards.use_coupon
         self.expire_coupons = self.rewards.expire_coupons
+        self.void_coupon = self.rewards.void_coupon
         # staff
         self.staff_role = self.staff.staff_role
         self.require_staff = self.staff.require_staff
@@ -102,6 +107,8 @@ class Loyalty:
         self.record_survey_answer = self.surveys.record_survey_answer
         self.add_survey_comment = self.surveys.add_survey_comment
         self.scores = self.surveys.scores
+        self.reply_to_feedback = self.feedback.reply_to_feedback
+        self.close_feedback = self.feedback.close_feedback
         # privacy
         self.export_member_data = self.privacy.export_member_data
         self.erase_member = self.privacy.erase_member

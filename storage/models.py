@@ -204,6 +204,13 @@ class Feedback(SQLModel, table=True):
     text: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     rating: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
+    # The console's inbox: new | answered (an operator replied through the bot) | closed
+    state: str = Field(default="new", sa_column=sa.Column(sa.String(16), nullable=False, server_default="new",
+                                                          index=True))
+    reply: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    answered_at: datetime | None = None
+    answered_by: str | None = Field(default=None, max_length=64)  # "console:<operator name>"
+    closed_at: datetime | None = None
 
 
 class Survey(SQLModel, table=True):
@@ -581,3 +588,10 @@ class RateLimit(SQLModel, table=True):
 
     key: str = Field(sa_column=sa.Column(sa.String(96), primary_key=True))
     at: float = Field(sa_column=sa.Column(sa.Float(precision=53), nullable=False))
+
+# --- the console's member search (migration 0010): a trigram index on the lower-cased full name --------
+# PostgreSQL only (pg_trgm); it serves `lower(coalesce(first_name,'') || ' ' || coalesce(last_name,'')) LIKE
+# '%text%'`, which is exactly how loyalty.members.search_members writes the name test.
+MEMBER_NAME_TEXT = "lower(coalesce(first_name, '') || ' ' || coalesce(last_name, ''))"
+sa.Index("ix_members_name_trgm", sa.text(f"({MEMBER_NAME_TEXT}) gin_trgm_ops"),
+         postgresql_using="gin", _table=table_of(Member)).ddl_if(dialect="postgresql")

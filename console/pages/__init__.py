@@ -15,7 +15,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from loyalbot.console.accounts import Sessions
-from loyalbot.console.pages import apikeys, auth, home, operators, schedules, staff
+from loyalbot.console.pages import apikeys, auth, feedback, home, members, operators, schedules, staff, support, surveys
 from loyalbot.console.pages.web import TEMPLATES, ConsoleDeps, ConsoleRefusal, NavItem, SignInRequired, render
 from loyalbot.loyalty import Loyalty
 from loyalbot.storage import Db
@@ -29,6 +29,10 @@ NAV = [
     NavItem("/console/staff", "Staff", admin=True),
     NavItem("/console/operators", "Operators", admin=True),
     NavItem("/console/apikeys", "API keys", admin=True),
+    NavItem("/console/members", "Members"),
+    NavItem("/console/feedback", "Feedback"),
+    NavItem("/console/surveys", "Surveys"),
+    NavItem("/console/support", "Support"),
 ]
 
 
@@ -38,7 +42,7 @@ def mount_console(app: FastAPI, db: Db, loyalty: Loyalty, *, sessions: Sessions,
     app.state.console = console
     app.state.console_signin_limit = signin_limit
     app.mount("/console/static", StaticFiles(directory=TEMPLATES.parent / "static"), name="console-static")
-    for module in (auth, home, schedules, staff, operators, apikeys):
+    for module in (auth, home, schedules, staff, operators, apikeys, members, feedback, surveys, support):
         app.include_router(module.router)
 
     @app.exception_handler(SignInRequired)
