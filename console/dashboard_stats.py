@@ -436,7 +436,7 @@ async def build_board(db: Db, period: Period, *, now: datetime, tier_order: list
     charts: list[Chart] = []
     totals: dict[str, Any] = {"members": sum(live["by_tier"].values()), "outstanding": live["outstanding"]}
 
-    members = Chart("members", "Members over time", "line", index,
+    members = Chart("members", "Members over time", "bar", index,
                     [Column("joined", "Joined"), Column("active", "Active (points or purchases)")])
     for b in buckets:
         members.rows.append([b, get(b, "joined"), get(b, f"active_{unit}")])

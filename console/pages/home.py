@@ -116,6 +116,7 @@ def _view(chart: Chart, lang: str, fmt: Formats, names: dict[str, str], unit: st
     labels = [fmt.date(row[0]) if isinstance(row[0], date) else names.get(row[0], gettext(lang, str(row[0])))
               for row in chart.rows]
     data = {
+        "key": chart.key,
         "type": chart.kind,
         "labels": labels,
         "datasets": [{"label": label(column.label), "kind": column.kind,

@@ -19,8 +19,8 @@
         borderColor: colour,
         backgroundColor: asBar ? colour + "cc" : colour,
         borderWidth: asBar ? 0 : 2,
-        pointRadius: d.data.length > 60 ? 0 : 2,
-        spanGaps: true,
+        pointRadius: d.data.length > 60 ? 1 : 2,
+        spanGaps: false,
         yAxisID: second ? "y2" : "y",
         order: asBar ? 2 : 1,
       };
@@ -40,7 +40,7 @@
     if (datasets.some((d) => d.yAxisID === "y2")) {
       scales.y2 = { position: "right", beginAtZero: true, grid: { drawOnChartArea: false } };
     }
-    if (spec.type === "bar" && datasets.length === 4) {  // points: outstanding is a line on its own axis
+    if (spec.key === "points") {  // outstanding is a line on its own axis
       datasets[3].type = "line";
       datasets[3].yAxisID = "y2";
       datasets[3].backgroundColor = datasets[3].borderColor;
