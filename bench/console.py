@@ -66,12 +66,12 @@ EXTRA = [
                    'frequency_cap'])[1 + g % 4] END,
               at, 1, at
        FROM (SELECT g, 1 + (g * 7919) % {members} AS m, random() AS r,
-                    now() - random() * interval '365 days' AS at FROM generate_series(1, {outbox}) g) s""",
+                    now() - random() * interval '365 days' AS at FROM generate_series(1::bigint, {outbox}) g) s""",
     """INSERT INTO surveys (id, member_id, kind, trigger, status, created_at, answered_at)
        SELECT {survey_base} + g, 1 + (g * 104729) % {members}, CASE WHEN g % 3 = 0 THEN 'nps' ELSE 'csat' END,
               'schedule', 'answered', now() - (g % 365) * interval '1 day' - (g % 86000) * interval '1 second',
               now() - (g % 365) * interval '1 day' - (g % 86000) * interval '1 second'
-       FROM generate_series(1, {answers}) g""",
+       FROM generate_series(1::bigint, {answers}) g""",
     """INSERT INTO survey_answers (survey_id, member_id, kind, score, created_at)
        SELECT id, member_id, kind,
               CASE WHEN kind = 'csat' THEN 1 + floor(random() * 4.99)::int ELSE floor(random() * 10.99)::int END,
@@ -81,10 +81,10 @@ EXTRA = [
        SELECT m, 'closed', at, at + f * interval '1 second', at + (f + r) * interval '1 second', f, f + r
        FROM (SELECT 1 + (g * 15485863) % {members} AS m, now() - random() * interval '365 days' AS at,
                     (30 + random() * 3600)::int AS f, (60 + random() * 86400)::int AS r
-             FROM generate_series(1, {handoffs}) g) s""",
+             FROM generate_series(1::bigint, {handoffs}) g) s""",
     """INSERT INTO tier_changes (member_id, from_tier, to_tier, reason, created_at)
        SELECT 1 + (g * 32452843) % {members}, 'green', CASE WHEN g % 4 = 0 THEN 'gold' ELSE 'silver' END,
-              'spend', now() - random() * interval '365 days' FROM generate_series(1, {tier_changes}) g""",
+              'spend', now() - random() * interval '365 days' FROM generate_series(1::bigint, {tier_changes}) g""",
 ]
 
 

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import logging
 import statistics
+import sys
+import zlib
+from array import array
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -32,6 +35,7 @@ from loyalbot.storage import Db, as_utc
 from loyalbot.storage.clock import zone_or_utc
 from loyalbot.storage.models import (
     Coupon,
+    DailyMembers,
     DailyStat,
     HandoffConversation,
     LedgerEntry,
@@ -48,12 +52,14 @@ log = logging.getLogger(__name__)
 SETTLE = timedelta(days=7)  # a bucket is recomputed until it is this old
 RECHECK = timedelta(hours=1)  # ... at most this often
 MAX_DAYS = 3 * 366  # the longest range a page shows
+CHUNK = 28  # buckets computed in one go when the rollup is built
 WEEKLY_AFTER = 92  # ranges longer than this many days are shown in weeks
 PRESETS = (7, 30, 90, 365)
 EARLIEST = date(2000, 1, 1)
 WEEK_METRICS = frozenset({"active_week", "purchasers_week", "repeaters_week", "_done_week"})
 
 STATS = table_of(DailyStat)
+MEMBER_SETS = table_of(DailyMembers)
 MEMBERS = table_of(Member)
 LEDGER = table_of(LedgerEntry)
 PURCHASES = table_of(Purchase)
@@ -172,6 +178,7 @@ def _as_date(value: Any) -> date:
 
 
 Figures = dict[tuple[date, str, str], int]
+Sets = dict[tuple[date, str], set[int]]
 
 
 async def _grouped(s: AsyncSession, inner: sa.Subquery, metric: str, figures: Figures, *dims: str,
@@ -186,8 +193,10 @@ async def _grouped(s: AsyncSession, inner: sa.Subquery, metric: str, figures: Fi
         figures[(_as_date(row[0]), metric, dimension)] += int(row[-1] or 0)
 
 
-async def compute(db: Db, s: AsyncSession, zone: str, unit: str, first: date, end: date) -> Figures:
-    """The figures of the buckets that start in [first, end), straight from the source tables."""
+async def compute(db: Db, s: AsyncSession, zone: str, unit: str, first: date, end: date
+                  ) -> tuple[Figures, Sets]:
+    """The figures of the buckets that start in [first, end), straight from the source tables; for days also
+    the sets of members active, buying, and buying twice or more on each day."""
     lo, hi = day_start(first, zone), day_start(end, zone)
     figures: Figures = defaultdict(int)
 
@@ -215,25 +224,58 @@ async def compute(db: Db, s: AsyncSession, zone: str, unit: str, first: date, en
             within(ANSWERS.c.created_at)).subquery(), "answers", figures, "kind", "score")
         await _grouped(s, sa.select(when(TIER_CHANGES.c.created_at), TIER_CHANGES.c.to_tier).where(
             within(TIER_CHANGES.c.created_at)).subquery(), "tier_in", figures, "to_tier")
-    # Distinct members per bucket: anyone with a ledger entry or a purchase is active.
+    # Distinct members per bucket: anyone with a purchase or a ledger entry (other than an expiry) is active.
     active = sa.union(
-        sa.select(when(LEDGER.c.created_at), LEDGER.c.member_id.label("m")).where(within(LEDGER.c.created_at)),
+        sa.select(when(LEDGER.c.created_at), LEDGER.c.member_id.label("m")).where(
+            within(LEDGER.c.created_at), LEDGER.c.kind != "expire"),
         sa.select(when(PURCHASES.c.occurred_at), PURCHASES.c.member_id.label("m")).where(
             within(PURCHASES.c.occurred_at)),
     ).subquery()
-    await _grouped(s, active, f"active_{unit}", figures)
     per_member = sa.select(when(PURCHASES.c.occurred_at), PURCHASES.c.member_id, sa.func.count().label("n")).where(
         within(PURCHASES.c.occurred_at)).group_by(sa.text("1"), PURCHASES.c.member_id).subquery()
-    rows = await s.execute(sa.select(
-        per_member.c.b, sa.func.count(), sa.func.sum(sa.case((per_member.c.n >= 2, 1), else_=0)),
-        sa.func.sum(per_member.c.n)).group_by(per_member.c.b))
-    for bucket, purchasers, repeaters, purchases in rows.all():
+    if unit == "week":
+        await _grouped(s, active, "active_week", figures)
+        rows = await s.execute(sa.select(
+            per_member.c.b, sa.func.count(), sa.func.sum(sa.case((per_member.c.n >= 2, 1), else_=0))
+        ).group_by(per_member.c.b))
+        for bucket, purchasers, repeaters in rows.all():
+            figures[(_as_date(bucket), "purchasers_week", "")] += int(purchasers)
+            figures[(_as_date(bucket), "repeaters_week", "")] += int(repeaters or 0)
+        return figures, {}
+    # Per day, the members themselves are kept (as sets) so that any range's distinct counts are unions.
+    sets: Sets = defaultdict(set)
+    for bucket, member_id in (await s.execute(sa.select(active.c.b, active.c.m))).all():
+        if bucket is not None:
+            sets[(_as_date(bucket), "active")].add(int(member_id))
+    for bucket, member_id, n in (await s.execute(sa.select(per_member.c.b, per_member.c.member_id,
+                                                             per_member.c.n))).all():
+        if bucket is None:
+            continue
         day = _as_date(bucket)
-        figures[(day, f"purchasers_{unit}", "")] += int(purchasers)
-        figures[(day, f"repeaters_{unit}", "")] += int(repeaters or 0)
-        if unit == "day":
-            figures[(day, "purchases", "")] += int(purchases or 0)
-    return figures
+        sets[(day, "buyers")].add(int(member_id))
+        figures[(day, "purchases", "")] += int(n)
+        if n >= 2:
+            sets[(day, "buyers2")].add(int(member_id))
+    for (day, kind), members in sets.items():
+        metric = {"active": "active_day", "buyers": "purchasers_day", "buyers2": "repeaters_day"}[kind]
+        figures[(day, metric, "")] = len(members)
+    return figures, sets
+
+
+def pack(members: set[int]) -> bytes:
+    """A set of member ids as bytes: sorted 32-bit little-endian, zlib-compressed."""
+    packed = array("I", sorted(members))
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return zlib.compress(packed.tobytes(), 1)
+
+
+def unpack(blob: bytes) -> array[int]:
+    packed = array("I")
+    packed.frombytes(zlib.decompress(blob))
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return packed
 
 
 def _family(unit: str) -> Any:
@@ -257,6 +299,15 @@ def _spans(buckets: Iterable[date], step: timedelta) -> Iterator[tuple[date, dat
         yield start, prev + step
 
 
+def _chunked(spans: Iterable[tuple[date, date]], most: timedelta) -> Iterator[tuple[date, date]]:
+    """Spans cut to at most `most` each, so one computation holds a month of members, not a year."""
+    for start, end in spans:
+        while end - start > most:
+            yield start, start + most
+            start += most
+        yield start, end
+
+
 async def refresh(db: Db, zone: str, unit: str, first: date, last: date, *, now: datetime) -> int:
     """Compute the missing or unsettled buckets starting in [first, last] into daily_stats; returns how many."""
     if last < first:
@@ -275,9 +326,9 @@ async def refresh(db: Db, zone: str, unit: str, first: date, last: date, *, now:
         if computed is None or (computed < settled_at and stamp - computed >= RECHECK.total_seconds()):
             stale.append(at)
         at += step
-    for start, end in _spans(stale, step):
+    for start, end in _chunked(_spans(stale, step), step * CHUNK):
         async with db.read() as s:
-            figures = await compute(db, s, zone, unit, start, end)
+            figures, sets = await compute(db, s, zone, unit, start, end)
         rows = [{"zone": zone, "day": day, "metric": metric, "dimension": dimension, "value": value}
                 for (day, metric, dimension), value in figures.items() if value]
         marks = []
@@ -289,6 +340,13 @@ async def refresh(db: Db, zone: str, unit: str, first: date, last: date, *, now:
             async with db.transaction() as s:
                 await s.execute(sa.delete(STATS).where(STATS.c.zone == zone, STATS.c.day >= start,
                                                        STATS.c.day < end, _family(unit)))
+                if unit == "day":
+                    await s.execute(sa.delete(MEMBER_SETS).where(
+                        MEMBER_SETS.c.zone == zone, MEMBER_SETS.c.day >= start, MEMBER_SETS.c.day < end))
+                    kept = [{"zone": zone, "day": day, "metric": kind, "members": pack(members)}
+                            for (day, kind), members in sets.items() if members]
+                    for chunk in range(0, len(kept), 500):
+                        await s.execute(sa.insert(MEMBER_SETS), kept[chunk:chunk + 500])
                 for chunk in range(0, len(rows + marks), 5000):
                     await s.execute(sa.insert(STATS), (rows + marks)[chunk:chunk + 5000])
         except IntegrityError:  # another replica or request wrote the same buckets at the same time
@@ -366,23 +424,42 @@ async def _period_live(db: Db, period: Period, hi: datetime) -> dict[str, Any]:
     """The range's figures that are not sums of buckets, computed live from the indexes."""
     lo = day_start(period.first, period.zone)
     async with db.read() as s:
-        active = sa.union(
-            sa.select(LEDGER.c.member_id).where(LEDGER.c.created_at >= lo, LEDGER.c.created_at < hi),
-            sa.select(PURCHASES.c.member_id).where(PURCHASES.c.occurred_at >= lo, PURCHASES.c.occurred_at < hi),
-        ).subquery()
-        active_n = (await s.execute(sa.select(sa.func.count()).select_from(active))).scalar_one()
-        per_member = sa.select(PURCHASES.c.member_id, sa.func.count().label("n")).where(
-            PURCHASES.c.occurred_at >= lo, PURCHASES.c.occurred_at < hi).group_by(PURCHASES.c.member_id).subquery()
-        purchasers, repeaters = (await s.execute(sa.select(
-            sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((per_member.c.n >= 2, 1), else_=0)), 0)))).one()
         closed = (await s.execute(sa.select(
             HANDOFFS.c.closed_at, HANDOFFS.c.first_response_seconds, HANDOFFS.c.resolution_seconds).where(
             HANDOFFS.c.closed_at >= lo, HANDOFFS.c.closed_at < hi))).all()
         by_tier: dict[Any, Any] = dict((await s.execute(sa.select(MEMBERS.c.tier, sa.func.count()).where(
             MEMBERS.c.status != "erased").group_by(MEMBERS.c.tier))).all())
         outstanding = int((await s.execute(sa.select(sa.func.coalesce(sa.func.sum(MEMBERS.c.balance), 0)))).scalar_one())
-    return {"active": int(active_n), "purchasers": int(purchasers), "repeaters": int(repeaters), "closed": closed,
+    return {"closed": closed,
             "by_tier": {str(k): int(v) for k, v in by_tier.items()}, "outstanding": outstanding}
+
+
+async def _distinct_over(db: Db, period: Period, today: date, today_sets: Sets) -> dict[str, int]:
+    """Members active, buying, and buying twice or more over the whole range: unions of the days' sets."""
+    active: set[int] = set()
+    seen: set[int] = set()
+    twice: set[int] = set()
+
+    def add(kind: str, members: Iterable[int]) -> None:
+        if kind == "active":
+            active.update(members)
+        elif kind == "buyers2":
+            twice.update(members)
+        else:
+            day_set = set(members)
+            twice.update(seen & day_set)
+            seen.update(day_set)
+
+    async with db.read() as s:
+        rows = await s.stream(sa.select(MEMBER_SETS.c.metric, MEMBER_SETS.c.members).where(
+            MEMBER_SETS.c.zone == period.zone, MEMBER_SETS.c.day >= period.first,
+            MEMBER_SETS.c.day <= min(period.last, today - timedelta(days=1))).order_by(MEMBER_SETS.c.day))
+        async for kind, blob in rows:
+            add(kind, unpack(blob))
+    if period.first <= today <= period.last:
+        for (_day, kind), members in today_sets.items():
+            add(kind, members)
+    return {"active": len(active), "purchasers": len(seen), "repeaters": len(twice)}
 
 
 async def build_board(db: Db, period: Period, *, now: datetime, tier_order: list[str] | None = None) -> Board:
@@ -395,8 +472,9 @@ async def build_board(db: Db, period: Period, *, now: datetime, tier_order: list
     await refresh(db, zone, "day", period.first, today - timedelta(days=1), now=now)
     days = await _stored(db, zone, "day", period.first, today - timedelta(days=1))
     async with db.read() as s:
-        for key, value in (await compute(db, s, zone, "day", today, today + timedelta(days=1))).items():
-            days[key] += value
+        live_days, live_sets = await compute(db, s, zone, "day", today, today + timedelta(days=1))
+    for key, value in live_days.items():
+        days[key] += value
     weeks: Figures = defaultdict(int)
     if unit == "week":
         last_week = min(period.last - timedelta(days=6), this_week - timedelta(days=7))
@@ -404,10 +482,12 @@ async def build_board(db: Db, period: Period, *, now: datetime, tier_order: list
         weeks = await _stored(db, zone, "week", period.first, last_week)
         if period.first <= this_week <= period.last:
             async with db.read() as s:
-                for key, value in (await compute(db, s, zone, "week", this_week, this_week + timedelta(days=7))).items():
-                    weeks[key] += value
+                live_weeks, _ = await compute(db, s, zone, "week", this_week, this_week + timedelta(days=7))
+            for key, value in live_weeks.items():
+                weeks[key] += value
     end = min(day_start(period.last + timedelta(days=1), zone), now + timedelta(seconds=1))
     live = await _period_live(db, period, end)
+    live.update(await _distinct_over(db, period, today, live_sets))
 
     buckets = period.buckets()
     summed: dict[date, dict[tuple[str, str], int]] = {b: defaultdict(int) for b in buckets}

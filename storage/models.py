@@ -571,6 +571,18 @@ class DailyStat(SQLModel, table=True):
     value: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False))
 
 
+class DailyMembers(SQLModel, table=True):
+    """The members behind a day's distinct counts (active, buyers, buyers2 = bought twice or more that day), as
+    packed ids, so that the dashboard counts distinct members over any range by a union of days."""
+
+    __tablename__ = "daily_members"
+
+    zone: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    day: date = Field(sa_column=sa.Column(sa.Date, primary_key=True))
+    metric: str = Field(sa_column=sa.Column(sa.String(16), primary_key=True))
+    members: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+
+
 # The dashboard reads each table by the moment its rows happened (see console/dashboard_stats.py).
 sa.Index("ix_members_joined_at", table_of(Member).c.joined_at)
 sa.Index("ix_ledger_entries_created_at_member", table_of(LedgerEntry).c.created_at, table_of(LedgerEntry).c.member_id)

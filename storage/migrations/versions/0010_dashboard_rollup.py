@@ -2,7 +2,8 @@
 
 The console's dashboard buckets members, ledger, purchases, coupons, outbox, survey answers, handoffs and
 tier changes by local day; each source gets an index on its moment so one day (today, live) is an index
-range, and completed days are kept in daily_stats (zone, day, metric, dimension) -> value.
+range, and completed days are kept in daily_stats (zone, day, metric, dimension) -> value, with the members
+behind each day's distinct counts in daily_members (packed ids) for distinct counts over any range.
 
 Revision ID: 0010_dashboard_rollup
 Revises: 0009
@@ -40,6 +41,13 @@ def upgrade() -> None:
     sa.Column('value', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('zone', 'day', 'metric', 'dimension', name=op.f('pk_daily_stats'))
     )
+    op.create_table('daily_members',
+    sa.Column('zone', sa.String(length=64), nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('metric', sa.String(length=16), nullable=False),
+    sa.Column('members', sa.LargeBinary(), nullable=False),
+    sa.PrimaryKeyConstraint('zone', 'day', 'metric', name=op.f('pk_daily_members'))
+    )
     for name, table, columns in INDEXES:
         op.create_index(name, table, columns, unique=False)
 
@@ -47,4 +55,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     for name, table, _columns in INDEXES:
         op.drop_index(name, table_name=table)
+    op.drop_table('daily_members')
     op.drop_table('daily_stats')
