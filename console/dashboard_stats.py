@@ -427,9 +427,15 @@ async def _period_live(db: Db, period: Period, hi: datetime) -> dict[str, Any]:
         closed = (await s.execute(sa.select(
             HANDOFFS.c.closed_at, HANDOFFS.c.first_response_seconds, HANDOFFS.c.resolution_seconds).where(
             HANDOFFS.c.closed_at >= lo, HANDOFFS.c.closed_at < hi))).all()
-        by_tier: dict[Any, Any] = dict((await s.execute(sa.select(MEMBERS.c.tier, sa.func.count()).where(
-            MEMBERS.c.status != "erased").group_by(MEMBERS.c.tier))).all())
-        outstanding = int((await s.execute(sa.select(sa.func.coalesce(sa.func.sum(MEMBERS.c.balance), 0)))).scalar_one())
+        # One index-only scan of ix_members_status_tier_balance gives both the tiers and the points held.
+        by_tier: dict[str, int] = defaultdict(int)
+        outstanding = 0
+        for tier, status, count, held in (await s.execute(sa.select(
+                MEMBERS.c.tier, MEMBERS.c.status, sa.func.count(), sa.func.coalesce(sa.func.sum(MEMBERS.c.balance), 0))
+                .group_by(MEMBERS.c.status, MEMBERS.c.tier))).all():
+            outstanding += int(held)
+            if status != "erased":
+                by_tier[str(tier)] += int(count)
     return {"closed": closed,
             "by_tier": {str(k): int(v) for k, v in by_tier.items()}, "outstanding": outstanding}
 

@@ -585,6 +585,8 @@ class DailyMembers(SQLModel, table=True):
 
 # The dashboard reads each table by the moment its rows happened (see console/dashboard_stats.py).
 sa.Index("ix_members_joined_at", table_of(Member).c.joined_at)
+sa.Index("ix_members_status_tier_balance", table_of(Member).c.status, table_of(Member).c.tier,
+         table_of(Member).c.balance)
 sa.Index("ix_ledger_entries_created_at_member", table_of(LedgerEntry).c.created_at, table_of(LedgerEntry).c.member_id)
 sa.Index("ix_purchases_occurred_at_member", table_of(Purchase).c.occurred_at, table_of(Purchase).c.member_id)
 sa.Index("ix_coupons_issued_at", table_of(Coupon).c.issued_at)

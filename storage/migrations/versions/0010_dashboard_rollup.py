@@ -21,6 +21,7 @@ depends_on = None
 
 INDEXES = [
     ("ix_members_joined_at", "members", ["joined_at"]),
+    ("ix_members_status_tier_balance", "members", ["status", "tier", "balance"]),
     ("ix_ledger_entries_created_at_member", "ledger_entries", ["created_at", "member_id"]),
     ("ix_purchases_occurred_at_member", "purchases", ["occurred_at", "member_id"]),
     ("ix_coupons_issued_at", "coupons", ["issued_at"]),
