@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import sqlalchemy as sa
@@ -90,6 +93,7 @@ def _sqlite_engine(url: str, *, writer: bool) -> AsyncEngine:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+        dbapi_connection.create_function("loyalbot_local_bucket", 3, sqlite_local_bucket, deterministic=True)
 
     if writer:
         @event.listens_for(engine.sync_engine, "begin")
@@ -97,6 +101,27 @@ def _sqlite_engine(url: str, *, writer: bool) -> AsyncEngine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def sqlite_local_bucket(stamp: str | None, zone: str, unit: str) -> str | None:
+    """SQLite's `loyalbot_local_bucket(ts, zone, unit)`: the local day (unit 'day') or the Monday of the local
+    week ('week') of a stored UTC timestamp, as 'YYYY-MM-DD'; PostgreSQL does the same with date_trunc and
+    AT TIME ZONE. SQLite has no time zones, so the dashboard's buckets are computed here."""
+    if stamp is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(stamp).replace(tzinfo=UTC).astimezone(_zone(zone))
+    except (ValueError, KeyError):
+        return None
+    day = moment.date()
+    if unit == "week":
+        day -= timedelta(days=day.weekday())
+    return day.isoformat()
+
+
+@functools.lru_cache(maxsize=32)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
 
 
 class Db:

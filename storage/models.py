@@ -595,3 +595,42 @@ class RateLimit(SQLModel, table=True):
 MEMBER_NAME_TEXT = "lower(coalesce(first_name, '') || ' ' || coalesce(last_name, ''))"
 sa.Index("ix_members_name_trgm", sa.text(f"({MEMBER_NAME_TEXT}) gin_trgm_ops"),
          postgresql_using="gin", _table=table_of(Member)).ddl_if(dialect="postgresql")
+
+class DailyStat(SQLModel, table=True):
+    """One aggregate figure of the console's dashboard for one bucket (a local day, or a week from its Monday)
+    in one time zone: e.g. (Europe/Amsterdam, 2026-12-01, "points", "earn") -> 1234. Derived from the other
+    tables and rebuilt from them at will; a `_done` row per bucket says when it was computed."""
+
+    __tablename__ = "daily_stats"
+
+    zone: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    day: date = Field(sa_column=sa.Column(sa.Date, primary_key=True))
+    metric: str = Field(sa_column=sa.Column(sa.String(32), primary_key=True))
+    dimension: str = Field(default="", sa_column=sa.Column(sa.String(64), primary_key=True))
+    value: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False))
+
+
+class DailyMembers(SQLModel, table=True):
+    """The members behind a day's distinct counts (active, buyers, buyers2 = bought twice or more that day), as
+    packed ids, so that the dashboard counts distinct members over any range by a union of days."""
+
+    __tablename__ = "daily_members"
+
+    zone: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    day: date = Field(sa_column=sa.Column(sa.Date, primary_key=True))
+    metric: str = Field(sa_column=sa.Column(sa.String(16), primary_key=True))
+    members: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+
+
+# The dashboard reads each table by the moment its rows happened (see console/dashboard_stats.py).
+sa.Index("ix_members_joined_at", table_of(Member).c.joined_at)
+sa.Index("ix_members_status_tier_balance", table_of(Member).c.status, table_of(Member).c.tier,
+         table_of(Member).c.balance)
+sa.Index("ix_ledger_entries_created_at_member", table_of(LedgerEntry).c.created_at, table_of(LedgerEntry).c.member_id)
+sa.Index("ix_purchases_occurred_at_member", table_of(Purchase).c.occurred_at, table_of(Purchase).c.member_id)
+sa.Index("ix_coupons_issued_at", table_of(Coupon).c.issued_at)
+sa.Index("ix_coupons_used_at", table_of(Coupon).c.used_at)
+sa.Index("ix_outbox_created_at", table_of(Outbox).c.created_at)
+sa.Index("ix_survey_answers_created_at", table_of(SurveyAnswer).c.created_at)
+sa.Index("ix_handoff_conversations_closed_at", table_of(HandoffConversation).c.closed_at)
+sa.Index("ix_tier_changes_created_at", table_of(TierChange).c.created_at)

@@ -1,0 +1,664 @@
+"""The dashboard's figures over time, bucketed by the shop's local days (or weeks from Monday) and kept fast.
+
+How it stays fast on a million members: every source table has an index on the moment its rows happened
+(migration 0010), and each completed bucket is computed once into `daily_stats` (zone, day, metric,
+dimension) -> value. A page reads the rollup for the completed buckets of its range and computes only the
+bucket that holds today live. A bucket is computed when first asked for, and computed again (at most once
+an hour) until it is `SETTLE` old, so rows that change after the day (an outbox row sent late, a coupon used)
+are caught; older buckets stay as computed. Additive figures (sums, counts) are kept per day and summed into
+weeks; distinct counts (active members, purchasers, repeat purchasers) are kept per day and per week.
+Figures over the whole range that are not sums (members active in the range, its repeat-purchase rate,
+the medians of support times) are computed live from the indexes.
+
+Everything here is an aggregate: no member's name, phone or message appears in a figure.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import sys
+import zlib
+from array import array
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from loyalbot.storage import Db, as_utc
+from loyalbot.storage.clock import zone_or_utc
+from loyalbot.storage.models import (
+    Coupon,
+    DailyMembers,
+    DailyStat,
+    HandoffConversation,
+    LedgerEntry,
+    Member,
+    Outbox,
+    Purchase,
+    SurveyAnswer,
+    TierChange,
+)
+from loyalbot.storage.rows import table_of
+
+log = logging.getLogger(__name__)
+
+SETTLE = timedelta(days=7)  # a bucket is recomputed until it is this old
+RECHECK = timedelta(hours=1)  # ... at most this often
+MAX_DAYS = 3 * 366  # the longest range a page shows
+CHUNK = 28  # buckets computed in one go when the rollup is built
+WEEKLY_AFTER = 92  # ranges longer than this many days are shown in weeks
+PRESETS = (7, 30, 90, 365)
+EARLIEST = date(2000, 1, 1)
+WEEK_METRICS = frozenset({"active_week", "purchasers_week", "repeaters_week", "_done_week"})
+
+STATS = table_of(DailyStat)
+MEMBER_SETS = table_of(DailyMembers)
+MEMBERS = table_of(Member)
+LEDGER = table_of(LedgerEntry)
+PURCHASES = table_of(Purchase)
+COUPONS = table_of(Coupon)
+OUTBOX = table_of(Outbox)
+ANSWERS = table_of(SurveyAnswer)
+HANDOFFS = table_of(HandoffConversation)
+TIER_CHANGES = table_of(TierChange)
+
+
+# --- the range asked for --------------------------------------------------------------------------------
+
+
+class PeriodError(ValueError):
+    """A range the dashboard refuses; `field` is the form field it concerns, `text` an English source string."""
+
+    def __init__(self, field: str, text: str, **params: Any) -> None:
+        super().__init__(text % params if params else text)
+        self.field = field
+        self.text = text
+        self.params = params
+
+
+@dataclass(frozen=True)
+class Period:
+    """Local days `first`..`last` (inclusive) in `zone`, shown in buckets of one `unit` (day or week)."""
+
+    first: date
+    last: date
+    unit: str
+    zone: str
+
+    @property
+    def days(self) -> int:
+        return (self.last - self.first).days + 1
+
+    def buckets(self) -> list[date]:
+        step = timedelta(days=7 if self.unit == "week" else 1)
+        found, at = [], self.first
+        while at <= self.last:
+            found.append(at)
+            at += step
+        return found
+
+    def bucket_of(self, day: date) -> date:
+        return day - timedelta(days=day.weekday()) if self.unit == "week" else day
+
+
+def local_today(zone: str, now: datetime) -> date:
+    return as_utc(now).astimezone(zone_or_utc(zone)).date()
+
+
+def day_start(day: date, zone: str) -> datetime:
+    """The UTC moment a local day begins."""
+    return datetime.combine(day, time(0), tzinfo=ZoneInfo(zone)).astimezone(UTC)
+
+
+def _parse_day(text: str, name: str) -> date:
+    if len(text) != 10 or not text.isascii():
+        raise PeriodError(name, "Give a date as YYYY-MM-DD.")
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise PeriodError(name, "Give a date as YYYY-MM-DD.") from None
+
+
+def parse_period(start: str | None, end: str | None, days: str | None, *, zone: str, now: datetime) -> Period:
+    """The range from a form's `from`/`to` (local dates) or a preset `days`; the last 30 days by default.
+
+    Raises PeriodError naming the field for garbage, `to` before `from`, a range over three years, or dates
+    before 2000 or after today.
+    """
+    zone = zone_or_utc(zone).key
+    today = local_today(zone, now)
+    start, end, days = (start or "").strip(), (end or "").strip(), (days or "").strip()
+    if start or end:
+        first = _parse_day(start, "from") if start else None
+        last = _parse_day(end, "to") if end else today
+        if first is None:
+            first = last - timedelta(days=29)
+        if first < EARLIEST:
+            raise PeriodError("from", "Choose a date from 2000 on.")
+        if last > today:
+            raise PeriodError("to", "Choose a date up to today.")
+        if last < first:
+            raise PeriodError("to", "The end comes before the start.")
+        if (last - first).days + 1 > MAX_DAYS:
+            raise PeriodError("from", "Choose at most %(days)s days.", days=MAX_DAYS)
+    else:
+        if days and (not days.isdigit() or len(days) > 4):
+            raise PeriodError("days", "Choose one of the ranges offered.")
+        span = int(days) if days else 30
+        if not 1 <= span <= MAX_DAYS:
+            raise PeriodError("days", "Choose at most %(days)s days.", days=MAX_DAYS)
+        last, first = today, today - timedelta(days=span - 1)
+    if (last - first).days + 1 > WEEKLY_AFTER:  # whole weeks, Monday to Sunday
+        return Period(first - timedelta(days=first.weekday()), last + timedelta(days=6 - last.weekday()), "week", zone)
+    return Period(first, last, "day", zone)
+
+
+# --- computing buckets from the source tables --------------------------------------------------------------
+
+
+def _bucket(db: Db, column: Any, zone: str, unit: str) -> Any:
+    if db.is_postgres:
+        return sa.cast(sa.func.date_trunc(unit, sa.func.timezone(zone, column)), sa.Date)
+    return sa.func.loyalbot_local_bucket(column, zone, unit)  # registered on every SQLite connection
+
+
+def _as_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value))
+
+
+Figures = dict[tuple[date, str, str], int]
+Sets = dict[tuple[date, str], set[int]]
+
+
+async def _grouped(s: AsyncSession, inner: sa.Subquery, metric: str, figures: Figures, *dims: str,
+                   value: Any = None) -> None:
+    """Add `metric` per bucket (and per the `dims` columns) from a subquery with a column `b`."""
+    columns = [inner.c.b, *(inner.c[d] for d in dims)]
+    total = value if value is not None else sa.func.count()
+    for row in (await s.execute(sa.select(*columns, total).group_by(*columns))).all():
+        if row[0] is None:
+            continue
+        dimension = ":".join("" if part is None else str(part) for part in row[1:-1])
+        figures[(_as_date(row[0]), metric, dimension)] += int(row[-1] or 0)
+
+
+async def compute(db: Db, s: AsyncSession, zone: str, unit: str, first: date, end: date
+                  ) -> tuple[Figures, Sets]:
+    """The figures of the buckets that start in [first, end), straight from the source tables; for days also
+    the sets of members active, buying, and buying twice or more on each day."""
+    lo, hi = day_start(first, zone), day_start(end, zone)
+    figures: Figures = defaultdict(int)
+
+    def when(column: Any) -> Any:
+        return _bucket(db, column, zone, unit).label("b")
+
+    def within(column: Any) -> Any:
+        return sa.and_(column >= lo, column < hi)
+
+    if unit == "day":
+        await _grouped(s, sa.select(when(MEMBERS.c.joined_at)).where(within(MEMBERS.c.joined_at)).subquery(),
+                       "joined", figures)
+        ledger = sa.select(when(LEDGER.c.created_at), LEDGER.c.kind, LEDGER.c.delta).where(
+            within(LEDGER.c.created_at)).subquery()
+        await _grouped(s, ledger, "points", figures, "kind", value=sa.func.sum(ledger.c.delta))
+        await _grouped(s, sa.select(when(COUPONS.c.issued_at)).where(within(COUPONS.c.issued_at)).subquery(),
+                       "coupons_issued", figures)
+        await _grouped(s, sa.select(when(COUPONS.c.used_at)).where(within(COUPONS.c.used_at)).subquery(),
+                       "coupons_used", figures)
+        await _grouped(s, sa.select(when(OUTBOX.c.created_at), OUTBOX.c.status).where(
+            within(OUTBOX.c.created_at)).subquery(), "outbox", figures, "status")
+        await _grouped(s, sa.select(when(OUTBOX.c.created_at), OUTBOX.c.skip_reason).where(
+            within(OUTBOX.c.created_at), OUTBOX.c.status == "skipped").subquery(), "skipped", figures, "skip_reason")
+        await _grouped(s, sa.select(when(ANSWERS.c.created_at), ANSWERS.c.kind, ANSWERS.c.score).where(
+            within(ANSWERS.c.created_at)).subquery(), "answers", figures, "kind", "score")
+        await _grouped(s, sa.select(when(TIER_CHANGES.c.created_at), TIER_CHANGES.c.to_tier).where(
+            within(TIER_CHANGES.c.created_at)).subquery(), "tier_in", figures, "to_tier")
+    # Distinct members per bucket: anyone with a purchase or a ledger entry (other than an expiry) is active.
+    active = sa.union(
+        sa.select(when(LEDGER.c.created_at), LEDGER.c.member_id.label("m")).where(
+            within(LEDGER.c.created_at), LEDGER.c.kind != "expire"),
+        sa.select(when(PURCHASES.c.occurred_at), PURCHASES.c.member_id.label("m")).where(
+            within(PURCHASES.c.occurred_at)),
+    ).subquery()
+    per_member = sa.select(when(PURCHASES.c.occurred_at), PURCHASES.c.member_id, sa.func.count().label("n")).where(
+        within(PURCHASES.c.occurred_at)).group_by(sa.text("1"), PURCHASES.c.member_id).subquery()
+    if unit == "week":
+        await _grouped(s, active, "active_week", figures)
+        rows = await s.execute(sa.select(
+            per_member.c.b, sa.func.count(), sa.func.sum(sa.case((per_member.c.n >= 2, 1), else_=0))
+        ).group_by(per_member.c.b))
+        for bucket, purchasers, repeaters in rows.all():
+            figures[(_as_date(bucket), "purchasers_week", "")] += int(purchasers)
+            figures[(_as_date(bucket), "repeaters_week", "")] += int(repeaters or 0)
+        return figures, {}
+    # Per day, the members themselves are kept (as sets) so that any range's distinct counts are unions.
+    sets: Sets = defaultdict(set)
+    for bucket, member_id in (await s.execute(sa.select(active.c.b, active.c.m))).all():
+        if bucket is not None:
+            sets[(_as_date(bucket), "active")].add(int(member_id))
+    for bucket, member_id, n in (await s.execute(sa.select(per_member.c.b, per_member.c.member_id,
+                                                             per_member.c.n))).all():
+        if bucket is None:
+            continue
+        day = _as_date(bucket)
+        sets[(day, "buyers")].add(int(member_id))
+        figures[(day, "purchases", "")] += int(n)
+        if n >= 2:
+            sets[(day, "buyers2")].add(int(member_id))
+    for (day, kind), members in sets.items():
+        metric = {"active": "active_day", "buyers": "purchasers_day", "buyers2": "repeaters_day"}[kind]
+        figures[(day, metric, "")] = len(members)
+    return figures, sets
+
+
+def pack(members: set[int]) -> bytes:
+    """A set of member ids as bytes: sorted 32-bit little-endian, zlib-compressed."""
+    packed = array("I", sorted(members))
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return zlib.compress(packed.tobytes(), 1)
+
+
+def unpack(blob: bytes) -> array[int]:
+    packed = array("I")
+    packed.frombytes(zlib.decompress(blob))
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return packed
+
+
+def _family(unit: str) -> Any:
+    names = sorted(WEEK_METRICS)
+    return STATS.c.metric.in_(names) if unit == "week" else STATS.c.metric.not_in(names)
+
+
+def _spans(buckets: Iterable[date], step: timedelta) -> Iterator[tuple[date, date]]:
+    """Runs of consecutive buckets, as [first, end) pairs."""
+    start = prev = None
+    for bucket in sorted(buckets):
+        if start is None:
+            start = prev = bucket
+        elif prev is not None and bucket == prev + step:
+            prev = bucket
+        else:
+            assert prev is not None
+            yield start, prev + step
+            start = prev = bucket
+    if start is not None and prev is not None:
+        yield start, prev + step
+
+
+def _chunked(spans: Iterable[tuple[date, date]], most: timedelta) -> Iterator[tuple[date, date]]:
+    """Spans cut to at most `most` each, so one computation holds a month of members, not a year."""
+    for start, end in spans:
+        while end - start > most:
+            yield start, start + most
+            start += most
+        yield start, end
+
+
+async def refresh(db: Db, zone: str, unit: str, first: date, last: date, *, now: datetime) -> int:
+    """Compute the missing or unsettled buckets starting in [first, last] into daily_stats; returns how many."""
+    if last < first:
+        return 0
+    step = timedelta(days=7 if unit == "week" else 1)
+    async with db.read() as s:
+        done = dict((await s.execute(sa.select(STATS.c.day, STATS.c.value).where(
+            STATS.c.zone == zone, STATS.c.metric == f"_done_{unit}", STATS.c.day >= first,
+            STATS.c.day <= last))).all())
+    stamp = int(as_utc(now).timestamp())
+    stale = []
+    at = first
+    while at <= last:
+        computed = done.get(at)
+        settled_at = int((day_start(at + step, zone) + SETTLE).timestamp())
+        if computed is None or (computed < settled_at and stamp - computed >= RECHECK.total_seconds()):
+            stale.append(at)
+        at += step
+    for start, end in _chunked(_spans(stale, step), step * CHUNK):
+        async with db.read() as s:
+            figures, sets = await compute(db, s, zone, unit, start, end)
+        rows = [{"zone": zone, "day": day, "metric": metric, "dimension": dimension, "value": value}
+                for (day, metric, dimension), value in figures.items() if value]
+        marks = []
+        at = start
+        while at < end:
+            marks.append({"zone": zone, "day": at, "metric": f"_done_{unit}", "dimension": "", "value": stamp})
+            at += step
+        try:
+            async with db.transaction() as s:
+                await s.execute(sa.delete(STATS).where(STATS.c.zone == zone, STATS.c.day >= start,
+                                                       STATS.c.day < end, _family(unit)))
+                if unit == "day":
+                    await s.execute(sa.delete(MEMBER_SETS).where(
+                        MEMBER_SETS.c.zone == zone, MEMBER_SETS.c.day >= start, MEMBER_SETS.c.day < end))
+                    kept = [{"zone": zone, "day": day, "metric": kind, "members": pack(members)}
+                            for (day, kind), members in sets.items() if members]
+                    for chunk in range(0, len(kept), 500):
+                        await s.execute(sa.insert(MEMBER_SETS), kept[chunk:chunk + 500])
+                for chunk in range(0, len(rows + marks), 5000):
+                    await s.execute(sa.insert(STATS), (rows + marks)[chunk:chunk + 5000])
+        except IntegrityError:  # another replica or request wrote the same buckets at the same time
+            log.info("dashboard: %s buckets %s..%s were computed by another request", unit, start, end)
+    return len(stale)
+
+
+async def _stored(db: Db, zone: str, unit: str, first: date, last: date) -> Figures:
+    figures: Figures = defaultdict(int)
+    if last < first:
+        return figures
+    async with db.read() as s:
+        rows = await s.execute(sa.select(STATS.c.day, STATS.c.metric, STATS.c.dimension, STATS.c.value).where(
+            STATS.c.zone == zone, STATS.c.day >= first, STATS.c.day <= last, _family(unit),
+            ~STATS.c.metric.startswith("_done")))
+        for day, metric, dimension, value in rows.all():
+            figures[(_as_date(day), metric, dimension)] += int(value)
+    return figures
+
+
+# --- the figures a page shows ----------------------------------------------------------------------------
+
+
+@dataclass
+class Column:
+    key: str  # the CSV header
+    label: str  # an English source string, translated when shown
+    kind: str = "count"  # count | percent | minutes | points | score
+
+
+@dataclass
+class Chart:
+    """One chart of the dashboard: its rows are (bucket or category, value per column)."""
+
+    key: str
+    title: str
+    kind: str  # line | bar | stacked | categories
+    index: Column
+    columns: list[Column]
+    rows: list[list[Any]] = field(default_factory=list)
+    summary: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # English source strings, params
+
+
+@dataclass
+class Board:
+    period: Period
+    today: date
+    charts: list[Chart]
+    totals: dict[str, Any]
+
+    def chart(self, key: str) -> Chart:
+        return next(chart for chart in self.charts if chart.key == key)
+
+
+def _rate(part: float, whole: float) -> float | None:
+    return round(100.0 * part / whole, 1) if whole else None
+
+
+def _scores(dist: dict[int, int], kind: str) -> float | None:
+    total = sum(dist.values())
+    if not total:
+        return None
+    if kind == "csat":
+        return round(100.0 * sum(n for score, n in dist.items() if score >= 4) / total, 1)
+    promoters = sum(n for score, n in dist.items() if score >= 9)
+    detractors = sum(n for score, n in dist.items() if score <= 6)
+    return round(100.0 * (promoters - detractors) / total, 1)
+
+
+def _median_minutes(values: list[int]) -> float | None:
+    return round(statistics.median(values) / 60, 1) if values else None
+
+
+async def _period_live(db: Db, period: Period, hi: datetime) -> dict[str, Any]:
+    """The range's figures that are not sums of buckets, computed live from the indexes."""
+    lo = day_start(period.first, period.zone)
+    async with db.read() as s:
+        closed = (await s.execute(sa.select(
+            HANDOFFS.c.closed_at, HANDOFFS.c.first_response_seconds, HANDOFFS.c.resolution_seconds).where(
+            HANDOFFS.c.closed_at >= lo, HANDOFFS.c.closed_at < hi))).all()
+        # One index-only scan of ix_members_status_tier_balance gives both the tiers and the points held.
+        by_tier: dict[str, int] = defaultdict(int)
+        outstanding = 0
+        for tier, status, count, held in (await s.execute(sa.select(
+                MEMBERS.c.tier, MEMBERS.c.status, sa.func.count(), sa.func.coalesce(sa.func.sum(MEMBERS.c.balance), 0))
+                .group_by(MEMBERS.c.status, MEMBERS.c.tier))).all():
+            outstanding += int(held)
+            if status != "erased":
+                by_tier[str(tier)] += int(count)
+    return {"closed": closed,
+            "by_tier": {str(k): int(v) for k, v in by_tier.items()}, "outstanding": outstanding}
+
+
+async def _distinct_over(db: Db, period: Period, today: date, today_sets: Sets) -> dict[str, int]:
+    """Members active, buying, and buying twice or more over the whole range: unions of the days' sets."""
+    active: set[int] = set()
+    seen: set[int] = set()
+    twice: set[int] = set()
+
+    def add(kind: str, members: Iterable[int]) -> None:
+        if kind == "active":
+            active.update(members)
+        elif kind == "buyers2":
+            twice.update(members)
+        else:
+            day_set = set(members)
+            twice.update(seen & day_set)
+            seen.update(day_set)
+
+    async with db.read() as s:
+        rows = await s.stream(sa.select(MEMBER_SETS.c.metric, MEMBER_SETS.c.members).where(
+            MEMBER_SETS.c.zone == period.zone, MEMBER_SETS.c.day >= period.first,
+            MEMBER_SETS.c.day <= min(period.last, today - timedelta(days=1))).order_by(MEMBER_SETS.c.day))
+        async for kind, blob in rows:
+            add(kind, unpack(blob))
+    if period.first <= today <= period.last:
+        for (_day, kind), members in today_sets.items():
+            add(kind, members)
+    return {"active": len(active), "purchasers": len(seen), "repeaters": len(twice)}
+
+
+async def build_board(db: Db, period: Period, *, now: datetime, tier_order: list[str] | None = None) -> Board:
+    """Every chart of the dashboard over `period`: completed buckets from the rollup, today's live."""
+    zone, unit = period.zone, period.unit
+    now = as_utc(now)
+    today = local_today(zone, now)
+    this_week = today - timedelta(days=today.weekday())
+    # Days from the start through yesterday are kept; the outstanding points need every day up to today.
+    await refresh(db, zone, "day", period.first, today - timedelta(days=1), now=now)
+    days = await _stored(db, zone, "day", period.first, today - timedelta(days=1))
+    async with db.read() as s:
+        live_days, live_sets = await compute(db, s, zone, "day", today, today + timedelta(days=1))
+    for key, value in live_days.items():
+        days[key] += value
+    weeks: Figures = defaultdict(int)
+    if unit == "week":
+        last_week = min(period.last - timedelta(days=6), this_week - timedelta(days=7))
+        await refresh(db, zone, "week", period.first, last_week, now=now)
+        weeks = await _stored(db, zone, "week", period.first, last_week)
+        if period.first <= this_week <= period.last:
+            async with db.read() as s:
+                live_weeks, _ = await compute(db, s, zone, "week", this_week, this_week + timedelta(days=7))
+            for key, value in live_weeks.items():
+                weeks[key] += value
+    end = min(day_start(period.last + timedelta(days=1), zone), now + timedelta(seconds=1))
+    live = await _period_live(db, period, end)
+    live.update(await _distinct_over(db, period, today, live_sets))
+
+    buckets = period.buckets()
+    summed: dict[date, dict[tuple[str, str], int]] = {b: defaultdict(int) for b in buckets}
+    after: dict[date, int] = defaultdict(int)  # points moved after each bucket, up to now
+    moved_by_day: dict[date, int] = defaultdict(int)
+    for (day, metric, dimension), value in days.items():
+        if metric == "points":
+            moved_by_day[day] += value
+        bucket = period.bucket_of(day)
+        if bucket in summed and day <= period.last:
+            summed[bucket][(metric, dimension)] += value
+    for (bucket, metric, dimension), value in weeks.items():
+        if bucket in summed:
+            summed[bucket][(metric, dimension)] += value
+    for bucket in buckets:
+        bucket_end = bucket + timedelta(days=7 if unit == "week" else 1)
+        after[bucket] = sum(v for day, v in moved_by_day.items() if day >= bucket_end)
+
+    def get(bucket: date, metric: str, dimension: str = "") -> int:
+        return summed[bucket].get((metric, dimension), 0)
+
+    def dims(metric: str) -> list[str]:
+        return sorted({d for b in buckets for (m, d) in summed[b] if m == metric})
+
+    index = Column("week" if unit == "week" else "day", "Week from" if unit == "week" else "Day", "date")
+    charts: list[Chart] = []
+    totals: dict[str, Any] = {"members": sum(live["by_tier"].values()), "outstanding": live["outstanding"]}
+
+    members = Chart("members", "Members over time", "bar", index,
+                    [Column("joined", "Joined"), Column("active", "Active (points or purchases)")])
+    for b in buckets:
+        members.rows.append([b, get(b, "joined"), get(b, f"active_{unit}")])
+    totals["joined"] = sum(row[1] for row in members.rows)
+    totals["active"] = live["active"]
+    members.summary = [("%(members)s members now; %(joined)s joined and %(active)s were active in this range.",
+                        {"members": totals["members"], "joined": totals["joined"], "active": totals["active"]})]
+    charts.append(members)
+
+    order = [t for t in (tier_order or []) if t in live["by_tier"]] + sorted(
+        t for t in live["by_tier"] if t not in (tier_order or []))
+    tiers = Chart("tiers", "Members by tier now", "categories", Column("tier", "Tier", "text"),
+                  [Column("members", "Members")], rows=[[t, live["by_tier"][t]] for t in order])
+    tiers.summary = [("%(tier)s: %(n)s members.", {"tier": t, "n": n}) for t, n in tiers.rows]
+    charts.append(tiers)
+
+    moves = dims("tier_in")
+    tier_moves = Chart("tier-moves", "Tier changes over time (members moving into each tier)", "stacked", index,
+                       [Column(f"into_{t}", t) for t in moves])
+    for b in buckets:
+        tier_moves.rows.append([b, *(get(b, "tier_in", t) for t in moves)])
+    tier_moves.summary = [("%(n)s tier changes in this range.", {"n": sum(sum(r[1:]) for r in tier_moves.rows)})]
+    charts.append(tier_moves)
+
+    points = Chart("points", "Points issued, redeemed and expired", "bar", index,
+                   [Column("issued", "Issued", "points"), Column("redeemed", "Redeemed", "points"),
+                    Column("expired", "Expired", "points"), Column("outstanding", "Outstanding at the end", "points")])
+    for b in buckets:
+        issued = get(b, "points", "earn") + get(b, "points", "bonus")
+        points.rows.append([b, issued, -get(b, "points", "redeem"), -get(b, "points", "expire"),
+                            live["outstanding"] - after[b]])
+    totals["issued"] = sum(r[1] for r in points.rows)
+    totals["redeemed"] = sum(r[2] for r in points.rows)
+    totals["expired"] = sum(r[3] for r in points.rows)
+    points.summary = [("%(issued)s points issued, %(redeemed)s redeemed and %(expired)s expired in this range; "
+                       "members hold %(outstanding)s now.",
+                       {k: totals[k] for k in ("issued", "redeemed", "expired", "outstanding")})]
+    charts.append(points)
+
+    redemption = Chart("redemption", "Redemption rate and coupon use", "line", index,
+                       [Column("redemption_rate", "Redemption rate (redeemed / issued)", "percent"),
+                        Column("coupons_issued", "Coupons issued"), Column("coupons_used", "Coupons used")])
+    for b, row in zip(buckets, points.rows, strict=True):
+        redemption.rows.append([b, _rate(row[2], row[1]), get(b, "coupons_issued"), get(b, "coupons_used")])
+    totals["redemption_rate"] = _rate(totals["redeemed"], totals["issued"])
+    totals["coupons_issued"] = sum(r[2] for r in redemption.rows)
+    totals["coupons_used"] = sum(r[3] for r in redemption.rows)
+    redemption.summary = [("Redemption rate %(rate)s; %(issued)s coupons issued and %(used)s used in this range.",
+                           {"rate": totals["redemption_rate"], "issued": totals["coupons_issued"],
+                            "used": totals["coupons_used"]})]
+    charts.append(redemption)
+
+    repeat = Chart("repeat", "Repeat-purchase rate", "line", index,
+                   [Column("repeat_rate", "Repeat-purchase rate", "percent"), Column("purchasers", "Buying members"),
+                    Column("repeaters", "Members with 2 or more purchases"), Column("purchases", "Purchases")])
+    for b in buckets:
+        buyers, again = get(b, f"purchasers_{unit}"), get(b, f"repeaters_{unit}")
+        repeat.rows.append([b, _rate(again, buyers), buyers, again, get(b, "purchases")])
+    totals["purchasers"], totals["repeaters"] = live["purchasers"], live["repeaters"]
+    totals["repeat_rate"] = _rate(live["repeaters"], live["purchasers"])
+    repeat.summary = [("%(repeaters)s of %(purchasers)s buying members bought twice or more in this range "
+                       "(%(rate)s).", {"repeaters": live["repeaters"], "purchasers": live["purchasers"],
+                                       "rate": totals["repeat_rate"]})]
+    charts.append(repeat)
+
+    statuses = ["sent", "pending", "sending", "failed", "skipped"]
+    statuses += [s for s in dims("outbox") if s not in statuses]
+    deliveries = Chart("deliveries", "Deliveries by status", "stacked", index,
+                       [Column(status, status) for status in statuses])
+    for b in buckets:
+        deliveries.rows.append([b, *(get(b, "outbox", status) for status in statuses)])
+    by_status = {s: sum(r[i + 1] for r in deliveries.rows) for i, s in enumerate(statuses)}
+    deliveries.summary = [("%(status)s: %(n)s.", {"status": s, "n": n}) for s, n in by_status.items()]
+    charts.append(deliveries)
+
+    reasons: dict[str, int] = defaultdict(int)
+    for b in buckets:
+        for (metric, dimension), value in summed[b].items():
+            if metric == "skipped":
+                reasons[dimension or "unknown"] += value
+    skips = Chart("skips", "Skipped deliveries by reason", "categories", Column("reason", "Reason", "text"),
+                  [Column("skipped", "Skipped")],
+                  rows=[[r, n] for r, n in sorted(reasons.items(), key=lambda item: (-item[1], item[0]))])
+    skips.summary = [("%(reason)s: %(n)s.", {"reason": r, "n": n}) for r, n in skips.rows] or [
+        ("No deliveries were skipped in this range.", {})]
+    charts.append(skips)
+
+    satisfaction = Chart("satisfaction", "CSAT and NPS", "line", index,
+                         [Column("csat", "CSAT (share of 4 and 5)", "percent"), Column("csat_answers", "CSAT answers"),
+                          Column("nps", "NPS", "score"), Column("nps_answers", "NPS answers")])
+    whole: dict[str, dict[int, int]] = {"csat": defaultdict(int), "nps": defaultdict(int)}
+    for b in buckets:
+        dist: dict[str, dict[int, int]] = {"csat": defaultdict(int), "nps": defaultdict(int)}
+        for (metric, dimension), value in summed[b].items():
+            if metric == "answers":
+                kind, _, score = dimension.partition(":")
+                if kind in dist and score.lstrip("-").isdigit():
+                    dist[kind][int(score)] += value
+                    whole[kind][int(score)] += value
+        satisfaction.rows.append([b, _scores(dist["csat"], "csat"), sum(dist["csat"].values()),
+                                  _scores(dist["nps"], "nps"), sum(dist["nps"].values())])
+    for kind in ("csat", "nps"):
+        totals[kind], totals[f"{kind}_answers"] = _scores(whole[kind], kind), sum(whole[kind].values())
+    satisfaction.summary = [("CSAT %(csat)s from %(csat_answers)s answers; NPS %(nps)s from %(nps_answers)s "
+                             "answers.", {k: totals[k] for k in ("csat", "csat_answers", "nps", "nps_answers")})]
+    charts.append(satisfaction)
+
+    support = Chart("support", "Support response and resolution times", "line", index,
+                    [Column("first_response_min", "Median first response (minutes)", "minutes"),
+                     Column("resolution_min", "Median resolution (minutes)", "minutes"),
+                     Column("closed", "Conversations closed")])
+    first: dict[date, list[int]] = defaultdict(list)
+    resolved: dict[date, list[int]] = defaultdict(list)
+    closed_n: dict[date, int] = defaultdict(int)
+    zone_info = ZoneInfo(zone)
+    for closed_at, first_s, resolution_s in live["closed"]:
+        bucket = period.bucket_of(as_utc(closed_at).astimezone(zone_info).date())
+        closed_n[bucket] += 1
+        if first_s is not None:
+            first[bucket].append(int(first_s))
+        if resolution_s is not None:
+            resolved[bucket].append(int(resolution_s))
+    for b in buckets:
+        support.rows.append([b, _median_minutes(first[b]), _median_minutes(resolved[b]), closed_n[b]])
+    totals["closed"] = len(live["closed"])
+    totals["first_response_min"] = _median_minutes([int(r[1]) for r in live["closed"] if r[1] is not None])
+    totals["resolution_min"] = _median_minutes([int(r[2]) for r in live["closed"] if r[2] is not None])
+    support.summary = [("%(closed)s conversations closed; median first response %(first)s min, median resolution "
+                        "%(resolution)s min.", {"closed": totals["closed"], "first": totals["first_response_min"],
+                                                "resolution": totals["resolution_min"]})]
+    charts.append(support)
+    return Board(period=period, today=today, charts=charts, totals=totals)
+
+
+CHART_KEYS = ("members", "tiers", "tier-moves", "points", "redemption", "repeat", "deliveries", "skips",
+              "satisfaction", "support")
+
+__all__ = ["CHART_KEYS", "Board", "Chart", "Column", "Period", "PeriodError", "build_board", "compute",
+           "parse_period", "refresh"]
