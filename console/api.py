@@ -324,6 +324,19 @@ def _docs_page(title: str) -> str:
 <script src="/api/static/docs.js"></script></body></html>"""
 
 
+class KeepProgrammeCurrent:
+    """Before a request, take a newer stored programme version if there is one (a look at most every few
+    seconds): purchases over the API earn, and console pages show, the programme in force."""
+
+    def __init__(self, app: ASGIApp, loyalty: Loyalty) -> None:
+        self.app, self.loyalty = app, loyalty
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.loyalty.keep_current()
+        await self.app(scope, receive, send)
+
+
 def create_app(db: Db, loyalty: Loyalty, *, console_password: str | None = None, throttle: Throttle | None = None,
                limits: HttpLimits | None = None, console_secret: str | None = None,
                secure_cookies: bool = False) -> FastAPI:
@@ -370,6 +383,7 @@ def create_app(db: Db, loyalty: Loyalty, *, console_password: str | None = None,
                 await conn.execute(sa.update(keys).where(keys.c.id == found.id).values(last_used_at=now))
         return f"{found.id}:{found.name}"
 
+    app.add_middleware(KeepProgrammeCurrent, loyalty=loyalty)
     app.add_middleware(HttpGuard, limits=limits, authenticate=authenticate)
     app.mount("/api/static", StaticFiles(directory=STATIC), name="static")
 

@@ -73,7 +73,7 @@ def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(data, dict):
         for key, value in data.items():
             out.update(_flat(value, f"{prefix}{key}."))
-    elif isinstance(data, list) and data and all(isinstance(v, dict) and "code" in v for v in data):
+    elif isinstance(data, list | tuple) and data and all(isinstance(v, dict) and "code" in v for v in data):
         for value in data:
             out[f"{prefix}{value['code']}"] = "present"
             out.update(_flat(value, f"{prefix}{value['code']}."))
@@ -83,7 +83,7 @@ def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _shown(value: Any) -> str:
-    text = "–" if value is None else str(value)
+    text = "–" if value is None else ", ".join(map(str, value)) if isinstance(value, tuple | list) else str(value)
     return text if len(text) <= VALUE_CHARS else text[: VALUE_CHARS - 1] + "…"
 
 
@@ -91,7 +91,8 @@ def changes(old: Programme | None, new: Programme) -> list[str]:
     """What changed from `old` to `new`, one line per field ('rewards.coffee.cost: 150 → 160')."""
     if old is None:
         return ["first version"]
-    before, after = _flat(programme_data(old)), _flat(programme_data(new))
+    # Python values, so that 1.0 and 1 (Decimals) are the same and a date compares as a date
+    before, after = _flat(old.model_dump(mode="python")), _flat(new.model_dump(mode="python"))
     lines = []
     for key in sorted(set(before) | set(after), key=lambda k: (k.split(".")[0], k)):
         if before.get(key) == after.get(key):
