@@ -251,6 +251,11 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 # --- the middleware that comes before parsing -------------------------------------------------------
 
 
+# The console's reward form carries a picture of up to 1 MB besides its fields (loyalty/versions.py).
+UPLOAD_PATHS = ("/console/programme/rewards",)
+UPLOAD_BODY = 1024 * 1024 + 64 * 1024
+
+
 class HttpGuard:
     """Security headers on every answer; size limits and the API key checked before the body is read."""
 
@@ -265,6 +270,8 @@ class HttpGuard:
         is_api = path.startswith("/api/v1/")
         private = is_api or path.startswith("/console")
         limit = self.limits.api_max_body if is_api else self.limits.http_max_body
+        if path.startswith(UPLOAD_PATHS):
+            limit = max(limit, UPLOAD_BODY)
         started = False
 
         async def guarded_send(message: Message) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from loyalbot.chat.languages import LANGUAGES
 from loyalbot.storage.clock import as_utc, find_zone
@@ -37,11 +38,13 @@ def _texts(value: dict[str, str], limit: int) -> dict[str, str]:
     """Texts per language: known languages only, no control characters (a new line allowed), at most `limit`."""
     for lang, text in value.items():
         if lang not in LANGUAGES:
-            raise ValueError(f"unknown language {lang!r}")
+            raise PydanticCustomError("unknown_language", "unknown language {lang}", {"lang": lang[:16]})
         if any(ord(ch) < 32 and ch != "\n" or 0x7F <= ord(ch) < 0xA0 for ch in text):
-            raise ValueError("control characters are not allowed")
+            raise PydanticCustomError("control_characters", "control characters are not allowed ({lang})",
+                                      {"lang": lang})
         if len(text) > limit:
-            raise ValueError(f"at most {limit} characters")
+            raise PydanticCustomError("text_too_long", "at most {limit} characters ({lang})",
+                                      {"limit": limit, "lang": lang})
     return {lang: text.strip() for lang, text in value.items() if text.strip()}
 
 
@@ -111,18 +114,20 @@ class Tiers(_Strict):
     @model_validator(mode="after")
     def _ordered(self) -> Tiers:
         if not self.levels:
-            raise ValueError("at least one tier is needed")
+            raise PydanticCustomError("no_tiers", "at least one tier is needed")
         if self.levels[0].threshold != 0:
-            raise ValueError("the first tier's threshold must be 0, so that every member has a tier")
+            raise PydanticCustomError("first_threshold", "the first tier's threshold must be 0, so that every "
+                                                         "member has a tier", {"tier": self.levels[0].code})
         codes = [level.code for level in self.levels]
         if len(set(codes)) != len(codes):
-            raise ValueError("tier codes must be unique")
+            raise PydanticCustomError("duplicate_tier", "tier codes must be unique")
         for lower, upper in zip(self.levels, self.levels[1:], strict=False):
             if upper.threshold <= lower.threshold:
-                raise ValueError(
-                    f"tier thresholds overlap: {upper.code!r} ({upper.threshold}) must be above "
-                    f"{lower.code!r} ({lower.threshold})"
-                )
+                raise PydanticCustomError(
+                    "tiers_overlap", "tier thresholds overlap: {tier} ({threshold}) must be above {lower} "
+                                     "({lower_threshold})",
+                    {"tier": upper.code, "threshold": str(upper.threshold), "lower": lower.code,
+                     "lower_threshold": str(lower.threshold)})
         return self
 
 
@@ -153,7 +158,7 @@ class RewardSpec(_Strict):
     @model_validator(mode="after")
     def _window(self) -> RewardSpec:
         if self.active_from and self.active_until and as_utc(self.active_until) <= as_utc(self.active_from):
-            raise ValueError("active_until must be after active_from")
+            raise PydanticCustomError("window_order", "active_until must be after active_from")
         return self
 
 
@@ -173,14 +178,17 @@ class Programme(_Strict):
         seen: set[str] = set()
         for reward in self.rewards:
             if reward.code in seen:
-                raise ValueError(f"reward code {reward.code!r} appears twice")
+                raise PydanticCustomError("duplicate_reward", "reward code {reward} appears twice",
+                                          {"reward": reward.code})
             seen.add(reward.code)
             if reward.min_tier is not None and reward.min_tier not in codes:
-                raise ValueError(f"reward {reward.code!r} names unknown tier {reward.min_tier!r}")
+                raise PydanticCustomError("unknown_tier", "reward {reward} names unknown tier {tier}",
+                                          {"reward": reward.code, "tier": reward.min_tier})
             if self.programme.default_language not in reward.titles:
-                raise ValueError(f"reward {reward.code!r} has no title in {self.programme.default_language!r}")
+                raise PydanticCustomError("title_missing", "reward {reward} has no title in {lang}",
+                                          {"reward": reward.code, "lang": self.programme.default_language})
         if self.programme.default_language not in self.programme.languages:
-            raise ValueError("default_language must be one of languages")
+            raise PydanticCustomError("default_language", "default_language must be one of languages")
         return self
 
     # --- rules ---------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from loyalbot.console.accounts import Sessions
-from loyalbot.console.pages import auth, home
+from loyalbot.console.pages import auth, home, programme
 from loyalbot.console.pages.web import TEMPLATES, ConsoleDeps, ConsoleRefusal, NavItem, SignInRequired, render
 from loyalbot.loyalty import Loyalty
 from loyalbot.storage import Db
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 NAV = [
     NavItem("/console", "Dashboard"),
+    NavItem("/console/programme", "Programme"),
 ]
 
 
@@ -34,7 +35,7 @@ def mount_console(app: FastAPI, db: Db, loyalty: Loyalty, *, sessions: Sessions,
     app.state.console = console
     app.state.console_signin_limit = signin_limit
     app.mount("/console/static", StaticFiles(directory=TEMPLATES.parent / "static"), name="console-static")
-    for module in (auth, home):
+    for module in (auth, home, programme):
         app.include_router(module.router)
 
     @app.exception_handler(SignInRequired)
