@@ -53,6 +53,7 @@ MESSAGES = {
 FIELD_OF_TYPE = {"duplicate_reward": "code", "duplicate_tier": "code", "unknown_tier": "min_tier",
                  "tiers_overlap": "threshold", "first_threshold": "threshold", "window_order": "active_until"}
 
+TEXT_PREFIX = {"titles": "title", "descriptions": "description", "names": "name", "benefits": "benefits"}
 TIER_FIELDS = ("threshold", "multiplier")
 RULE_FIELDS = ("points_per_unit", "birthday_month_multiplier", "welcome_bonus", "expiry_months", "window_months")
 
@@ -76,7 +77,7 @@ class Problems:
 
 
 def message(lang: str, err: Any) -> str:
-    ctx = {k: str(v) for k, v in (err.get("ctx") or {}).items()}
+    ctx = {k: str(v) for k, v in (err.get("ctx") or {}).items() if k != "lang"}
     source = MESSAGES.get(err["type"])
     if source is None:
         return str(err["msg"])
@@ -91,6 +92,9 @@ def field_of(err: Any, names: dict[str, str], default_title: str) -> str | None:
     loc = [str(p) for p in err["loc"] if not isinstance(p, int)]
     if err["type"] == "title_missing":
         return default_title
+    lang = (err.get("ctx") or {}).get("lang")
+    if lang in LANGUAGES and loc and loc[-1] in TEXT_PREFIX:  # a text in one language: its own field
+        return f"{TEXT_PREFIX[loc[-1]]}_{lang}"
     for part in reversed(loc):
         if part in names:
             return names[part]
