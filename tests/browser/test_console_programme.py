@@ -105,6 +105,8 @@ async def test_an_operator_adds_a_reward_and_edits_a_tier(tmp_path, chromium):
             await sign_in(phone, site.base, ADMIN)  # mia now reads the console in Chinese; ada in English
             await phone.goto(f"{site.base}/console/programme")
             await expect(phone.locator('tr[data-reward="cake"]')).to_be_attached()
+            width = await phone.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"the programme page is {width}px wide on a 390px phone"
             await shot(phone, "programme-phone")
             await phone.goto(f"{site.base}/console/programme/rewards/cake")
             await expect(phone.get_by_label("Cost (points)")).to_have_value("180")
