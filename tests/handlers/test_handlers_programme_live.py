@@ -14,6 +14,7 @@ from loyalbot.loyalty import Loyalty, load_programme
 from loyalbot.storage.throttle import SqlThrottle
 from tests.console.test_signin import PASSWORD, csrf_of, sign_in
 
+
 async def catalogue(member) -> list[str]:
     """Every reward button of /rewards, page after page."""
     await member.send("/rewards")
