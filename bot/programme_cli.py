@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from loyalbot.bot.settings import Settings
+    from loyalbot.loyalty import Loyalty
+    from loyalbot.storage import Db
+    from loyalbot.storage.models import ProgrammeVersion
 
 console = Console()
 err = Console(stderr=True)
@@ -23,12 +29,13 @@ programme_app = typer.Typer(help="The programme's versions: import a TOML file, 
 DbOption = Annotated[str | None, typer.Option("--database-url", metavar="URL", help="Overrides LOYALBOT_DATABASE_URL.")]
 
 
-def _settings(ctx: typer.Context, database_url: str | None):  # type: ignore[no-untyped-def]
+def _settings(ctx: typer.Context, database_url: str | None) -> Settings:
     load = ctx.obj
-    return load(database_url=database_url)
+    settings: Settings = load(database_url=database_url)
+    return settings
 
 
-async def _open(settings):  # type: ignore[no-untyped-def]
+async def _open(settings: Settings) -> tuple[Db, Loyalty]:
     from loyalbot.loyalty import Loyalty
     from loyalbot.storage import Db
     from loyalbot.storage.migrate import upgrade_async
@@ -109,7 +116,7 @@ def programme_history(ctx: typer.Context, database_url: DbOption = None) -> None
     """The stored versions, newest first: who saved each, when, and what changed."""
     settings = _settings(ctx, database_url)
 
-    async def go():  # type: ignore[no-untyped-def]
+    async def go() -> list[ProgrammeVersion]:
         db, loyalty = await _open(settings)
         try:
             return await loyalty.programmes.history()

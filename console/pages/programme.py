@@ -208,7 +208,8 @@ async def _reward_save(request: Request, console: Any, who: Any, code: str | Non
                       **_base(request, console, based_on=_based_on(form), **values))
     if picture is not None:
         name = await console.loyalty.programmes.store_image(picture, author=_author(who))
-        target = next(r.code for r in changed.rewards if r.code == (code or (form.get("code") or "").strip()))
+        typed = form.get("code")
+        target = code or (typed.strip() if isinstance(typed, str) else "")
         changed = changed.model_copy(update={"rewards": tuple(
             r.model_copy(update={"image": name}) if r.code == target else r for r in changed.rewards)})
     return await _save(request, console, who, changed, form, template="programme/reward.html",
