@@ -168,6 +168,7 @@ class App:
         self.readiness = Readiness()  # what /readyz checks; filled in by start()
         self.readiness.phase = "starting"
         self.fatal: BaseException | None = None  # why receiving stopped on its own (e.g. 409 Conflict)
+        self._programme_watch: asyncio.Task[None] | None = None
 
     def add_service(self, start: Callable[[App], Awaitable[None]], stop: Callable[[], Awaitable[None]], *,
                     name: str = "service") -> None:
@@ -204,7 +205,9 @@ class App:
         self.db = Db(settings.database_url)
         programme = self.programme or settings.load_programme()
         self.loyalty = Loyalty(self.db, programme)
-        await self.loyalty.sync_programme()
+        await self.loyalty.sync_programme()  # the store's newest version, or this programme as version 1
+        programme = self.loyalty.programme
+        self._programme_watch = asyncio.create_task(self.loyalty.programmes.watch(), name="programme-watch")
         states: StateStore = RedisStateStore(settings.redis_url) if settings.redis_url else SqlStateStore(self.db)
         self.states = states
         config = self.chat_config or ChatConfig(
@@ -293,6 +296,11 @@ class App:
             except Exception as exc:
                 log.warning("service %s stop failed: %s", service.name, type(exc).__name__)
         self._started.clear()
+        if self._programme_watch is not None:
+            self._programme_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._programme_watch
+            self._programme_watch = None
         if isinstance(self.states, RedisStateStore):
             await self.states.close()
         self.states = None

@@ -4,7 +4,6 @@ the outbox."""
 from __future__ import annotations
 
 import asyncio
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loyalbot.bot.logs import configure_logging
+from loyalbot.bot.programme_cli import programme_app
 from loyalbot.bot.settings import Settings, SettingsError, load_settings
 from loyalbot.scheduler.cli import outbox_app, schedule_app
 
@@ -495,6 +495,7 @@ class _services:
 
 app.add_typer(schedule_app, name="schedule", help="Care messages and reminders: list, add, preview, run now.")
 app.add_typer(outbox_app, name="outbox", help="Messages planned and sent.")
+app.add_typer(programme_app, name="programme")
 
 
 if __name__ == "__main__":

@@ -220,6 +220,11 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 # --- the middleware that comes before parsing -------------------------------------------------------
 
 
+# The console's reward form carries a picture of up to 1 MB besides its fields (loyalty/versions.py).
+UPLOAD_PATHS = ("/console/programme/rewards",)
+UPLOAD_BODY = 1024 * 1024 + 64 * 1024
+
+
 class HttpGuard:
     """Security headers on every answer; size limits and the API key checked before the body is read."""
 
@@ -251,6 +256,8 @@ class HttpGuard:
         is_api = path.startswith("/api/v1/")
         private = is_api or path.startswith("/console")
         limit = self.limits.api_max_body if is_api else self.limits.http_max_body
+        if path.startswith(UPLOAD_PATHS):
+            limit = max(limit, UPLOAD_BODY)
         started = False
 
         async def guarded_send(message: Message) -> None:
@@ -310,6 +317,19 @@ def _docs_page(title: str) -> str:
 <script src="/api/static/docs.js"></script></body></html>"""
 
 
+class KeepProgrammeCurrent:
+    """Before a request, take a newer stored programme version if there is one (a look at most every few
+    seconds): purchases over the API earn, and console pages show, the programme in force."""
+
+    def __init__(self, app: ASGIApp, loyalty: Loyalty) -> None:
+        self.app, self.loyalty = app, loyalty
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.loyalty.keep_current()
+        await self.app(scope, receive, send)
+
+
 def create_app(db: Db, loyalty: Loyalty, *, console_password: str | None = None, throttle: Throttle | None = None,
                limits: HttpLimits | None = None, console_secret: str | None = None,
                secure_cookies: bool = False, metrics: Metrics | None = None,
@@ -359,6 +379,7 @@ def create_app(db: Db, loyalty: Loyalty, *, console_password: str | None = None,
                 await conn.execute(sa.update(keys).where(keys.c.id == found.id).values(last_used_at=now))
         return f"{found.id}:{found.name}"
 
+    app.add_middleware(KeepProgrammeCurrent, loyalty=loyalty)
     app.add_middleware(HttpGuard, limits=limits, authenticate=authenticate)
     app.mount("/api/static", StaticFiles(directory=STATIC), name="static")
 

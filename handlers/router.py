@@ -135,6 +135,7 @@ class Router:
         return [_within_limits(reply) for reply in replies]
 
     async def _turn(self, incoming: Incoming) -> Turn:
+        await self.ctx.loyalty.keep_current()  # a newer programme version, saved in the console, swaps in here
         now = self.ctx.clock()
         member = await self.ctx.loyalty.member_by_telegram(incoming.user_id)
         if member is not None and member.status == "erased":

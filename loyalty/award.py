@@ -23,7 +23,7 @@ from loyalbot.loyalty.amounts import parse_amount
 from loyalbot.loyalty.codes import check_key
 from loyalbot.loyalty.events import Events
 from loyalbot.loyalty.members import member_zone
-from loyalbot.loyalty.programme import Programme
+from loyalbot.loyalty.programme import FollowsProgramme, Programme, ProgrammeInForce
 from loyalbot.loyalty.results import AwardResult
 from loyalbot.loyalty.tiers import REASON_CHARS, tier_change
 from loyalbot.storage import Db, as_utc, utcnow
@@ -104,12 +104,12 @@ async def _award(writer: AwardWriter, programme: Programme, purchase: Purchase, 
     return AwardResult(purchase=purchase, points=purchase.points_awarded, repeated=False, tier_change=change)
 
 
-class Awards:
+class Awards(FollowsProgramme):
     """Points for purchases: awarding them (the shop API's and the counter's hot path) and previewing them."""
 
-    def __init__(self, db: Db, programme: Programme, events: Events) -> None:
+    def __init__(self, db: Db, programme: ProgrammeInForce, events: Events) -> None:
         self.db = db
-        self.programme = programme
+        self._in_force = programme
         self.events = events
 
     async def award_purchase(

@@ -16,7 +16,7 @@ from loyalbot.loyalty.codes import new_member_no, valid_member_no
 from loyalbot.loyalty.events import Events, MemberJoined, record_notice
 from loyalbot.loyalty.ledger import add_lot
 from loyalbot.loyalty.phones import looks_like_phone, normalise_phone, stored_forms
-from loyalbot.loyalty.programme import Programme
+from loyalbot.loyalty.programme import FollowsProgramme, ProgrammeInForce
 from loyalbot.storage import Db, as_utc, utcnow
 from loyalbot.storage.clock import find_zone, zone_or_utc
 from loyalbot.storage.models import MEMBER_NAME_TEXT, AuditLog, Member
@@ -65,12 +65,12 @@ async def lock_member(tx: AsyncSession, member_id: int) -> Member:
     return member
 
 
-class Members:
+class Members(FollowsProgramme):
     """Joining the programme, looking members up, and the settings a member changes."""
 
-    def __init__(self, db: Db, programme: Programme, events: Events) -> None:
+    def __init__(self, db: Db, programme: ProgrammeInForce, events: Events) -> None:
         self.db = db
-        self.programme = programme
+        self._in_force = programme
         self.events = events
 
     async def register_member(

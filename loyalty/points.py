@@ -22,7 +22,7 @@ from loyalbot.loyalty.codes import check_key
 from loyalbot.loyalty.events import record_notice
 from loyalbot.loyalty.ledger import add_lot, consume, expire_member_lots, lots_due, points_to_expire
 from loyalbot.loyalty.members import Members, lock_member
-from loyalbot.loyalty.programme import Programme
+from loyalbot.loyalty.programme import FollowsProgramme, ProgrammeInForce
 from loyalbot.loyalty.results import CounterUndo, ExpiringPoints, PointsSummary, RefundResult
 from loyalbot.loyalty.staff import StaffRoles
 from loyalbot.storage import Db, as_utc, utcnow
@@ -38,12 +38,12 @@ def _repeated(refund: Refund, *, ours: bool = False) -> RefundResult:
                         repeated=not ours)
 
 
-class Points:
+class Points(FollowsProgramme):
     """Refunds, adjustments, bonuses and expiry on the ledger, and the member's view of it."""
 
-    def __init__(self, db: Db, programme: Programme, members: Members, staff: StaffRoles) -> None:
+    def __init__(self, db: Db, programme: ProgrammeInForce, members: Members, staff: StaffRoles) -> None:
         self.db = db
-        self.programme = programme
+        self._in_force = programme
         self.members = members
         self.staff = staff
 

@@ -13,7 +13,7 @@ from loyalbot.loyalty.events import Events, MemberErased
 from loyalbot.loyalty.handoff import CLOSED, OPEN_STATES, HandoffStore
 from loyalbot.loyalty.ledger import consume
 from loyalbot.loyalty.members import NOTIFY_KINDS, Members, lock_member
-from loyalbot.loyalty.programme import Programme
+from loyalbot.loyalty.programme import FollowsProgramme, ProgrammeInForce
 from loyalbot.storage import Db, as_utc, utcnow
 from loyalbot.storage.inbox import remember_effect
 from loyalbot.storage.models import (
@@ -43,12 +43,12 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-class Privacy:
+class Privacy(FollowsProgramme):
     """What a member may ask of their data: a copy of it, or its erasure."""
 
-    def __init__(self, db: Db, programme: Programme, events: Events, members: Members) -> None:
+    def __init__(self, db: Db, programme: ProgrammeInForce, events: Events, members: Members) -> None:
         self.db = db
-        self.programme = programme
+        self._in_force = programme
         self.events = events
         self.members = members
 

@@ -9,12 +9,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from importlib import resources
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from loyalbot.chat.languages import LANGUAGES
-from loyalbot.storage.clock import find_zone
+from loyalbot.storage.clock import as_utc, find_zone
 
 DEFAULT_PROGRAMME = Path(str(resources.files("loyalbot.loyalty"))) / "default_programme.toml"  # package data
 
@@ -30,6 +32,20 @@ class ProgrammeError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _texts(value: dict[str, str], limit: int) -> dict[str, str]:
+    """Texts per language: known languages only, no control characters (a new line allowed), at most `limit`."""
+    for lang, text in value.items():
+        if lang not in LANGUAGES:
+            raise PydanticCustomError("unknown_language", "unknown language {lang}", {"lang": lang[:16]})
+        if any(ord(ch) < 32 and ch != "\n" or 0x7F <= ord(ch) < 0xA0 for ch in text):
+            raise PydanticCustomError("control_characters", "control characters are not allowed ({lang})",
+                                      {"lang": lang})
+        if len(text) > limit:
+            raise PydanticCustomError("text_too_long", "at most {limit} characters ({lang})",
+                                      {"limit": limit, "lang": lang})
+    return {lang: text.strip() for lang, text in value.items() if text.strip()}
 
 
 class Settings(_Strict):
@@ -76,8 +92,19 @@ class Expiry(_Strict):
 class TierLevel(_Strict):
     code: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
     threshold: Decimal = Field(ge=0)
-    multiplier: Decimal = Field(default=Decimal(1), gt=0)
+    multiplier: Decimal = Field(default=Decimal(1), gt=0, le=100)
     names: dict[str, str] = {}
+    benefits: dict[str, str] = {}  # language -> what the tier brings, in a sentence or two
+
+    @field_validator("names")
+    @classmethod
+    def _names(cls, value: dict[str, str]) -> dict[str, str]:
+        return _texts(value, 32)
+
+    @field_validator("benefits")
+    @classmethod
+    def _benefits(cls, value: dict[str, str]) -> dict[str, str]:
+        return _texts(value, 500)
 
 
 class Tiers(_Strict):
@@ -87,18 +114,20 @@ class Tiers(_Strict):
     @model_validator(mode="after")
     def _ordered(self) -> Tiers:
         if not self.levels:
-            raise ValueError("at least one tier is needed")
+            raise PydanticCustomError("no_tiers", "at least one tier is needed")
         if self.levels[0].threshold != 0:
-            raise ValueError("the first tier's threshold must be 0, so that every member has a tier")
+            raise PydanticCustomError("first_threshold", "the first tier's threshold must be 0, so that every "
+                                                         "member has a tier", {"tier": self.levels[0].code})
         codes = [level.code for level in self.levels]
         if len(set(codes)) != len(codes):
-            raise ValueError("tier codes must be unique")
+            raise PydanticCustomError("duplicate_tier", "tier codes must be unique")
         for lower, upper in zip(self.levels, self.levels[1:], strict=False):
             if upper.threshold <= lower.threshold:
-                raise ValueError(
-                    f"tier thresholds overlap: {upper.code!r} ({upper.threshold}) must be above "
-                    f"{lower.code!r} ({lower.threshold})"
-                )
+                raise PydanticCustomError(
+                    "tiers_overlap", "tier thresholds overlap: {tier} ({threshold}) must be above {lower} "
+                                     "({lower_threshold})",
+                    {"tier": upper.code, "threshold": str(upper.threshold), "lower": lower.code,
+                     "lower_threshold": str(lower.threshold)})
         return self
 
 
@@ -113,6 +142,24 @@ class RewardSpec(_Strict):
     min_tier: str | None = None
     active_from: datetime | None = None
     active_until: datetime | None = None
+    active: bool = True  # False: kept (coupons reference it) but not offered
+    image: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")  # sha256 of an image in the store
+
+    @field_validator("titles")
+    @classmethod
+    def _titles(cls, value: dict[str, str]) -> dict[str, str]:
+        return _texts(value, 64)
+
+    @field_validator("descriptions")
+    @classmethod
+    def _descriptions(cls, value: dict[str, str]) -> dict[str, str]:
+        return _texts(value, 500)
+
+    @model_validator(mode="after")
+    def _window(self) -> RewardSpec:
+        if self.active_from and self.active_until and as_utc(self.active_until) <= as_utc(self.active_from):
+            raise PydanticCustomError("window_order", "active_until must be after active_from")
+        return self
 
 
 class Programme(_Strict):
@@ -131,14 +178,17 @@ class Programme(_Strict):
         seen: set[str] = set()
         for reward in self.rewards:
             if reward.code in seen:
-                raise ValueError(f"reward code {reward.code!r} appears twice")
+                raise PydanticCustomError("duplicate_reward", "reward code {reward} appears twice",
+                                          {"reward": reward.code})
             seen.add(reward.code)
             if reward.min_tier is not None and reward.min_tier not in codes:
-                raise ValueError(f"reward {reward.code!r} names unknown tier {reward.min_tier!r}")
+                raise PydanticCustomError("unknown_tier", "reward {reward} names unknown tier {tier}",
+                                          {"reward": reward.code, "tier": reward.min_tier})
             if self.programme.default_language not in reward.titles:
-                raise ValueError(f"reward {reward.code!r} has no title in {self.programme.default_language!r}")
+                raise PydanticCustomError("title_missing", "reward {reward} has no title in {lang}",
+                                          {"reward": reward.code, "lang": self.programme.default_language})
         if self.programme.default_language not in self.programme.languages:
-            raise ValueError("default_language must be one of languages")
+            raise PydanticCustomError("default_language", "default_language must be one of languages")
         return self
 
     # --- rules ---------------------------------------------------------------------------------------
@@ -202,6 +252,37 @@ class Programme(_Strict):
         return now.replace(year=year, month=month, day=day) + timedelta(0)
 
 
+class ProgrammeInForce:
+    """The programme this process runs on and its stored version, swapped whole: one attribute holds both, so
+    a reader sees the old programme or the new one, never half of each. Services read it at each call."""
+
+    __slots__ = ("_now",)
+
+    def __init__(self, programme: Programme, version: int | None = None) -> None:
+        self._now = (programme, version)
+
+    @property
+    def programme(self) -> Programme:
+        return self._now[0]
+
+    @property
+    def version(self) -> int | None:
+        return self._now[1]
+
+    def swap(self, programme: Programme, version: int | None) -> None:
+        self._now = (programme, version)
+
+
+class FollowsProgramme:
+    """A service that reads the programme in force at each call (a newer version swaps in without a restart)."""
+
+    _in_force: ProgrammeInForce
+
+    @property
+    def programme(self) -> Programme:
+        return self._in_force.programme
+
+
 @functools.lru_cache(maxsize=1)
 def _zone_countries() -> dict[str, str]:
     """Time zone -> ISO country, from the IANA zone.tab that the tzdata package ships."""
@@ -227,11 +308,25 @@ def load_programme(path: str | Path | None = None) -> Programme:
     """Read and check a programme file (the packaged default when `path` is None)."""
     source = Path(path) if path else DEFAULT_PROGRAMME
     try:
-        raw = tomllib.loads(source.read_text(encoding="utf-8"))
+        text = source.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ProgrammeError(f"{source}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProgrammeError(f"{source}: cannot be read: {type(exc).__name__}") from None
+    return parse_programme(text, str(source))
+
+
+def parse_programme(text: str, source: str = "programme") -> Programme:
+    """Check a programme given as TOML text; a ProgrammeError names each field that is wrong."""
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ProgrammeError(f"{source}: not valid TOML: {exc}") from None
+    return programme_from_data(raw, source)
+
+
+def programme_from_data(raw: dict[str, Any], source: str = "programme") -> Programme:
+    """Check a programme given as plain data (parsed TOML, or a stored version's JSON)."""
     try:
         return Programme.model_validate(raw)
     except ValidationError as exc:
@@ -239,3 +334,22 @@ def load_programme(path: str | Path | None = None) -> Programme:
             f"{'.'.join(str(p) for p in err['loc']) or 'programme'}: {err['msg']}" for err in exc.errors()
         )
         raise ProgrammeError(f"{source}: {problems}") from None
+
+
+def _toml_value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _toml_value(v) for k, v in value.items() if v is not None and v != {}}
+    if isinstance(value, list | tuple):
+        return [_toml_value(v) for v in value]
+    return value
+
+
+def programme_toml(programme: Programme, *, header: str = "") -> str:
+    """The programme as a TOML file that `parse_programme` reads back to the same programme."""
+    import tomli_w
+
+    data = _toml_value(programme.model_dump(mode="python", exclude_none=True))
+    comment = "".join(f"# {line}\n" for line in header.splitlines())
+    return comment + ("\n" if comment else "") + tomli_w.dumps(data)

@@ -1,4 +1,4 @@
-"""Rewards and coupons: the catalogue (mirrored from the programme file), redeeming points, using coupons."""
+"""Rewards and coupons: the catalogue (mirrored from the programme in force), redeeming points, using coupons."""
 
 from __future__ import annotations
 
@@ -16,17 +16,13 @@ from loyalbot.loyalty.codes import check_key, new_coupon_code, normalise_coupon_
 from loyalbot.loyalty.events import CouponUsed, Events, record_notice
 from loyalbot.loyalty.ledger import consume, expire_member_lots
 from loyalbot.loyalty.members import Members, lock_member
-from loyalbot.loyalty.programme import Programme
+from loyalbot.loyalty.programme import FollowsProgramme, Programme, ProgrammeInForce, RewardSpec
 from loyalbot.loyalty.results import CatalogueItem, CouponView, RedeemResult
 from loyalbot.loyalty.staff import StaffRoles
-from loyalbot.loyalty.tiers import mirror_tiers
 from loyalbot.storage import Db, as_utc, utcnow
 from loyalbot.storage.inbox import effect_of, remember_effect
 from loyalbot.storage.models import AuditLog, Coupon, LedgerEntry, Member, Reward
 from loyalbot.storage.redeem_writers import PgRedeemWriter
-
-# The advisory lock key under which processes mirror the programme one at a time ("loyalsyn").
-SYNC_PROGRAMME_LOCK = 0x6C6F79616C73796E
 
 
 def _on_offer(reward: Reward, now: datetime) -> bool:
@@ -61,42 +57,53 @@ async def _view(s: AsyncSession, coupon: Coupon) -> CouponView:
     return CouponView(coupon=coupon, reward=reward, member=member)
 
 
-class Rewards:
+def _stock_after(spec: RewardSpec, before: RewardSpec | None, reward: Reward) -> int | None:
+    """What the table's stock becomes: a new reward starts with the programme's stock; after that the store
+    counts it down, and a programme change of the stock moves what is left by the same amount (a restock of
+    50 adds 50 to what is left, so redemptions made meanwhile stay counted)."""
+    if before is None or before.stock == spec.stock:
+        return reward.stock
+    if spec.stock is None or before.stock is None or reward.stock is None:
+        return spec.stock
+    return max(0, reward.stock + spec.stock - before.stock)
+
+
+async def mirror_rewards(tx: AsyncSession, programme: Programme, previous: Programme | None) -> None:
+    """Make the rewards table the programme's catalogue (by code, so coupons keep their reward), in the
+    caller's transaction. A reward left out of the programme stays, inactive."""
+    existing = {r.code: r for r in (await tx.execute(select(Reward).with_for_update()
+                                                     .execution_options(populate_existing=True))).scalars()}
+    before = {r.code: r for r in previous.rewards} if previous else {}
+    for order, spec in enumerate(programme.rewards):
+        reward = existing.pop(spec.code, None)
+        if reward is None:
+            reward = Reward(code=spec.code, cost=spec.cost, stock=spec.stock)
+        else:
+            reward.stock = _stock_after(spec, before.get(spec.code), reward)
+        reward.titles, reward.descriptions = dict(spec.titles), dict(spec.descriptions)
+        reward.cost, reward.per_member_limit = spec.cost, spec.per_member_limit
+        reward.validity_days, reward.min_tier = spec.validity_days, spec.min_tier
+        reward.active_from = as_utc(spec.active_from) if spec.active_from else None
+        reward.active_until = as_utc(spec.active_until) if spec.active_until else None
+        reward.active, reward.sort_order = spec.active, order
+        tx.add(reward)
+    for retired in existing.values():
+        retired.active = False
+        tx.add(retired)
+
+
+class Rewards(FollowsProgramme):
     """The reward catalogue, redemptions and the coupons they issue."""
 
-    def __init__(self, db: Db, programme: Programme, events: Events, members: Members, staff: StaffRoles) -> None:
+    def __init__(self, db: Db, programme: ProgrammeInForce, events: Events, members: Members, staff: StaffRoles) -> None:
         self.db = db
-        self.programme = programme
+        self._in_force = programme
         self.events = events
         self.members = members
         self.staff = staff
         # PostgreSQL redeems through storage/redeem_writers.py; off, it takes the portable (ORM) path, which
         # tests compare it with.
         self.fast_path = True
-
-    async def sync_programme(self) -> None:
-        """Mirror the programme file's tiers and rewards into the store (by code).
-
-        Replicas starting together on PostgreSQL take turns (a transaction-level advisory lock), so the
-        second finds the first one's rows instead of inserting them again; SQLite's writes are serial."""
-        async with self.db.transaction() as tx:
-            if self.db.is_postgres:
-                await tx.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SYNC_PROGRAMME_LOCK})
-            await mirror_tiers(tx, self.programme)
-            existing = {r.code: r for r in (await tx.execute(select(Reward))).scalars()}
-            for order, spec in enumerate(self.programme.rewards):
-                # Stock is consumed in the store: a reward already there keeps what is left of it.
-                reward = existing.pop(spec.code, None) or Reward(code=spec.code, cost=spec.cost, stock=spec.stock)
-                reward.titles, reward.descriptions = dict(spec.titles), dict(spec.descriptions)
-                reward.cost, reward.per_member_limit = spec.cost, spec.per_member_limit
-                reward.validity_days, reward.min_tier = spec.validity_days, spec.min_tier
-                reward.active_from = as_utc(spec.active_from) if spec.active_from else None
-                reward.active_until = as_utc(spec.active_until) if spec.active_until else None
-                reward.active, reward.sort_order = True, order
-                tx.add(reward)
-            for retired in existing.values():
-                retired.active = False
-                tx.add(retired)
 
     async def set_reward_stock(self, reward_id: int, stock: int | None) -> None:
         if stock is not None and stock < 0:
@@ -328,4 +335,4 @@ class Rewards:
             return int(cast("CursorResult[Any]", result).rowcount or 0)
 
 
-__all__ = ["Rewards"]
+__all__ = ["Rewards", "mirror_rewards"]

@@ -13,6 +13,7 @@ nothing. Where each call lives:
     surveys.py   feedback, surveys, answers, CSAT and NPS
     feedback.py  the feedback inbox: an operator's reply through the outbox, closing
     privacy.py   export and erasure
+    versions.py  the programme's versions in the store: start-up, saving (audited, no lost update), live swap
     staff.py     staff roles
     events.py    what listeners are told after commit; results.py what the calls return
     update_effect: what a Telegram update already did (replay-safe conversations; storage/inbox.py)
@@ -29,11 +30,12 @@ from loyalbot.loyalty.feedback import FeedbackInbox
 from loyalbot.loyalty.members import Members
 from loyalbot.loyalty.points import Points
 from loyalbot.loyalty.privacy import Privacy
-from loyalbot.loyalty.programme import Programme
+from loyalbot.loyalty.programme import Programme, ProgrammeInForce
 from loyalbot.loyalty.rewards import Rewards
 from loyalbot.loyalty.staff import StaffRoles
 from loyalbot.loyalty.surveys import Surveys
 from loyalbot.loyalty.tiers import Tiers
+from loyalbot.loyalty.versions import CHECK_EVERY, ProgrammeVersions
 from loyalbot.storage import Db
 from loyalbot.storage.inbox import effect_of
 
@@ -45,22 +47,28 @@ class Loyalty:
     also offered here under its own name, so `loyalty.award_purchase(...)` is `loyalty.awards.award_purchase(...)`.
     """
 
-    def __init__(self, db: Db, programme: Programme) -> None:
+    def __init__(self, db: Db, programme: Programme, *, check_every: float = CHECK_EVERY) -> None:
         self.db = db
-        self.programme = programme
+        # The programme in force: this one until `sync_programme` reads the store's newest version, then
+        # whatever version is newest (every service reads it at each call; `keep_current` swaps it).
+        self.in_force = current = ProgrammeInForce(programme)
         self.events = Events()
         self.staff = StaffRoles(db)
-        self.members = Members(db, programme, self.events)
-        self.awards = Awards(db, programme, self.events)
-        self.points = Points(db, programme, self.members, self.staff)
-        self.tiers = Tiers(db, programme, self.events, self.members)
-        self.rewards = Rewards(db, programme, self.events, self.members, self.staff)
+        self.members = Members(db, current, self.events)
+        self.awards = Awards(db, current, self.events)
+        self.points = Points(db, current, self.members, self.staff)
+        self.tiers = Tiers(db, current, self.events, self.members)
+        self.rewards = Rewards(db, current, self.events, self.members, self.staff)
         self.surveys = Surveys(db)
         self.feedback = FeedbackInbox(db)
-        self.privacy = Privacy(db, programme, self.events, self.members)
+        self.privacy = Privacy(db, current, self.events, self.members)
+        self.programmes = ProgrammeVersions(db, current, check_every=check_every)
 
         self.subscribe = self.events.subscribe
-        self.sync_programme = self.rewards.sync_programme
+        # the programme: the store's newest version at start-up (or this one as version 1), then kept current
+        self.sync_programme = self.programmes.adopt
+        self.keep_current = self.programmes.keep_current
+        self.save_programme = self.programmes.save
         # members
         self.register_member = self.members.register_member
         self.member = self.members.member
@@ -112,6 +120,11 @@ class Loyalty:
         # privacy
         self.export_member_data = self.privacy.export_member_data
         self.erase_member = self.privacy.erase_member
+
+    @property
+    def programme(self) -> Programme:
+        """The programme in force now (read it at each use: a newer version may have swapped in)."""
+        return self.in_force.programme
 
     async def ledger_check(self, member_id: int) -> tuple[int, int, int]:
         """(cached balance, ledger sum, lots remaining) for a member: all three must be equal."""

@@ -16,7 +16,7 @@ from sqlmodel import col, select
 
 from loyalbot.loyalty.events import Events, TierChanged
 from loyalbot.loyalty.members import Members, lock_member
-from loyalbot.loyalty.programme import Programme
+from loyalbot.loyalty.programme import FollowsProgramme, Programme, ProgrammeInForce
 from loyalbot.loyalty.results import TierProgress
 from loyalbot.storage import Db, as_utc, utcnow
 from loyalbot.storage.award_writers import change_tier
@@ -66,18 +66,19 @@ async def mirror_tiers(tx: AsyncSession, programme: Programme) -> None:
         await tx.delete(stale)
 
 
-class Tiers:
+class Tiers(FollowsProgramme):
     """The scheduled tier evaluation, and where a member stands."""
 
-    def __init__(self, db: Db, programme: Programme, events: Events, members: Members) -> None:
+    def __init__(self, db: Db, programme: ProgrammeInForce, events: Events, members: Members) -> None:
         self.db = db
-        self.programme = programme
+        self._in_force = programme
         self.events = events
         self.members = members
 
     async def evaluate_tiers(self, *, now: datetime | None = None, batch: int = 1000) -> list[TierChanged]:
         """The scheduled evaluation: every member's tier follows their qualifying spend, down as well as up."""
         now = as_utc(now or utcnow())
+        programme = self.programme  # one version for the whole evaluation
         changes: list[TierChanged] = []
         last_id = 0
         while True:
@@ -91,8 +92,8 @@ class Tiers:
             for member_id in ids:
                 async with self.db.transaction() as tx:
                     member = await lock_member(tx, member_id)
-                    spend = await qualifying_spend(tx, self.programme, member_id, now)
-                    change = tier_change(self.programme, member_id, member.tier, spend, scheduled=True)
+                    spend = await qualifying_spend(tx, programme, member_id, now)
+                    change = tier_change(programme, member_id, member.tier, spend, scheduled=True)
                     if change is not None:
                         await change_tier(tx, member_id, change.from_tier, change.to_tier,
                                           change.reason[:REASON_CHARS], now)
@@ -104,12 +105,13 @@ class Tiers:
     async def tier_progress(self, member_id: int, *, now: datetime | None = None) -> TierProgress:
         now = as_utc(now or utcnow())
         member = await self.members.member(member_id)
+        programme = self.programme
         async with self.db.read() as s:
-            spend = await qualifying_spend(s, self.programme, member_id, now)
-        upcoming = self.programme.next_tier(member.tier)
+            spend = await qualifying_spend(s, programme, member_id, now)
+        upcoming = programme.next_tier(member.tier)
         return TierProgress(tier=member.tier, spend=spend, next_tier=upcoming.code if upcoming else None,
                             needed=max(upcoming.threshold - spend, Decimal(0)) if upcoming else None,
-                            window_months=self.programme.tiers.window_months)
+                            window_months=programme.tiers.window_months)
 
     async def tier_history(self, member_id: int) -> list[TierChange]:
         async with self.db.read() as s:

@@ -113,6 +113,7 @@ def _run(ctx: typer.Context, database_url: str | None, programme: str | None,
             raise Refused(str(exc)) from None
         try:
             loyalty = Loyalty(db, prog)
+            await loyalty.sync_programme()  # the store's newest programme version, as the bot runs on
             return await work(loyalty)
         finally:
             await db.dispose()

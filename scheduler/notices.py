@@ -33,6 +33,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from loyalbot.loyalty.programme import Programme
 from loyalbot.loyalty.service import Loyalty
 from loyalbot.scheduler.kinds import unreachable_reason
 from loyalbot.scheduler.templates import FALLBACK_NAME, CompiledTemplates, TemplateBook
@@ -80,11 +81,15 @@ class Notifier:
                  batch_size: int = 200) -> None:
         self.loyalty = loyalty
         self.db = loyalty.db
-        self.programme = loyalty.programme
         self.templates = templates or TemplateBook()
         self.delay = timedelta(seconds=max(0.0, delay))
         self.batch_size = batch_size
         self._compiled: dict[str, CompiledTemplates] = {}
+
+    @property
+    def programme(self) -> Programme:
+        """The programme in force at this moment (a newer stored version swaps in without a restart)."""
+        return self.loyalty.programme
 
     # --- planning -----------------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
+from loyalbot.loyalty.programme import Programme
 from loyalbot.loyalty.service import Loyalty
 from loyalbot.scheduler.kinds import RULES, template_kind, unreachable_reason
 from loyalbot.scheduler.outbox_insert import insert_rows
@@ -79,9 +80,13 @@ class Planner:
     def __init__(self, loyalty: Loyalty, *, templates: TemplateBook | None = None, batch_size: int = 2000) -> None:
         self.loyalty = loyalty
         self.db = loyalty.db
-        self.programme = loyalty.programme
         self.templates = templates or TemplateBook()
-        self.selection = Selection(self.db, self.programme, batch_size=batch_size)
+        self.selection = Selection(self.db, loyalty.in_force, batch_size=batch_size)
+
+    @property
+    def programme(self) -> Programme:
+        """The programme in force at this moment (a newer stored version swaps in without a restart)."""
+        return self.loyalty.programme
 
     # --- public -------------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from loyalbot.loyalty.ledger import lots_left
-from loyalbot.loyalty.programme import Programme
+from loyalbot.loyalty.programme import Programme, ProgrammeInForce
 from loyalbot.scheduler.kinds import cap_days, offset_days, param
 from loyalbot.scheduler.segments import segment_conditions
 from loyalbot.scheduler.timing import candidate_days, local_day, member_zone, occurrence
@@ -51,10 +51,14 @@ def _local_day(schedule: Schedule, member: Any, now: datetime, window_start: dat
 class Selection:
     """Reads the members a schedule reaches, batch by batch."""
 
-    def __init__(self, db: Db, programme: Programme, *, batch_size: int) -> None:
+    def __init__(self, db: Db, programme: ProgrammeInForce, *, batch_size: int) -> None:
         self.db = db
-        self.programme = programme
+        self._in_force = programme
         self.batch_size = batch_size
+
+    @property
+    def programme(self) -> Programme:
+        return self._in_force.programme
 
     async def member(self, member_id: int, segment: dict[str, Any], now: datetime) -> Any | None:
         """One member's row, if they are in the segment (an event-driven message)."""

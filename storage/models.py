@@ -634,3 +634,30 @@ sa.Index("ix_outbox_created_at", table_of(Outbox).c.created_at)
 sa.Index("ix_survey_answers_created_at", table_of(SurveyAnswer).c.created_at)
 sa.Index("ix_handoff_conversations_closed_at", table_of(HandoffConversation).c.closed_at)
 sa.Index("ix_tier_changes_created_at", table_of(TierChange).c.created_at)
+
+class ProgrammeVersion(SQLModel, table=True):
+    """One version of the programme (tiers, earning, expiry, rewards) as a whole, as JSON: the newest is the one
+    every process runs on. Versions are only added, never changed; `version` counts up from 1."""
+
+    __tablename__ = "programme_versions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    version: int = Field(sa_column=sa.Column(sa.Integer, unique=True, nullable=False))
+    programme: dict[str, Any] = _json({})
+    author: str = Field(max_length=64)
+    summary: list[str] = _json([])  # what changed from the version before, one line per field
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class RewardImage(SQLModel, table=True):
+    """A reward's picture, checked as a real PNG, JPEG or WebP; named by the SHA-256 of its bytes, so every
+    programme version that names it shows the same picture."""
+
+    __tablename__ = "reward_images"
+
+    sha256: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    content_type: str = Field(max_length=32)
+    data: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    width: int
+    height: int
+    created_at: datetime = Field(default_factory=utcnow)

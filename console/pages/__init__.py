@@ -15,7 +15,19 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from loyalbot.console.accounts import Sessions
-from loyalbot.console.pages import apikeys, auth, feedback, home, members, operators, schedules, staff, support, surveys
+from loyalbot.console.pages import (
+    apikeys,
+    auth,
+    feedback,
+    home,
+    members,
+    operators,
+    programme,
+    schedules,
+    staff,
+    support,
+    surveys,
+)
 from loyalbot.console.pages.web import TEMPLATES, ConsoleDeps, ConsoleRefusal, NavItem, SignInRequired, render
 from loyalbot.loyalty import Loyalty
 from loyalbot.storage import Db
@@ -33,6 +45,7 @@ NAV = [
     NavItem("/console/feedback", "Feedback"),
     NavItem("/console/surveys", "Surveys"),
     NavItem("/console/support", "Support"),
+    NavItem("/console/programme", "Programme"),
 ]
 
 
@@ -42,7 +55,7 @@ def mount_console(app: FastAPI, db: Db, loyalty: Loyalty, *, sessions: Sessions,
     app.state.console = console
     app.state.console_signin_limit = signin_limit
     app.mount("/console/static", StaticFiles(directory=TEMPLATES.parent / "static"), name="console-static")
-    for module in (auth, home, schedules, staff, operators, apikeys, members, feedback, surveys, support):
+    for module in (auth, home, schedules, staff, operators, apikeys, members, feedback, surveys, support, programme):
         app.include_router(module.router)
 
     @app.exception_handler(SignInRequired)
