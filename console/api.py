@@ -14,6 +14,7 @@ throttled per client address (and look-ups per key) with 429 and Retry-After.
 
 import logging
 import re
+import secrets
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,13 +36,13 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from loyalbot.console.accounts import Sessions
-from loyalbot.console.apikeys import KEY_PREFIX, create_api_key, hash_key, list_api_keys, revoke_api_key  # noqa: F401 (kept importable here)
-from loyalbot.console.pages import mount_console
 from loyalbot.chat import logids
 from loyalbot.chat.metrics import Metrics
-from loyalbot.console.metrics import CONTENT_TYPE, MetricsPage
+from loyalbot.console.accounts import Sessions
+from loyalbot.console.apikeys import KEY_PREFIX, create_api_key, hash_key, list_api_keys, revoke_api_key  # noqa: F401 (kept importable here)
 from loyalbot.console.health import Readiness, health_routes
+from loyalbot.console.metrics import CONTENT_TYPE, MetricsPage
+from loyalbot.console.pages import mount_console
 from loyalbot.loyalty import Loyalty
 from loyalbot.loyalty.amounts import MAX_AMOUNT
 from loyalbot.loyalty.errors import Refusal

@@ -1,7 +1,7 @@
 """The dashboard's figures over time, bucketed by the shop's local days (or weeks from Monday) and kept fast.
 
 How it stays fast on a million members: every source table has an index on the moment its rows happened
-(migration 0010), and each completed bucket is computed once into `daily_stats` (zone, day, metric,
+(migration 0014), and each completed bucket is computed once into `daily_stats` (zone, day, metric,
 dimension) -> value. A page reads the rollup for the completed buckets of its range and computes only the
 bucket that holds today live. A bucket is computed when first asked for, and computed again (at most once
 an hour) until it is `SETTLE` old, so rows that change after the day (an outbox row sent late, a coupon used)

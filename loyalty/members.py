@@ -251,7 +251,7 @@ class Members(FollowsProgramme):
         number (read in the programme's country) or a part of the name (case-insensitive, names that start
         with it first). At most `limit` from `offset` (ask for one more to learn whether there are more).
 
-        On PostgreSQL the name test is the trigram-indexed expression `MEMBER_NAME_TEXT` (migration 0010),
+        On PostgreSQL the name test is the trigram-indexed expression `MEMBER_NAME_TEXT` (migration 0013),
         so a search never reads every member."""
         text = " ".join((text or "").split())[:64]
         number = text.upper().removeprefix("LBM:")

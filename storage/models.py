@@ -565,7 +565,7 @@ class ConsoleKey(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-# --- One planner at a time: leases shared by the replicas (migration 0009) ------------------------------
+# --- One planner at a time: leases shared by the replicas (migration 0011) ------------------------------
 
 
 class Lease(SQLModel, table=True):
@@ -589,7 +589,7 @@ class RateLimit(SQLModel, table=True):
     key: str = Field(sa_column=sa.Column(sa.String(96), primary_key=True))
     at: float = Field(sa_column=sa.Column(sa.Float(precision=53), nullable=False))
 
-# --- the console's member search (migration 0010): a trigram index on the lower-cased full name --------
+# --- the console's member search (migration 0013): a trigram index on the lower-cased full name --------
 # PostgreSQL only (pg_trgm); it serves `lower(coalesce(first_name,'') || ' ' || coalesce(last_name,'')) LIKE
 # '%text%'`, which is exactly how loyalty.members.search_members writes the name test.
 MEMBER_NAME_TEXT = "lower(coalesce(first_name, '') || ' ' || coalesce(last_name, ''))"

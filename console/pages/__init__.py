@@ -37,15 +37,15 @@ log = logging.getLogger(__name__)
 
 NAV = [
     NavItem("/console", "Dashboard"),
-    NavItem("/console/schedules", "Schedules"),
-    NavItem("/console/staff", "Staff", admin=True),
-    NavItem("/console/operators", "Operators", admin=True),
-    NavItem("/console/apikeys", "API keys", admin=True),
     NavItem("/console/members", "Members"),
+    NavItem("/console/programme", "Programme"),
+    NavItem("/console/schedules", "Schedules"),
     NavItem("/console/feedback", "Feedback"),
     NavItem("/console/surveys", "Surveys"),
     NavItem("/console/support", "Support"),
-    NavItem("/console/programme", "Programme"),
+    NavItem("/console/staff", "Staff", admin=True),
+    NavItem("/console/operators", "Operators", admin=True),
+    NavItem("/console/apikeys", "API keys", admin=True),
 ]
 
 

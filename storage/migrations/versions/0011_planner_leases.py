@@ -1,7 +1,7 @@
 """planner leases: one replica plans at a time
 
-Revision ID: 0009_planner_leases
-Revises: 0008
+Revision ID: 0011
+Revises: 0010
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import sqlalchemy as sa  # noqa: F401
 import sqlmodel  # noqa: F401
 from alembic import op  # noqa: F401
 
-revision = '0009_planner_leases'
-down_revision = '0008'
+revision = '0011'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 

@@ -5,8 +5,8 @@ tier changes by local day; each source gets an index on its moment so one day (t
 range, and completed days are kept in daily_stats (zone, day, metric, dimension) -> value, with the members
 behind each day's distinct counts in daily_members (packed ids) for distinct counts over any range.
 
-Revision ID: 0010_dashboard_rollup
-Revises: 0009
+Revision ID: 0014
+Revises: 0013
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0010_dashboard_rollup'
-down_revision = '0009'
+revision = '0014'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 

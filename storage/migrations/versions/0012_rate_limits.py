@@ -4,8 +4,8 @@ The table behind storage/rates.py's SqlLimits: Telegram's limits (the bot's rate
 chat, a group's 20 a minute) shared by every replica and dispatcher on PostgreSQL when no Redis is
 configured. One row per key; `at` is seconds since the epoch by the database's clock.
 
-Revision ID: 0009_rate_limits
-Revises: 0008
+Revision ID: 0012
+Revises: 0011
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import sqlalchemy as sa  # noqa: F401
 import sqlmodel  # noqa: F401
 from alembic import op  # noqa: F401
 
-revision = '0009_rate_limits'
-down_revision = '0008'
+revision = '0012'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 

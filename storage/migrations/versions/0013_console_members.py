@@ -5,8 +5,8 @@ when. Operators search members by name (a part of it, case-insensitive): on Post
 (pg_trgm, a trusted extension since PostgreSQL 13) on the lower-cased full name serves LIKE '%text%'
 without reading every row; SQLite, the embedded store for small programmes, reads the table.
 
-Revision ID: 0010_console_members
-Revises: 0009
+Revision ID: 0013
+Revises: 0012
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = '0010_console_members'
-down_revision = '0009'
+revision = '0013'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 

@@ -4,8 +4,8 @@ The programme (tiers, earning, expiry, rewards) is kept in the store once an ope
 adds a version (the whole programme as JSON, its author and what changed); the newest is the one in force.
 Reward pictures are kept beside them, named by the SHA-256 of their bytes.
 
-Revision ID: 0010_programme_versions
-Revises: 0009
+Revision ID: 0015
+Revises: 0014
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = '0010_programme_versions'
-down_revision = '0009'
+revision = '0015'
+down_revision = '0014'
 branch_labels = None
 depends_on = None
 
