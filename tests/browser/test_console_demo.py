@@ -1,11 +1,13 @@
 """The console in `loyalbot demo`, as the issue's walkthrough: the operator signs in with the password the demo
-printed, creates a schedule, previews it as a member, test-sends it to a staff member's chat (Sam sees it on
-the chat page), runs it, and the member receives it in the chat."""
+printed, sees charts of the demo's data, adds a reward in three languages that the member then sees in the
+chat, creates a schedule, previews it as a member, test-sends it to a staff member's chat (Sam sees it on the
+chat page), runs it, and the member receives it in the chat."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -58,7 +60,33 @@ async def test_the_operator_walkthrough_in_the_demo(demo_process, chromium, tmp_
             await page.get_by_label("Password").fill(info["password"])
             await page.get_by_role("button", name="Sign in").click()
             await expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+            await page.wait_for_function(  # every chart drawn by the vendored Chart.js
+                "() => typeof Chart !== 'undefined' && document.querySelectorAll('canvas[data-chart]').length > 0 && [...document.querySelectorAll("
+                "'canvas[data-chart]')].every((c) => Chart.getChart(c))")
+            await expect(page.get_by_text(re.compile(r"^1 members? now")).first).to_be_visible()  # Ann
             await shot(page, "demo-dashboard")
+
+            await page.get_by_role("link", name="Programme").click()
+            await page.get_by_role("link", name="Add a reward").click()
+            await page.get_by_label("Code").fill("cake")
+            await page.get_by_label("Title (English)").fill("Cheesecake slice")
+            await page.get_by_label("Description (English)").fill("Baked this morning.")
+            await page.get_by_label("Title (简体中文)").fill("芝士蛋糕一块")
+            await page.get_by_label("Description (简体中文)").fill("今早烘焙。")
+            await page.get_by_label("Title (繁體中文)").fill("起司蛋糕一塊")
+            await page.get_by_label("Description (繁體中文)").fill("今早烘焙。")
+            await page.get_by_label("Cost (points)").fill("120")
+            await page.get_by_label("Stock left").fill("40")
+            await page.get_by_label("Limit per member").fill("2")
+            await page.get_by_label("Coupon valid for (days)").fill("14")
+            await page.get_by_role("button", name="Save as a new version").click()
+            await expect(page.get_by_role("status")).to_contain_text("Saved as version")
+            await shot(page, "demo-reward-added")
+            await reply_button(chat, en.label("menu.rewards"))  # the running bot shows it without a restart
+            await bubble_says(chat, "A coffee of your choice")
+            await press(chat, en.t("button.next"))  # the sixth reward: the catalogue's second page
+            await bubble_says(chat, "Cheesecake slice")
+            await shot(chat, "demo-member-sees-reward")
 
             await page.get_by_role("link", name="Schedules").click()
             await page.get_by_label("New schedule of kind").select_option("broadcast")
