@@ -61,19 +61,23 @@ def catalogue_path(lang: str) -> Path:
     return LOCALES_DIR / lang / "LC_MESSAGES" / "messages.po"
 
 
-@functools.lru_cache(maxsize=8)
-def _translations(lang: str) -> NullTranslations:
-    """The compiled catalogue of one language (cached: .po files do not change while running)."""
-    path = catalogue_path(lang)
+def compile_catalogue(path: Path, lang: str, domain: str) -> NullTranslations:
+    """A .po file compiled in memory (no compile step for a fresh clone); empty when the file is missing."""
     if not path.exists():
-        log.error("no catalogue for %s at %s", lang, path)
+        log.error("no %s catalogue for %s at %s", domain, lang, path)
         return NullTranslations()
     with path.open("rb") as fh:
         catalog = read_po(fh, locale=lang)
     buffer = io.BytesIO()
     write_mo(buffer, catalog)
     buffer.seek(0)
-    return Translations(fp=buffer, domain="messages")
+    return Translations(fp=buffer, domain=domain)
+
+
+@functools.lru_cache(maxsize=8)
+def _translations(lang: str) -> NullTranslations:
+    """The compiled catalogue of one language (cached: .po files do not change while running)."""
+    return compile_catalogue(catalogue_path(lang), lang, "messages")
 
 
 def translations(lang: str) -> NullTranslations:
@@ -159,4 +163,5 @@ class Translator:
         return format_time(as_utc(value).astimezone(self.zone), "short", locale=self.locale)
 
 
-__all__ = ["LANGUAGES", "Markup", "N_", "Translator", "catalogue_path", "pick_language", "translations"]
+__all__ = ["LANGUAGES", "Markup", "N_", "Translator", "catalogue_path", "compile_catalogue", "pick_language",
+           "translations"]

@@ -12,7 +12,6 @@ Pages read `ConsoleDeps` from `request.app.state.console`: the store, the Loyalt
 from __future__ import annotations
 
 import functools
-import io
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -25,14 +24,13 @@ from urllib.parse import quote
 
 import jinja2
 from babel.dates import format_date, format_datetime
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
 from babel.numbers import format_decimal, format_percent
-from babel.support import NullTranslations, Translations
+from babel.support import NullTranslations
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 from starlette.exceptions import HTTPException
 
+from loyalbot.chat.i18n import compile_catalogue
 from loyalbot.chat.languages import FORMAT_LOCALES, LANGUAGES
 from loyalbot.console.accounts import COOKIE, Sessions, SignedIn
 from loyalbot.loyalty import Loyalty
@@ -132,15 +130,7 @@ Csrf = Annotated[SignedIn, Depends(csrf)]
 
 @functools.lru_cache(maxsize=8)
 def console_translations(lang: str) -> NullTranslations:
-    path = LOCALES / lang / "LC_MESSAGES" / "console.po"
-    if not path.exists():
-        return NullTranslations()
-    with path.open("rb") as fh:
-        catalog = read_po(fh, locale=lang)
-    buffer = io.BytesIO()
-    write_mo(buffer, catalog)
-    buffer.seek(0)
-    return Translations(fp=buffer, domain="console")
+    return compile_catalogue(LOCALES / lang / "LC_MESSAGES" / "console.po", lang, "console")
 
 
 class Formats:

@@ -17,6 +17,7 @@ from playwright.async_api import async_playwright, expect
 from loyalbot.chat.i18n import Translator
 from tests.browser.conftest import CHROMIUM_ARGS
 from tests.browser.console_site import shot
+from tests.browser.test_console_programme import fill_cake, picture
 from tests.browser.test_demo_page import WAIT, bubble_says, press, reply_button, say
 
 pytestmark = pytest.mark.browser
@@ -68,17 +69,7 @@ async def test_the_operator_walkthrough_in_the_demo(demo_process, chromium, tmp_
 
             await page.get_by_role("link", name="Programme").click()
             await page.get_by_role("link", name="Add a reward").click()
-            await page.get_by_label("Code").fill("cake")
-            await page.get_by_label("Title (English)").fill("Cheesecake slice")
-            await page.get_by_label("Description (English)").fill("Baked this morning.")
-            await page.get_by_label("Title (简体中文)").fill("芝士蛋糕一块")
-            await page.get_by_label("Description (简体中文)").fill("今早烘焙。")
-            await page.get_by_label("Title (繁體中文)").fill("起司蛋糕一塊")
-            await page.get_by_label("Description (繁體中文)").fill("今早烘焙。")
-            await page.get_by_label("Cost (points)").fill("120")
-            await page.get_by_label("Stock left").fill("40")
-            await page.get_by_label("Limit per member").fill("2")
-            await page.get_by_label("Coupon valid for (days)").fill("14")
+            await fill_cake(page, picture(tmp_path / "cake.png"), cost="120")
             await page.get_by_role("button", name="Save as a new version").click()
             await expect(page.get_by_role("status")).to_contain_text("Saved as version")
             await shot(page, "demo-reward-added")
