@@ -48,7 +48,9 @@ class Settings(BaseSettings):
     drain_seconds: float = Field(default=10.0, ge=0, le=600)
     # Peers (nginx) whose X-Forwarded-For is believed: addresses or networks, comma-separated.
     trusted_proxies: str = "127.0.0.1,::1"
-    console_password: SecretStr | None = None
+    console_password: SecretStr | None = None  # makes the first console admin, `operator`, if none exists
+    console_secret: SecretStr | None = None  # signs the console's cookies; unset: a key kept in the store
+    console_secure_cookies: bool = False  # set when the console is served over HTTPS (behind nginx with TLS)
     console_host: str = "127.0.0.1"
     console_port: int | None = Field(default=8081, ge=-1, le=65535)  # -1 turns the HTTP side off
     send_rate: float = Field(default=30.0, gt=0, le=1000)

@@ -1,5 +1,5 @@
-"""The HTTP side: the shop systems' API (purchases, refunds, member look-up), the operator's dashboard
-(/console, HTTP Basic as user `operator` with LOYALBOT_CONSOLE_PASSWORD), /healthz, /readyz and /metrics.
+"""The HTTP side: the shop systems' API (purchases, refunds, member look-up), the operator console
+(/console, console/pages: operators sign in with a name and password), /healthz, /readyz and /metrics.
 
 Shop systems authenticate with an API key (`Authorization: Bearer lb_...` or `X-Api-Key`); only a
 SHA-256 hash of each key is stored. Purchases and refunds are idempotent on their external ids: a
@@ -24,13 +24,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-import jinja2
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Request, Security
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
-from fastapi.security import APIKeyHeader, HTTPBasic, HTTPBasicCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, PlainValidator, WithJsonSchema
 from sqlmodel import select
@@ -38,8 +37,10 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from loyalbot.console.accounts import Sessions
 from loyalbot.console.dashboard import build_dashboard, prometheus_text
 from loyalbot.console.health import Readiness, health_routes
+from loyalbot.console.pages import mount_console
 from loyalbot.loyalty import Loyalty
 from loyalbot.loyalty.amounts import MAX_AMOUNT
 from loyalbot.loyalty.errors import Refusal
@@ -50,7 +51,6 @@ from loyalbot.storage.throttle import FailureLimit, MemoryThrottle, Throttle
 
 log = logging.getLogger(__name__)
 KEY_PREFIX = "lb_"
-OPERATOR = "operator"  # the console's Basic-auth user name
 STATIC = Path(str(resources.files("loyalbot.console"))) / "static"  # package data
 LAST_USED_EVERY = timedelta(minutes=1)  # how stale `last_used_at` may get: one write a minute per key at most
 
@@ -322,11 +322,14 @@ def _docs_page(title: str) -> str:
 
 
 def create_app(db: Db, loyalty: Loyalty, *, console_password: str | None = None, throttle: Throttle | None = None,
-               limits: HttpLimits | None = None, readiness: Readiness | None = None) -> FastAPI:
-    """The FastAPI application: the shop systems' API, the operator's dashboard, /healthz, /readyz, /metrics.
+               limits: HttpLimits | None = None, readiness: Readiness | None = None,
+               console_secret: str | None = None, secure_cookies: bool = False) -> FastAPI:
+    """The FastAPI application: the shop systems' API, the operator console, /healthz, /readyz, /metrics.
 
     `throttle` should be the one the replicas share (storage.throttle.make_throttle); by default a
     MemoryThrottle of this app's own. `readiness` holds what /readyz checks (by default the database).
+    `console_password` makes the first admin, `operator`, when the store has no operator account yet;
+    `console_secret` signs the console's cookies (else a key kept in the store).
     """
     limits = limits or HttpLimits()
     throttle = throttle or MemoryThrottle()
@@ -334,9 +337,6 @@ def create_app(db: Db, loyalty: Loyalty, *, console_password: str | None = None,
                   openapi_url="/api/openapi.json",
                   description="Shop systems post purchases and refunds and look members up. Every refusal "
                               'answers `{"error": code, "detail": text}`.')
-    pages = jinja2.Environment(loader=jinja2.FileSystemLoader(STATIC.parent / "templates"),
-                               autoescape=True)
-    basic = HTTPBasic(auto_error=False)
     signins = FailureLimit(throttle, "console_signin", limits.auth_failures, limits.auth_window)
     key_failures = FailureLimit(throttle, "api_key", limits.auth_failures, limits.auth_window)
 
@@ -370,31 +370,10 @@ def create_app(db: Db, loyalty: Loyalty, *, console_password: str | None = None,
     app.add_middleware(HttpGuard, limits=limits, authenticate=authenticate)
     app.mount("/api/static", StaticFiles(directory=STATIC), name="static")
 
-    async def operator(request: Request,
-                       credentials: Annotated[HTTPBasicCredentials | None, Depends(basic)]) -> None:
-        if not console_password:
-            raise ApiError(503, "console_off", "the console is off: set LOYALBOT_CONSOLE_PASSWORD to turn it on")
-        client = client_address(request.scope)
-        if wait := await signins.locked(client):
-            log.warning("console: refused a sign-in from %s: too many wrong passwords", client)
-            raise too_many(wait, "wrong passwords")
-        if credentials is not None:
-            user_ok = secrets.compare_digest(credentials.username.encode("utf-8", "replace"), OPERATOR.encode())
-            password_ok = secrets.compare_digest(credentials.password.encode("utf-8", "replace"),
-                                                 console_password.encode())
-            if user_ok and password_ok:
-                return
-            wait = await signins.failed(client)
-            log.warning("console: refused a sign-in from %s", client)
-            if wait:
-                raise too_many(wait, "wrong passwords")
-        raise ApiError(401, "unauthorized", "sign in as operator", headers={"WWW-Authenticate": "Basic"})
-
-    @app.get("/console", response_class=HTMLResponse, dependencies=[Depends(operator)], include_in_schema=False)
-    async def dashboard(days: int = 30) -> HTMLResponse:
-        board = await build_dashboard(loyalty, period_days=max(1, min(days, 3650)))
-        html = pages.get_template("dashboard.html").render(board=board, programme=loyalty.programme.programme.name)
-        return HTMLResponse(html)
+    sessions = Sessions(db, console_secret)
+    console = mount_console(app, db, loyalty, sessions=sessions, signin_limit=signins,
+                            secure_cookies=secure_cookies)
+    console.bootstrap_password = console_password
 
     @app.get("/api/docs", response_class=HTMLResponse, include_in_schema=False)
     async def docs() -> HTMLResponse:

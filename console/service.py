@@ -34,8 +34,10 @@ def http_app(settings: Any, db: Db, loyalty: Loyalty, *, throttle: Throttle,
     """The one HTTP application, configured from the settings (password, limits)."""
     password = console_password or (
         settings.console_password.get_secret_value() if settings.console_password else None)
+    secret = settings.console_secret.get_secret_value() if getattr(settings, "console_secret", None) else None
     return create_app(db, loyalty, console_password=password or None, throttle=throttle,
-                      limits=HttpLimits.from_settings(settings), readiness=readiness)
+                      limits=HttpLimits.from_settings(settings), readiness=readiness, console_secret=secret,
+                      secure_cookies=bool(getattr(settings, "console_secure_cookies", False)))
 
 
 def _config(web: FastAPI, host: str, port: int, settings: Any = None) -> uvicorn.Config:

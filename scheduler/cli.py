@@ -19,7 +19,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Protocol, TypeVar
 
-import sqlalchemy as sa
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -28,16 +27,19 @@ from rich.text import Text
 from loyalbot.chat.languages import LANGUAGES
 from loyalbot.loyalty.programme import Programme, ProgrammeError, load_programme
 from loyalbot.loyalty.service import Loyalty
+from loyalbot.scheduler import editing
 from loyalbot.scheduler.dispatcher import outbox_counts
+from loyalbot.scheduler.editing import ScheduleProblem
 from loyalbot.scheduler.kinds import DEFAULT_PARAMS, KINDS, RULES, template_kind
-from loyalbot.scheduler.planner import Planner, PlanStats
-from loyalbot.scheduler.segments import SegmentProblem, check_segment, segment_size
-from loyalbot.scheduler.templates import TemplateBook, TemplateProblem, default_templates
-from loyalbot.scheduler.triggers import TriggerProblem, check_timing
+from loyalbot.scheduler.planner import PlanStats
+from loyalbot.scheduler.segments import SegmentProblem, check_segment
+from loyalbot.scheduler.templates import TemplateProblem, default_templates
+from loyalbot.scheduler.triggers import TriggerProblem
 from loyalbot.storage import Db, as_utc, utcnow
 from loyalbot.storage.db import DEFAULT_URL, DbUrlError
 from loyalbot.storage.migrate import upgrade_async
 from loyalbot.storage.models import Schedule
+from loyalbot.storage.rows import stored_id
 
 console = Console()
 err = Console(stderr=True)
@@ -91,6 +93,9 @@ def shop_settings(ctx: typer.Context, database_url: str | None, programme: str |
     return settings
 
 
+CLI_ACTOR = "cli"  # who the audit log says made a change from the command line
+
+
 class Refused(Exception):
     """The operator's input cannot be used; printed, exit code 2, nothing saved."""
 
@@ -114,7 +119,7 @@ def _run(ctx: typer.Context, database_url: str | None, programme: str | None,
 
     try:
         return asyncio.run(go())
-    except (Refused, TemplateProblem, TriggerProblem, SegmentProblem) as exc:
+    except (Refused, ScheduleProblem, TemplateProblem, TriggerProblem, SegmentProblem) as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
 
@@ -129,11 +134,10 @@ def shop_timezone(ctx: typer.Context, database_url: str | None, programme: str |
 
 
 async def _get(loyalty: Loyalty, name: str) -> Schedule:
-    async with loyalty.db.read() as s:
-        schedule = (await s.execute(sa.select(Schedule).where(Schedule.name == name))).scalar_one_or_none()
-    if schedule is None:
-        raise Refused(f"no schedule called {name!r} (see `loyalbot schedule list`)")
-    return schedule
+    try:
+        return await editing.get(loyalty, name)
+    except ScheduleProblem:
+        raise Refused(f"no schedule called {name!r} (see `loyalbot schedule list`)") from None
 
 
 def _parse_templates(items: list[str] | None) -> dict[str, str]:
@@ -149,17 +153,16 @@ def _parse_templates(items: list[str] | None) -> dict[str, str]:
 
 
 def _parse_params(items: list[str] | None, kind: str) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    allowed = set(DEFAULT_PARAMS.get(kind, {}))
+    pairs: dict[str, str] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
-        if not sep or key not in allowed:
-            raise Refused(f"--param for a {kind} schedule takes {', '.join(sorted(allowed)) or 'nothing'}")
-        try:
-            params[key] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key] = value
-    return params
+        if not sep:
+            raise Refused(f"--param wants KEY=VALUE, not {item!r}")
+        pairs[key] = value
+    try:
+        return editing.parse_params(kind, pairs)
+    except ScheduleProblem as exc:
+        raise Refused(f"--param: {exc}") from None
 
 
 def _parse_segment(text: str | None) -> dict[str, Any] | None:
@@ -171,22 +174,6 @@ def _parse_segment(text: str | None) -> dict[str, Any] | None:
         raise Refused(f"--segment is not JSON: {exc}") from None
     check_segment(segment)
     return segment
-
-
-async def _validate(loyalty: Loyalty, schedule: Schedule, now: datetime) -> None:
-    """Everything that must hold before a schedule is saved; raises with a clear message."""
-    if schedule.kind not in KINDS:
-        raise Refused(f"unknown kind {schedule.kind!r}; use {', '.join(KINDS)}")
-    check_timing(schedule.kind, cron=schedule.cron, daily_time=schedule.daily_time, timezone=schedule.timezone,
-                 member_local_time=schedule.member_local_time, one_off_at=schedule.one_off_at,
-                 event_driven=RULES[schedule.kind].event_driven)
-    if schedule.offset_days < 0 or schedule.offset_days > 366:
-        raise Refused("--offset-days must be between 0 and 366")
-    TemplateBook().check_all(schedule.templates, template_kind(schedule),
-                             default_language=loyalty.programme.programme.default_language)
-    check_segment(schedule.segment)
-    if schedule.segment and await segment_size(loyalty.db, schedule.segment, now) == 0:
-        raise Refused(f"the segment {json.dumps(schedule.segment)} matches nobody; nothing was saved")
 
 
 # Telegram's HTML tags as terminal styles (bold through rich), so previews read like the chat, not like markup.
@@ -248,8 +235,7 @@ def schedule_list(ctx: typer.Context, database_url: DbUrl = None, programme: Pro
     """All schedules: kind, timing, on or paused, last run."""
 
     async def work(loyalty: Loyalty) -> list[Schedule]:
-        async with loyalty.db.read() as s:
-            return list((await s.execute(sa.select(Schedule).order_by(Schedule.name))).scalars())
+        return await editing.list_schedules(loyalty)
 
     rows = _run(ctx, database_url, programme, work)
     if not rows:
@@ -330,13 +316,12 @@ def schedule_add(ctx: typer.Context,
                        created_at=now, updated_at=now)
         given = _parse_templates(template)
         row.templates = {**default_templates(template_kind(row)), **given}
-        if not row.name:
-            raise Refused("a schedule needs a name")
-        await _validate(loyalty, row, now)
-        async with loyalty.db.transaction() as tx:
-            if (await tx.execute(sa.select(Schedule.id).where(Schedule.name == row.name))).first():
-                raise Refused(f"a schedule called {row.name!r} exists; change it with `schedule edit`")
-            tx.add(row)
+        try:
+            await editing.add(loyalty, row, actor=CLI_ACTOR, now=now)
+        except ScheduleProblem as exc:
+            if exc.field == "name" and "exists" in str(exc):
+                raise Refused(f"{exc}; change it with `schedule edit`") from None
+            raise
 
     _run(ctx, database_url, programme, work)
     console.print(f"Added {name!r} ({kind}). A running bot picks it up within seconds.")
@@ -377,11 +362,7 @@ def schedule_edit(ctx: typer.Context,
             changes["templates"] = {**row.templates, **_parse_templates(template)}
         if param:
             changes["params"] = {**row.params, **_parse_params(param, row.kind)}
-        for key, value in changes.items():
-            setattr(row, key, value)
-        await _validate(loyalty, row, now)
-        async with loyalty.db.transaction() as tx:
-            await tx.execute(sa.update(Schedule).where(Schedule.id == row.id).values(**changes, updated_at=now))
+        await editing.edit(loyalty, stored_id(row.id), changes, actor=CLI_ACTOR, now=now)
 
     _run(ctx, database_url, programme, work)
     console.print(f"Changed {name!r}.")
@@ -390,9 +371,7 @@ def schedule_edit(ctx: typer.Context,
 def _set_enabled(ctx: typer.Context, name: str, enabled: bool, database_url: str | None, programme: str | None) -> None:
     async def work(loyalty: Loyalty) -> None:
         row = await _get(loyalty, name)
-        async with loyalty.db.transaction() as tx:
-            await tx.execute(sa.update(Schedule).where(Schedule.id == row.id)
-                             .values(enabled=enabled, updated_at=utcnow()))
+        await editing.set_enabled(loyalty, stored_id(row.id), enabled, actor=CLI_ACTOR)
 
     _run(ctx, database_url, programme, work)
     console.print(f"{name!r} is {'on' if enabled else 'paused'}.")
@@ -415,10 +394,7 @@ def schedule_preview(ctx: typer.Context, name: str, database_url: DbUrl = None, 
     """Dry run: per language how many would get it now, how many are skipped and why, three samples."""
 
     async def work(loyalty: Loyalty) -> PlanStats:
-        row = await _get(loyalty, name)
-        if RULES[row.kind].event_driven:
-            raise Refused(f"{row.kind} messages are sent when something happens; there is nothing to preview")
-        return await Planner(loyalty).run(row, now=utcnow(), dry_run=True)
+        return await editing.dry_run(loyalty, await _get(loyalty, name))
 
     _print_stats(_run(ctx, database_url, programme, work), title=f"preview of {name} (nothing is saved)")
 
@@ -428,16 +404,7 @@ def schedule_run_now(ctx: typer.Context, name: str, database_url: DbUrl = None, 
     """Plan a run now; the bot's dispatcher sends the messages (planning twice plans nothing new)."""
 
     async def work(loyalty: Loyalty) -> PlanStats:
-        row = await _get(loyalty, name)
-        if RULES[row.kind].event_driven:
-            raise Refused(f"{row.kind} messages are sent when something happens; they cannot be run now")
-        now = utcnow()
-        stats = await Planner(loyalty).run(row, now=now)
-        # A run now is a run: `schedule list` shows it, and the bot's catch-up does not plan it again.
-        # (last_run_at only; updated_at is the edit stamp a running bot follows.)
-        async with loyalty.db.transaction() as tx:
-            await tx.execute(sa.update(Schedule).where(Schedule.id == row.id).values(last_run_at=now))
-        return stats
+        return await editing.run_now(loyalty, await _get(loyalty, name), actor=CLI_ACTOR)
 
     _print_stats(_run(ctx, database_url, programme, work), title=f"run of {name}")
 

@@ -454,9 +454,13 @@ class Dispatcher:
             await tx.execute(sa.update(Outbox).where(Outbox.id == row.id, Outbox.status == "sending").values(**values)
                              .execution_options(synchronize_session=False))
             if isinstance(exc, Blocked):
-                await tx.execute(sa.update(Member).where(Member.id == row.member_id, Member.status == "active")
+                # Only the member whose own chat refused is unreachable: a test send to a staff member's
+                # chat (kind "test") carries a member's id for the wording, not for the address.
+                await tx.execute(sa.update(Member).where(Member.id == row.member_id, Member.status == "active",
+                                                         Member.chat_id == row.chat_id)
                                  .values(status="unreachable").execution_options(synchronize_session=False))
                 await tx.execute(sa.update(Outbox).where(Outbox.member_id == row.member_id,
+                                                         Outbox.chat_id == row.chat_id,
                                                          Outbox.status == "pending")
                                  .values(status="skipped", skip_reason="unreachable")
                                  .execution_options(synchronize_session=False))

@@ -262,6 +262,7 @@ class Schedule(SQLModel, table=True):
     last_run_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    archived_at: datetime | None = None  # deleted after it had planned messages: kept as their history
 
 
 def outbox_key(schedule_id: int, member_id: int, period: str) -> str:
@@ -512,3 +513,46 @@ class UpdateEffect(SQLModel, table=True):
     key: str = Field(sa_column=sa.Column(sa.String(96), primary_key=True, autoincrement=False))
     result: dict[str, Any] = _json({})
     created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class Operator(SQLModel, table=True):
+    """A person who signs in to the web console: role operator (programme, schedules, members) or admin (also
+    staff, operators and API keys). Only an argon2 hash of the password is stored."""
+
+    __tablename__ = "operators"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=sa.Column(sa.String(64), unique=True, nullable=False))
+    role: str = Field(default="operator", max_length=16)
+    password_hash: str = Field(max_length=256)
+    language: str = Field(default="en", max_length=8)
+    created_at: datetime = Field(default_factory=utcnow)
+    disabled_at: datetime | None = None
+    failed_signins: int = 0  # wrong passwords since the last good one
+    locked_until: datetime | None = None  # after too many wrong passwords, no sign-in until then
+    last_signin_at: datetime | None = None
+
+
+class ConsoleSession(SQLModel, table=True):
+    """A signed-in browser: the cookie carries the signed session id, the row says whose it is and until when.
+    Signing out (or an admin removing the operator) revokes it; the CSRF token of its forms is kept here."""
+
+    __tablename__ = "console_sessions"
+
+    id: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    operator_id: int = Field(foreign_key="operators.id", index=True)
+    csrf: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    revoked_at: datetime | None = None
+
+
+class ConsoleKey(SQLModel, table=True):
+    """The key that signs the console's cookies when LOYALBOT_CONSOLE_SECRET is not set: made once, in the
+    store, so every replica signs and checks with the same key."""
+
+    __tablename__ = "console_keys"
+
+    id: int = Field(default=1, primary_key=True)
+    secret: str = Field(max_length=128)
+    created_at: datetime = Field(default_factory=utcnow)

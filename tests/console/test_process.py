@@ -90,7 +90,8 @@ async def test_loyalbot_api_serves_the_store_and_the_console(api_process, db, lo
         first = await client.post("/api/v1/purchases", json=body)
         again = await client.post("/api/v1/purchases", json=body)
         looked_up = await client.get(f"/api/v1/members/{ann.member_no}")
-        console = await client.get("/console", auth=("operator", "s3cret-pass"))
+        await client.post("/console/signin", data={"name": "operator", "password": "s3cret-pass"})
+        console = await client.get("/console")
     assert (first.status_code, first.json()["points"], again.status_code) == (201, 40, 200)
     assert looked_up.json()["points"] == 40 and (await loyalty.member(ann.id)).balance == 40
     assert console.status_code == 200 and "Lumen" in console.text
@@ -174,7 +175,8 @@ async def test_the_console_inside_the_bot_shares_its_loop_throttle_and_settings(
             body = {"member_no": ann.member_no, "external_id": "till-1", "amount": "40.00"}
             assert (await client.post("/api/v1/purchases", json=body)).status_code == 201
             looks = [(await client.get(f"/api/v1/members/{ann.member_no}")).status_code for _ in range(3)]
-            assert (await client.get("/console", auth=("operator", "s3cret-pass"))).status_code == 200
+            await client.post("/console/signin", data={"name": "operator", "password": "s3cret-pass"})
+            assert (await client.get("/console")).status_code == 200
     finally:
         await service.stop()
     assert looks == [200, 200, 429]  # LOYALBOT_LOOKUP_LIMIT applies
