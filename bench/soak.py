@@ -299,7 +299,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for replica in replicas:
                 replica.start()
             for replica in replicas:
-                deadline = time.time() + 120
+                deadline = time.time() + 600
                 while not await replica.ready():
                     if (died := replica.died()) or time.time() > deadline:
                         raise RuntimeError(died or f"{replica.name} not ready")
