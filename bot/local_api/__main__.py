@@ -14,7 +14,8 @@ from .server import LocalBotApi
 
 
 async def _serve(args: argparse.Namespace, demo_config: dict[str, Any] | None) -> None:
-    server = LocalBotApi()
+    server = LocalBotApi(call_log_size=args.call_log_size, webhook_retry_delay=args.webhook_retry_delay,
+                         webhook_retry_max=args.webhook_retry_max)
     await server.start(args.host, args.port)
     for token in args.token or []:
         server.world.bot_for_token(token)
@@ -38,6 +39,9 @@ def main() -> None:
     parser.add_argument("--token", action="append", help="pre-register a bot token (repeatable)")
     parser.add_argument("--demo-config", help="JSON file with {identities, staff_group} for the demo page")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--call-log-size", type=int, default=10_000, help="calls kept for /control/calls")
+    parser.add_argument("--webhook-retry-delay", type=float, default=0.2, help="first back-off after a failed post")
+    parser.add_argument("--webhook-retry-max", type=float, default=5.0, help="longest back-off between posts")
     args = parser.parse_args()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
     demo_config = None
