@@ -456,12 +456,19 @@ async def _distinct_over(db: Db, period: Period, today: date, today_sets: Sets) 
             twice.update(seen & day_set)
             seen.update(day_set)
 
-    async with db.read() as s:
-        rows = await s.stream(sa.select(MEMBER_SETS.c.metric, MEMBER_SETS.c.members).where(
-            MEMBER_SETS.c.zone == period.zone, MEMBER_SETS.c.day >= period.first,
-            MEMBER_SETS.c.day <= min(period.last, today - timedelta(days=1))).order_by(MEMBER_SETS.c.day))
-        async for kind, blob in rows:
+    # A month of days at a time: reads run in autocommit on PostgreSQL, where a server-side cursor (stream)
+    # cannot live, and a year of packed sets need not sit in memory at once.
+    last = min(period.last, today - timedelta(days=1))
+    start = period.first
+    while start <= last:
+        end = min(last, start + timedelta(days=30))
+        async with db.read() as s:
+            rows = (await s.execute(sa.select(MEMBER_SETS.c.metric, MEMBER_SETS.c.members).where(
+                MEMBER_SETS.c.zone == period.zone, MEMBER_SETS.c.day >= start, MEMBER_SETS.c.day <= end)
+                .order_by(MEMBER_SETS.c.day))).all()
+        for kind, blob in rows:
             add(kind, unpack(blob))
+        start = end + timedelta(days=1)
     if period.first <= today <= period.last:
         for (_day, kind), members in today_sets.items():
             add(kind, members)
