@@ -70,6 +70,7 @@ async def test_an_operator_creates_previews_and_test_sends_a_schedule(tmp_path, 
             await phone.goto(f"{site.base}/console/schedules")
             await expect(phone.get_by_role("link", name="Spring menu")).to_be_visible()
             await shot(phone, "schedules-phone")
+            await phone.get_by_role("button", name="Menu").click()  # on a phone the header folds behind it
             await phone.get_by_label("Language").select_option("zh_Hant")
             await phone.get_by_role("button", name="Change").click()
             await expect(phone.get_by_role("heading", name="排程")).to_be_visible()
