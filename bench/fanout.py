@@ -187,17 +187,19 @@ class ServerProcess:
     being measured (at 1000/s it parses and answers every request), so the dispatch figures would
     describe both; in its own process it uses its own core, as Telegram would."""
 
-    def __init__(self) -> None:
+    def __init__(self, *options: str, start_within: float = 30.0) -> None:
+        """`options`: more of the server's command-line options (e.g. ``--call-log-size 200000``)."""
         self.proc: asyncio.subprocess.Process | None = None
         self.url = ""
+        self.options, self.start_within = options, start_within
 
     async def __aenter__(self) -> ServerProcess:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "loyalbot.bot.local_api", "--port", "0", cwd=str(ROOT),
+            sys.executable, "-m", "loyalbot.bot.local_api", "--port", "0", *self.options, cwd=str(ROOT),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
         assert self.proc.stdout is not None
         while not self.url:
-            line = (await asyncio.wait_for(self.proc.stdout.readline(), 30)).decode()
+            line = (await asyncio.wait_for(self.proc.stdout.readline(), self.start_within)).decode()
             if not line:
                 raise RuntimeError("the local Bot API server did not start")
             if found := re.search(r"listening on (http://\S+)", line):

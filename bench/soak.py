@@ -30,7 +30,6 @@ import asyncio
 import json
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.fanout import ServerProcess, busiest  # noqa: E402
 from loyalbot.bot.local_api import LocalApiControl  # noqa: E402
 from loyalbot.console.api import create_api_key  # noqa: E402
 from loyalbot.loyalty import Loyalty, load_programme  # noqa: E402
@@ -56,27 +56,11 @@ from loyalbot.scheduler import editing  # noqa: E402
 from loyalbot.storage import Db, utcnow  # noqa: E402
 from loyalbot.storage.migrate import upgrade_async  # noqa: E402
 from loyalbot.storage.models import Feedback, LedgerEntry, Member, Outbox, Purchase, Schedule  # noqa: E402
+from tests.bot.conftest import free_port  # noqa: E402
 from tests.replicas.conftest import HOOK_PATH, TOKEN, Fleet, Replica, replica_env, start_nginx  # noqa: E402
 
 CAMPAIGN_TEXT = "Spring menu for {{ name }}"
 CHAT_BASE, CAMPAIGN_BASE, STAFF_ID, GROUP_ID = 30_000_000, 40_000_000, 29_999_001, -1009_999_000_001
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def busiest(times: list[float], window: float) -> int:
-    most, first = 0, 0
-    for last, moment in enumerate(times):
-        while moment - times[first] >= window:
-            first += 1
-        most = max(most, last - first + 1)
-    return most
 
 
 def percentile(values: list[float], share: float) -> float | None:
@@ -84,32 +68,6 @@ def percentile(values: list[float], share: float) -> float | None:
         return None
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
-class Server:
-    """The local Bot API server in its own process, keeping every call for the count at the end."""
-
-    def __init__(self, calls: int) -> None:
-        self.calls, self.url, self.proc = calls, "", None
-
-    async def __aenter__(self) -> Server:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "loyalbot.bot.local_api", "--port", "0", "--call-log-size", str(self.calls),
-            "--webhook-retry-delay", "0.05", "--webhook-retry-max", "1", cwd=str(ROOT),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
-        assert self.proc.stdout is not None
-        while not self.url:
-            line = (await asyncio.wait_for(self.proc.stdout.readline(), 60)).decode()
-            if not line:
-                raise RuntimeError("the local Bot API server did not start")
-            if found := re.search(r"listening on (http://\S+)", line):
-                self.url = found.group(1)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            await self.proc.wait()
 
 
 async def admin(url: str, sql: str) -> None:
@@ -257,7 +215,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         db = Db(url)
         loyalty = Loyalty(db, load_programme())
         await loyalty.sync_programme()
-        async with Server(calls=args.campaign * 2 + args.members * 200) as server, LocalApiControl(server.url) as tg:
+        async with ServerProcess("--call-log-size", str(args.campaign * 2 + args.members * 200),
+                                 "--webhook-retry-delay", "0.05", "--webhook-retry-max", "1",
+                                 start_within=60) as server, LocalApiControl(server.url) as tg:
             await tg.create_bot(TOKEN, first_name="Soak Bot", username="soak_bot")
             await tg.set_limits(enabled=True, global_per_second=1000 if args.paid else 30)
             chat_ids = [CHAT_BASE + n for n in range(args.members)]
