@@ -16,7 +16,9 @@ What it counts:
   when the run settles is lost; "delivery unknown" is the dispatcher's own mark for a row cut at a kill);
 - the highest 1-second send count for the bot and for any chat, and the highest 1-minute count for the
   staff group, from the server's own call log;
-- p50/p99 update latency (sent -> answered) outside the kill and restart windows;
+- p50/p99 update latency (sent -> answered) outside the kill, restart and storm windows, and p99 inside the
+  kill/restart windows and inside the storm windows (from a storm's injection until the server has used its
+  last fault, plus what the replies' retries take to catch up), each with how many updates it covers;
 - the ledger invariant: every member's balance = the sum of their ledger = the points left in their lots.
 
 It needs PostgreSQL (a fresh database of its own is made and dropped), Debian's nginx, and Redis when
@@ -52,6 +54,7 @@ from bench.fanout import ServerProcess, busiest  # noqa: E402
 from loyalbot.bot.local_api import LocalApiControl  # noqa: E402
 from loyalbot.console.api import create_api_key  # noqa: E402
 from loyalbot.loyalty import Loyalty, load_programme  # noqa: E402
+from loyalbot.loyalty.codes import SEEDED_MEMBER_BASE, member_no_from  # noqa: E402
 from loyalbot.scheduler import editing  # noqa: E402
 from loyalbot.storage import Db, utcnow  # noqa: E402
 from loyalbot.storage.migrate import upgrade_async  # noqa: E402
@@ -91,7 +94,7 @@ async def seed_campaign_members(url: str, count: int) -> None:
         await conn.copy_records_to_table("members", columns=[
             "telegram_id", "chat_id", "member_no", "first_name", "language", "timezone", "status", "tier", "balance",
             "notify", "marketing_consent", "support_blocked", "joined_at"], records=[
-            (CAMPAIGN_BASE + n, CAMPAIGN_BASE + n, f"{800_000_000 + n:09d}", f"C{n}", "zh_Hant", "UTC", "active",
+            (CAMPAIGN_BASE + n, CAMPAIGN_BASE + n, member_no_from(SEEDED_MEMBER_BASE + 5_000_000 + n), f"C{n}", "zh_Hant", "UTC", "active",
              "green", 0, notify, True, False, now) for n in range(count)])
     finally:
         await conn.close()
@@ -106,6 +109,7 @@ class Load:
         self.posts = 0
         self.post_statuses: Counter[int] = Counter()
         self.windows: list[tuple[float, float]] = []  # (from, until) of kills and restarts
+        self.storms: list[tuple[float, float]] = []  # (from, until) of the injected 429 and 5xx storms
         self.events: list[str] = []
 
 
@@ -182,11 +186,28 @@ async def faults(fleet: Fleet, tg: LocalApiControl, load: Load, duration: float,
         load.windows.append((begun - 5, time.time() + 30))
     await at(0.6)
     load.events.append(f"{time.time() - started:6.1f}s 429 storm")
+    begun = time.time()
     await tg.inject_fault("429", method="sendMessage", count=300, retry_after=2)
+    await storm_over(tg, load, begun, started, until=started + 0.7 * duration)
     await at(0.7)
     load.events.append(f"{time.time() - started:6.1f}s 5xx storm")
+    begun = time.time()
     await tg.inject_fault("500", method="sendMessage", count=150)
     await tg.inject_fault("502", method="sendMessage", count=150)
+    await storm_over(tg, load, begun, started, until=started + duration)
+
+
+# After a storm's last fault, replies still in their backoff (up to 8 s) or handed back to the inbox (5 s,
+# or a 429's retry_after) catch up: their latency belongs to the storm.
+STORM_TAIL = 15.0
+
+
+async def storm_over(tg: LocalApiControl, load: Load, begun: float, started: float, *, until: float) -> None:
+    """Wait until the server has used every injected fault (or `until`), and note the storm's window."""
+    while time.time() < until and await tg.faults():  # noqa: ASYNC110 - another process's state, polled
+        await asyncio.sleep(0.5)
+    load.storms.append((begun - 1.0, time.time() + STORM_TAIL))
+    load.events.append(f"{time.time() - started:6.1f}s storm's faults used up")
 
 
 async def campaign(db: Db, loyalty: Loyalty, load: Load, started: float, duration: float) -> int:
@@ -317,7 +338,9 @@ async def count(db: Db, load: Load, sends: list[dict[str, Any]], expected: dict[
         by_chat[int(call.get("chat_id") or 0)].append(float(call["time"]))
     # updates: the n-th answer in a member's chat belongs to the n-th update (they are seconds apart)
     lost = duplicated = 0
-    latencies: list[float] = []
+    latencies: list[float] = []  # outside every window
+    in_kills: list[float] = []
+    in_storms: list[float] = []
     for telegram_id, times in load.sent.items():
         answers = sorted(t for t in by_chat.get(telegram_id, []))
         lost += max(0, len(times) - len(answers))
@@ -327,8 +350,13 @@ async def count(db: Db, load: Load, sends: list[dict[str, Any]], expected: dict[
             while pointer < len(answers) and answers[pointer] < sent_at:
                 pointer += 1
             if pointer < len(answers):
-                if not any(a <= sent_at <= b for a, b in load.windows):
-                    latencies.append(answers[pointer] - sent_at)
+                latency = answers[pointer] - sent_at
+                if any(a <= sent_at <= b for a, b in load.windows):
+                    in_kills.append(latency)
+                elif any(a <= sent_at <= b for a, b in load.storms):
+                    in_storms.append(latency)
+                else:
+                    latencies.append(latency)
                 pointer += 1
     all_times = sorted(t for times in by_chat.values() for t in times)
     private = [sorted(times) for chat, times in by_chat.items() if chat > 0]
@@ -371,6 +399,9 @@ async def count(db: Db, load: Load, sends: list[dict[str, Any]], expected: dict[
         "max_bot_per_s": busiest(all_times, 1.0), "max_chat_per_s": max((busiest(t, 1.0) for t in private), default=0),
         "max_group_per_min": busiest(group, 60.0),
         "p50_latency_s": percentile(latencies, 0.5), "p99_latency_s": percentile(latencies, 0.99),
+        "latency_updates": len(latencies),
+        "p99_latency_kill_windows_s": percentile(in_kills, 0.99), "latency_updates_kill_windows": len(in_kills),
+        "p99_latency_storms_s": percentile(in_storms, 0.99), "latency_updates_storms": len(in_storms),
         "ledger_broken_members": broken, "ledger_members": len(ledger),
     }
 

@@ -40,6 +40,7 @@ class AiogramRuntime:
     def __init__(self, connection: Connection, router: RouterLike | None = None, *, concurrency: int = 64,
                  inbox: Inbox | None = None) -> None:
         self.connection = connection
+        self.username: str | None = None
         self.webhook_path = (check_webhook_settings(connection.webhook_url, connection.webhook_secret)
                              if connection.webhook_url else None)
         self.bot = make_aiogram_bot(connection.token, connection.api_url)
@@ -75,6 +76,7 @@ class AiogramRuntime:
 
     async def open(self) -> None:
         me = await self.bot.get_me()
+        self.username = me.username
         log.info("aiogram runtime connected as @%s", me.username)
 
     async def start(self) -> None:

@@ -23,11 +23,13 @@ from loyalbot.chat.i18n import Translator
 from loyalbot.chat.limits import COMMAND_DESCRIPTION_LIMIT
 from loyalbot.chat.metrics import Metrics
 from loyalbot.chat.outbound import ChatSender, SendError
+from loyalbot.chat.pacing import PacedSender
 from loyalbot.console.health import Readiness, ping_redis
 from loyalbot.handlers.config import ChatConfig
 from loyalbot.handlers.context import Context, Services
 from loyalbot.handlers.router import Router, build_router
 from loyalbot.handlers.state import RedisStateStore, SqlStateStore, StateStore
+from loyalbot.handlers.support.config import SupportConfig
 from loyalbot.handlers.turn import Command
 from loyalbot.loyalty.programme import Programme
 from loyalbot.loyalty.service import Loyalty
@@ -232,6 +234,11 @@ class App:
         self.runtime = make_runtime(self.framework, self.connection, concurrency=self.concurrency,
                                     inbox=self.inbox)
         self.runtime.pipeline.metrics = self.metrics
+        # Replies keep a second per chat and the group's budget, shared with the dispatcher and the relay.
+        assert services.send_limits is not None
+        relay = services.support_config or SupportConfig.from_chat_config(config)
+        self.runtime.pipeline.pace(services.send_limits, group_per_minute=relay.relay_per_minute,
+                                   group_burst=relay.relay_burst, bot_rate=settings.bot_rate())
         self.metrics.follow_relay(lambda: _relay_pending(services))
         self.runtime.webhook_guard = FailureLimit(throttle, "webhook_secret", settings.auth_failure_limit,
                                                   settings.auth_failure_window)
@@ -241,7 +248,12 @@ class App:
         self.runtime.pipeline.heartbeat = min(self.runtime.pipeline.heartbeat, settings.inbox_lease / 3)
         self._checks(self.db, states, self.runtime)
         await self.runtime.open()
-        self.context.sender = self.runtime.sender
+        # What handlers send beside their replies (support's notices and copies to members) keeps a second
+        # per chat too; into the staff group the relay takes the group's budget itself.
+        self.context.sender = PacedSender(self.runtime.sender, services.send_limits, groups=False,
+                                          bot_rate=settings.bot_rate())
+        if self.context.config.bot_username is None:  # for the members' referral links
+            self.context.config = replace(self.context.config, bot_username=self.runtime.username)
         self.router = build_router(self.context)
         self.runtime.pipeline.router = self.router
         await register_commands(self.runtime.sender, self.router.declared, programme.programme.default_language)

@@ -14,6 +14,7 @@ from rich.table import Table
 from loyalbot.bot.logs import configure_logging
 from loyalbot.bot.programme_cli import programme_app
 from loyalbot.bot.settings import Settings, SettingsError, load_settings
+from loyalbot.scheduler.campaign_cli import campaign_app
 from loyalbot.scheduler.cli import outbox_app, schedule_app
 
 if TYPE_CHECKING:
@@ -494,7 +495,9 @@ class _services:
 
 
 app.add_typer(schedule_app, name="schedule", help="Care messages and reminders: list, add, preview, run now.")
+app.add_typer(campaign_app, name="campaign", help="Campaigns: score members, segments, built-in plays.")
 app.add_typer(outbox_app, name="outbox", help="Messages planned and sent.")
+app.add_typer(campaign_app, name="campaign", help="Campaigns: results per variant against the control group.")
 app.add_typer(programme_app, name="programme")
 
 

@@ -44,6 +44,7 @@ DEMO_IDENTITIES: list[dict[str, Any]] = [
      "label": "Olivia (staff, operator)", "role": "staff"},
 ]
 DEMO_WELCOME_BONUS = 200
+DEMO_RETURN_WINDOW_DAYS = 14
 DEMO_STAFF_ROLES = {2001: ("agent", "Sam"), 2002: ("operator", "Olivia")}
 DEMO_OPERATOR = "operator"  # the demo's console admin; its password is kept beside the demo database
 
@@ -170,10 +171,14 @@ def _save_demo_info(database: str | Path, info: dict[str, Any]) -> None:
 
 
 def _demo_identities(saved: dict[str, Any]) -> list[dict[str, Any]]:
-    """The shipped identities plus those people created on the page in earlier runs."""
-    shipped = {identity["id"] for identity in DEMO_IDENTITIES}
+    """The shipped identities (the lapsed regulars of the win-back walkthrough among them) plus those people
+    created on the page in earlier runs."""
+    from loyalbot.bot.seed import DEMO_LAPSED
+
+    lapsed = [{k: v for k, v in person.items() if k != "days_away"} for person in DEMO_LAPSED]
+    shipped = {identity["id"] for identity in [*DEMO_IDENTITIES, *lapsed]}
     created = [i for i in saved.get("identities") or [] if i.get("id") not in shipped]
-    return [dict(identity) for identity in DEMO_IDENTITIES] + created
+    return [dict(identity) for identity in DEMO_IDENTITIES] + lapsed + created
 
 
 async def run_demo(database: str, framework: str | None = None, port: int = 8080, *, host: str = "127.0.0.1",
@@ -206,10 +211,13 @@ async def run_demo(database: str, framework: str | None = None, port: int = 8080
             bot_token=DEMO_TOKEN, telegram_api_url=server.url, staff_group_id=staff_group,
         )
         settings.webhook_url = None  # the demo always polls its own server
-        # Demo members start with a welcome bonus, so a newcomer can redeem a coffee straight away.
-        programme = settings.load_programme()
-        programme = programme.model_copy(update={"earning": programme.earning.model_copy(
-            update={"welcome_bonus": DEMO_WELCOME_BONUS})})
+        # Demo members start with a welcome bonus, so a newcomer can redeem a coffee straight away; a member
+        # day shows a bonus campaign, and a return window the pending points with the day they become spendable.
+        from loyalbot.bot.seed import demo_programme
+
+        programme = demo_programme(settings.load_programme(), DEMO_WELCOME_BONUS)
+        programme = programme.model_copy(update={
+            "pending": programme.pending.model_copy(update={"return_window_days": DEMO_RETURN_WINDOW_DAYS})})
         # The operator console runs beside the chat page; its password stays the same for this demo database.
         console_password = _demo_password(where, settings)
         from loyalbot.console.accounts import AccountError, check_password

@@ -4,7 +4,9 @@ Runs only the dispatcher (no jobs, no updates) against a Bot API server, e.g. to
 capacity next to the bot on PostgreSQL, or in the crash test. Settings are the bot's (`Settings`,
 from the environment): LOYALBOT_DATABASE_URL, LOYALBOT_BOT_TOKEN (never logged),
 LOYALBOT_TELEGRAM_API_URL, LOYALBOT_SEND_RATE, LOYALBOT_PAID_BROADCAST, LOYALBOT_LOG_LEVEL; options
-override them. SIGTERM/SIGINT stop it after the messages in flight are recorded.
+override them. SIGTERM/SIGINT stop it after the messages in flight are recorded. The programme's
+frequency caps are those of the newest stored programme version (else LOYALBOT_PROGRAMME's), followed
+as they change.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import signal
 from loyalbot.bot.logs import configure_logging
 from loyalbot.bot.senders import AiogramSender, make_aiogram_bot
 from loyalbot.bot.settings import Settings, SettingsError, bot_id_of, load_settings
-from loyalbot.chat.limits import MESSAGES_PER_SECOND, PAID_MESSAGES_PER_SECOND
+from loyalbot.loyalty.programme import ProgrammeError, ProgrammeInForce
+from loyalbot.loyalty.versions import ProgrammeVersions
+from loyalbot.scheduler.caps import caps_of
 from loyalbot.scheduler.dispatcher import Dispatcher
 from loyalbot.storage import Db
 from loyalbot.storage.db import redact_url
@@ -54,17 +58,22 @@ def settings_of(args: argparse.Namespace) -> Settings:
 async def main(args: argparse.Namespace, settings: Settings) -> None:
     try:
         token = settings.token()
-    except SettingsError as exc:
+        in_force = ProgrammeInForce(settings.load_programme())
+    except (SettingsError, ProgrammeError) as exc:
         raise SystemExit(str(exc)) from None
-    rate = min(settings.send_rate, PAID_MESSAGES_PER_SECOND if settings.paid_broadcast else MESSAGES_PER_SECOND)
+    rate = settings.bot_rate()
     db = Db(settings.database_url)
     bot = make_aiogram_bot(token, settings.telegram_api_url)
     # Telegram's limits shared with the bot and every other dispatcher: Redis when LOYALBOT_REDIS_URL is
     # set, else PostgreSQL's rate_limits table, else (SQLite, one process) this process's memory.
     limits = make_send_limits(db, settings.redis_url, scope=str(bot_id_of(token)))
+    # Read only: the newest stored version when there is one (the bot stores the first), followed as it changes.
+    versions = ProgrammeVersions(db, in_force)
+    await versions.refresh()
+    following = asyncio.create_task(versions.watch(), name="programme-versions")
     dispatcher = Dispatcher(db, AiogramSender(bot), rate=rate, stale_after=args.stale_after,
                             recover_every=max(1.0, min(30.0, args.stale_after)), worker_id=args.worker_id,
-                            limits=limits)
+                            limits=limits, caps=lambda: caps_of(in_force.programme))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
@@ -74,6 +83,9 @@ async def main(args: argparse.Namespace, settings: Settings) -> None:
     try:
         await dispatcher.run()
     finally:
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
         await bot.session.close()
         await limits.close()
         await db.dispose()

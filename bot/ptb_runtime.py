@@ -44,6 +44,7 @@ class PtbRuntime:
                  inbox: Inbox | None = None) -> None:
         quiet_http_loggers()
         self.connection = connection
+        self.username: str | None = None
         self.webhook_path = (check_webhook_settings(connection.webhook_url, connection.webhook_secret)
                              if connection.webhook_url else None)
         root = connection.api_url.rstrip("/")
@@ -98,6 +99,7 @@ class PtbRuntime:
     async def open(self) -> None:
         await self.application.initialize()
         self._opened = True
+        self.username = self.bot.username
         log.info("python-telegram-bot runtime connected as @%s", self.bot.username)
 
     async def start(self) -> None:

@@ -16,18 +16,23 @@ import functools
 import hashlib
 import logging
 import secrets
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from dataclasses import replace as dc_replace
+from datetime import timedelta
 from typing import Any, Protocol
 
 from loyalbot.chat import logids
+from loyalbot.chat.limits import GROUP_BURST, GROUP_MESSAGES_PER_MINUTE
 from loyalbot.chat.metrics import Metrics
 from loyalbot.chat.outbound import ChatSender, RetryAfter, Transient
+from loyalbot.chat.pacing import PacedSender
 from loyalbot.chat.port import Incoming, Reply, deliver, log_failure
 from loyalbot.storage.clock import as_utc, utcnow
 from loyalbot.storage.inbox import Claimed, Inbox, MemoryInbox, Received
+from loyalbot.storage.rates import SendLimits
 from loyalbot.storage.throttle import FailureLimit
 
 log = logging.getLogger("loyalbot.runtime")
@@ -177,22 +182,27 @@ Parse = Callable[[dict[str, Any]], "Incoming | None"]
 class Persistent:
     """A `ChatSender` that tries a call again after a transient failure, so a reply is not lost to a blip.
 
-    A Bot API 5xx, a timeout or a network failure (`Transient`) is tried again after 0.5, 1, 2 ...
-    seconds, a 429 (`RetryAfter`) after the time Telegram names (up to `max_wait`), at most `attempts`
-    calls in all; a 400 or 403 (or any other refusal) is never tried again. A timeout may hide a
-    message that did arrive, so a retried send can, rarely, show a reply twice; that is the price of
-    not losing it. What still fails after the last attempt is raised to the caller.
+    A Bot API 5xx, a timeout or a network failure (`Transient`) is tried again after 0.5, 1, 2, 4 ...
+    seconds (at most `max_backoff` apart), a 429 (`RetryAfter`) after the time Telegram names, for as
+    long as the next try still starts within `within` seconds of the first: a storm of 5xx answers
+    lasting several seconds is ridden out, not given up after a fixed number of quick tries. A 400 or
+    403 (or any other refusal) is never tried again. A timeout may hide a message that did arrive, so
+    a retried send can, rarely, show a reply twice; that is the price of not losing it. What still
+    fails at the deadline is raised to the caller (the pipeline then leaves the update in the inbox).
     """
 
-    def __init__(self, sender: ChatSender, *, attempts: int = 4, backoff: float = 0.5, max_wait: float = 30.0,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    def __init__(self, sender: ChatSender, *, within: float = 30.0, backoff: float = 0.5, max_backoff: float = 8.0,
+                 attempts: int | None = None, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 clock: Callable[[], float] = time.monotonic,
                  on_rate_limited: Callable[[], None] | None = None) -> None:
         self.sender = sender
         self.on_rate_limited = on_rate_limited
-        self.attempts = max(1, attempts)
+        self.within = within
+        self.attempts = attempts  # None: as many as fit within the deadline
         self.backoff = backoff
-        self.max_wait = max_wait
+        self.max_backoff = max_backoff
         self.sleep = sleep
+        self.clock = clock
 
     def __getattr__(self, name: str) -> Any:
         call = getattr(self.sender, name)
@@ -200,24 +210,38 @@ class Persistent:
             return call
 
         async def persistent(*args: Any, **kwargs: Any) -> Any:
-            for attempt in range(1, self.attempts + 1):
+            deadline = self.clock() + self.within
+            attempt = 0
+            while True:
+                attempt += 1
                 try:
                     return await call(*args, **kwargs)
                 except RetryAfter as exc:
                     if self.on_rate_limited is not None:
                         self.on_rate_limited()
-                    if attempt == self.attempts or exc.seconds > self.max_wait:
-                        raise
                     wait = exc.seconds
-                except Transient as exc:
-                    if attempt == self.attempts:
+                    if self._last(attempt, wait, deadline):
                         raise
-                    wait = self.backoff * 2 ** (attempt - 1)
+                except Transient as exc:
+                    wait = min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
+                    if self._last(attempt, wait, deadline):
+                        raise
                     log.info("%s failed (%s); trying again in %.1fs", name, type(exc).__name__, wait)
                 await self.sleep(wait)
-            raise AssertionError("unreachable")
 
         return persistent
+
+    def _last(self, attempt: int, wait: float, deadline: float) -> bool:
+        """Whether the try just failed was the last: no attempts left, or the next would start past the deadline."""
+        return (self.attempts is not None and attempt >= self.attempts) or self.clock() + wait > deadline
+
+
+class Undelivered(Exception):
+    """An update's replies could not go out for now (Telegram kept answering 5xx or 429): it is not done."""
+
+    def __init__(self, retry_in: float) -> None:
+        self.retry_in = retry_in
+        super().__init__(f"replies not delivered; try again in {retry_in:.1f}s")
 
 
 class Pipeline:
@@ -231,15 +255,18 @@ class Pipeline:
     its effects are not repeated (handlers remember them by `Incoming.update_key`) and its answer is the
     same, sent again. At most the updates this process held at the crash are repeated: never more than
     `2 * concurrency` (what one worker may claim at a time), and only those whose replies had gone out.
+    An update whose replies Telegram keeps refusing with 5xx or 429 past the retries is not done: it is
+    given back to the inbox (`Inbox.postpone`) and handled again after `retry_undelivered` seconds (or the
+    429's retry_after), up to the inbox's attempts; a reply that did go out before may then show twice.
     """
 
     def __init__(self, sender: ChatSender, router: RouterLike | None = None, *, concurrency: int = 64,
                  inbox: Inbox | None = None) -> None:
         self.sender = sender
         # Replies go out through this: a transient failure is tried again before the update is marked
-        # done, since a done update is never handled again.
-        self.replies = Persistent(sender, on_rate_limited=lambda: self.metrics.rate_limited.labels(
-            source="replies").inc())
+        # done, since a done update is never handled again; one that outlasts the retries hands the
+        # update back to the inbox (`Undelivered`), to be handled again a little later.
+        self.replies = self._persistent(sender)
         self.metrics = Metrics()  # the App puts its own here, the one /metrics serves
         self.router = router
         self.inbox: Inbox = inbox or MemoryInbox()
@@ -248,6 +275,10 @@ class Pipeline:
         self.lanes = Lanes(concurrency=concurrency)
         self.handled = 0
         self.failed = 0
+        self.undelivered = 0
+        # How long an update whose replies met 5xx answers past the retries waits in the inbox before it is
+        # handled again (after a 429, the time Telegram named).
+        self.retry_undelivered = 5.0
         self.listeners: list[Callable[[Incoming], None]] = []  # e.g. a bench counting handled updates
         self.heartbeat = 10.0  # seconds between lease renewals of updates in hand
         self.drain_within = 10.0  # seconds a stop waits for the updates being handled (LOYALBOT_DRAIN_SECONDS)
@@ -262,6 +293,17 @@ class Pipeline:
         self._rounds = 0
         self._empty_round = -1
         self._round_done = asyncio.Event()
+
+    def _persistent(self, sender: ChatSender) -> Persistent:
+        return Persistent(sender, on_rate_limited=lambda: self.metrics.rate_limited.labels(source="replies").inc())
+
+    def pace(self, limits: SendLimits, *, group_per_minute: float = GROUP_MESSAGES_PER_MINUTE,
+             group_burst: int = GROUP_BURST, bot_rate: float | None = None) -> None:
+        """Space replies by the limits every sender of the bot shares: one message a second per private chat,
+        the group's budget in a group (chat.pacing.PacedSender, with the staff relay's figures) and, with
+        `bot_rate`, a slot of the bot's overall rate; retries go through the spacing too."""
+        self.replies = self._persistent(PacedSender(self.sender, limits, group_per_minute=group_per_minute,
+                                                    group_burst=group_burst, bot_rate=bot_rate))
 
     # --- receiving --------------------------------------------------------------------------------------
 
@@ -280,7 +322,11 @@ class Pipeline:
 
     def submit(self, incoming: Incoming) -> None:
         """Handle an `Incoming` that has no Telegram update behind it (tests); not durable."""
-        self.lanes.submit(incoming.user_id, lambda: self.process(incoming))
+        self.lanes.submit(incoming.user_id, lambda: self._process_once(incoming))
+
+    async def _process_once(self, incoming: Incoming) -> None:
+        with contextlib.suppress(Undelivered):  # nothing to hand it back to: logged and counted by process()
+            await self.process(incoming)
 
     # --- the worker -------------------------------------------------------------------------------------
 
@@ -356,6 +402,15 @@ class Pipeline:
                 await self.process(incoming)
             if row.received_at is not None:
                 self.metrics.update_latency.observe(max(0.0, (utcnow() - as_utc(row.received_at)).total_seconds()))
+        except Undelivered as exc:  # not handled: back to the inbox, handled again (effects not repeated)
+            self._inflight.discard(row.update_id)
+            try:
+                await self.inbox.postpone([row.update_id], after=timedelta(seconds=exc.retry_in))
+            except Exception as failure:  # the store is away: the claim's lease runs out instead
+                log.warning("update %s not postponed (%s); taken again when its lease ends", row.update_id,
+                            type(failure).__name__)
+            self._wake.set()
+            return
         except BaseException:  # cancelled (a stop that could not wait): not handled, stays in the inbox
             self._inflight.discard(row.update_id)
             raise
@@ -388,7 +443,9 @@ class Pipeline:
         return incoming
 
     async def process(self, incoming: Incoming) -> None:
-        """Handle one update now; never raises (failures are logged without personal data)."""
+        """Handle one update now. Failures are logged (without personal data) and answered, never raised,
+        except `Undelivered`: Telegram kept answering its replies with 5xx or 429 past the retries, so the
+        update is not handled yet and must not be marked done (the inbox worker hands it back)."""
         if self.router is None:
             log.warning("update dropped: no router yet (user %s)", user_tag(incoming.user_id))
             return
@@ -397,6 +454,13 @@ class Pipeline:
             await deliver(incoming, replies, self.replies)
             self.handled += 1
             self.metrics.updates.labels(outcome="handled").inc()
+        except (Transient, RetryAfter) as exc:
+            self.undelivered += 1
+            self.metrics.updates.labels(outcome="undelivered").inc()
+            retry_in = max(exc.seconds, 0.5) if isinstance(exc, RetryAfter) else self.retry_undelivered
+            log.warning("update not answered: %s past the retries (user %s); handled again in %.0fs",
+                        type(exc).__name__, user_tag(incoming.user_id), retry_in)
+            raise Undelivered(retry_in) from None
         except Exception as exc:
             self.failed += 1
             self.metrics.updates.labels(outcome="failed").inc()
@@ -563,6 +627,7 @@ class Runtime(Protocol):
     name: str
     pipeline: Pipeline
     webhook_guard: FailureLimit | None  # the limit of wrong webhook secrets, shared across replicas
+    username: str | None  # the bot's @username, known once `open` has called getMe (for t.me links)
 
     @property
     def sender(self) -> ChatSender:
@@ -589,4 +654,4 @@ class Runtime(Protocol):
 
 __all__ = ["ALLOWED_UPDATES", "CONFLICTS_TOLERATED", "Connection", "Fetch", "Lanes", "Persistent", "Pipeline",
            "Poller", "PollingConflict", "RouterLike",
-           "Runtime", "fingerprint", "lane_of", "quiet_http_loggers", "received", "user_tag"]
+           "Runtime", "Undelivered", "fingerprint", "lane_of", "quiet_http_loggers", "received", "user_tag"]

@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from loyalbot.chat.languages import LANGUAGES
+from loyalbot.chat.limits import MESSAGES_PER_SECOND, PAID_MESSAGES_PER_SECOND
 from loyalbot.loyalty.programme import Programme, ProgrammeError, load_programme
 from loyalbot.storage.clock import find_zone
 from loyalbot.storage.db import DEFAULT_URL, DbUrlError, normalise_url
@@ -107,6 +108,10 @@ class Settings(BaseSettings):
     def shop_timezone(self, programme: Programme) -> str:
         """The shop's time zone: LOYALBOT_TIMEZONE when it is set, else the programme's."""
         return self.timezone if "timezone" in self.model_fields_set else programme.programme.timezone
+
+    def bot_rate(self) -> float:
+        """Messages a second the bot sends in all: `send_rate`, at most 30 (1000 with paid broadcasts)."""
+        return min(self.send_rate, PAID_MESSAGES_PER_SECOND if self.paid_broadcast else MESSAGES_PER_SECOND)
 
     def token(self) -> str:
         if self.bot_token is None or not self.bot_token.get_secret_value().strip():

@@ -49,8 +49,8 @@ ACTIONS: dict[str, dict[str, tuple[Kind, ...]]] = {
     "rg": {"ty": (), "tn": (), "tr": (), "my": (), "mn": (), "bs": ()},
     # rewards: page, show one, confirm(reward, request id), cancel
     "rw": {"p": (PAGE,), "s": (INT,), "c": (INT, TOKEN), "x": ()},
-    # coupons: active list, used/expired list, one coupon's QR
-    "cp": {"a": (), "o": (), "q": (INT,)},
+    # coupons: active list, used/expired list, one coupon's QR (by id; by code from a campaign's message)
+    "cp": {"a": (), "o": (), "q": (INT,), "c": (TOKEN,)},
     # feedback: rating, skip rating
     "fb": {"r": (SCORE,), "s": ()},
     # settings: toggle kind, quiet hours (preset or menu), time zone (index, menu, type), birthday, language, show

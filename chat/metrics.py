@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 # Update handling from receipt to answered: most take tens of milliseconds, a loaded replica seconds.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
-UPDATE_OUTCOMES = ("handled", "failed", "repeated", "refused")
+UPDATE_OUTCOMES = ("handled", "failed", "undelivered", "repeated", "refused")
 SEND_RESULTS = ("ok", "retry", "429", "403", "error", "unknown")
 
 
@@ -30,7 +30,8 @@ class Metrics:
         r = self.registry
         self.updates = Counter(
             "loyalbot_updates", "Telegram updates by outcome: handled (answered), failed (an error, answered "
-            "with an apology), repeated (a redelivered update, ignored), refused (a webhook call refused: wrong "
+            "with an apology), undelivered (its replies met 5xx/429 past the retries: handled again later), "
+            "repeated (a redelivered update, ignored), refused (a webhook call refused: wrong "
             "secret, bad body).", ["outcome"], registry=r)
         self.update_latency = Histogram(
             "loyalbot_update_latency_seconds", "From an update's receipt (recorded in the inbox) to its "

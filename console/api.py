@@ -30,7 +30,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.security import APIKeyHeader, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, PlainValidator, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    WithJsonSchema,
+    model_validator,
+)
 from sqlmodel import select
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -164,6 +173,26 @@ Text = Annotated[str, AfterValidator(_printable)]
 Moment = Annotated[AwareDatetime, AfterValidator(_sane_time)]
 
 
+Code = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$")]  # loyalty/basket.py reads the same
+
+
+class ItemIn(BaseModel):
+    """One line of the purchase: bonuses per category and stamp cards (by SKU or category) read them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sku: Annotated[Code | None, Field(description="The product's code, e.g. latte-m.")] = None
+    category: Annotated[Code | None, Field(description="The product's category, e.g. coffee.")] = None
+    quantity: Annotated[int, Field(ge=1, le=1000)] = 1
+    amount: Annotated[Amount | None, Field(description="What the line cost (within the purchase's amount).")] = None
+
+    @model_validator(mode="after")
+    def _named(self) -> "ItemIn":
+        if self.sku is None and self.category is None:
+            raise ValueError("an item needs a sku or a category")
+        return self
+
+
 class PurchaseIn(BaseModel):
     member_no: Annotated[str, Field(pattern=MEMBER_NO_PATTERN, description="The member's 9-digit number.")]
     external_id: Annotated[Text, Field(min_length=1, max_length=128,
@@ -171,6 +200,8 @@ class PurchaseIn(BaseModel):
     amount: Amount
     currency: Annotated[str | None, Field(pattern=r"^[A-Za-z]{3}$")] = None
     occurred_at: Annotated[Moment | None, Field(description="When it was bought, with a UTC offset.")] = None
+    store: Annotated[Code | None, Field(description="The store it was bought in (bonuses per store).")] = None
+    items: Annotated[list[ItemIn] | None, Field(max_length=200, description="What was bought.")] = None
 
 
 class RefundIn(BaseModel):
@@ -185,12 +216,21 @@ class PurchaseOut(BaseModel):
     points: int
     repeated: bool
     tier: str | None = Field(description="The member's new tier when this purchase changed it.")
+    bonuses: list[dict[str, Any]] = Field(default=[], description="Bonus campaigns' points: code, points.")
+    stamps: list[dict[str, Any]] = Field(default=[], description="Stamp cards stamped: card, stamps, needed, "
+                                                                 "coupons (codes the last stamp issued).")
 
 
 class RefundOut(BaseModel):
     refund_id: str
     points_taken: int
     shortfall: int = Field(description="Points that could not be taken back because the balance was too low.")
+    pending_cancelled: int = Field(default=0, description="Points of the purchase still inside the return window "
+                                                          "that the refund cancelled (before taking any spendable).")
+    stamps_taken: dict[str, int] = Field(default_factory=dict, description="Stamps taken back, per stamp card "
+                                         "(none on a repeat).")
+    bonuses_lost: list[str] = Field(default_factory=list, description="Spend-threshold bonuses taken back because "
+                                    "their period's spend fell below the threshold (their points are in the totals).")
     repeated: bool
 
 
@@ -200,6 +240,8 @@ class MemberOut(BaseModel):
     tier: str
     points: int
     language: str
+    pending_points: int = Field(description="Points still inside the return window, not spendable yet.")
+    pending_next_at: datetime | None = Field(description="When the next pending points become spendable (UTC).")
 
 
 class ErrorBody(BaseModel):
@@ -346,7 +388,9 @@ def create_app(db: Db, loyalty: Loyalty, *, console_password: str | None = None,
     limits = limits or HttpLimits()
     throttle = throttle or MemoryThrottle()
     metrics_page = MetricsPage(loyalty, metrics or Metrics())
-    app = FastAPI(title="loyalbot API", version="1", docs_url=None, redoc_url=None,
+    # No trailing-slash redirects: `/api/v1/members/0/` answers a JSON 404 like any unknown path, not an
+    # empty 307 a shop system would follow or choke on.
+    app = FastAPI(title="loyalbot API", version="1", docs_url=None, redoc_url=None, redirect_slashes=False,
                   openapi_url="/api/openapi.json",
                   description="Shop systems post purchases and refunds and look members up. Every refusal "
                               'answers `{"error": code, "detail": text}`.')
@@ -441,12 +485,16 @@ def create_app(db: Db, loyalty: Loyalty, *, console_password: str | None = None,
         member = await loyalty.member_by_number(body.member_no)
         result = await loyalty.award_purchase(stored_id(member.id), external_id=body.external_id, amount=body.amount,
                                               currency=body.currency, occurred_at=body.occurred_at,
-                                              source=f"api:{shop_name.partition(':')[2]}"[:32])
+                                              source=f"api:{shop_name.partition(':')[2]}"[:32], store=body.store,
+                                              items=[item.model_dump() for item in body.items or ()] or None)
         return JSONResponse(status_code=200 if result.repeated else 201, content={
             "purchase_id": result.purchase.external_id,
             "points": result.points,
             "repeated": result.repeated,
             "tier": result.tier_change.to_tier if result.tier_change else None,
+            "bonuses": [{"code": b.code, "points": b.points} for b in result.bonuses],
+            "stamps": [{"card": st.card, "stamps": st.stamps, "needed": st.needed, "coupons": list(st.coupons)}
+                       for st in result.stamps],
         })
 
     @app.post("/api/v1/refunds", status_code=201, response_model=RefundOut,
@@ -458,13 +506,16 @@ def create_app(db: Db, loyalty: Loyalty, *, console_password: str | None = None,
                                                amount=body.amount)
         return JSONResponse(status_code=200 if result.repeated else 201, content={
             "refund_id": result.refund.external_id, "points_taken": result.points_taken,
-            "shortfall": result.shortfall, "repeated": result.repeated,
+            "shortfall": result.shortfall, "pending_cancelled": result.pending_cancelled,
+            "stamps_taken": {s.card: s.stamps for s in result.stamps}, "bonuses_lost": [b.code for b in result.bonuses],
+            "repeated": result.repeated,
         })
 
     @app.get("/api/v1/members/{member_no}", response_model=MemberOut, responses=_errors(401, 404, 422, 429))
     async def get_member(request: Request, shop_name: Shop,
                          member_no: Annotated[str, PathParam(pattern=MEMBER_NO_PATTERN)]) -> dict[str, Any]:
-        """A member's tier and points, by member number (throttled per key and per client address)."""
+        """A member's tier and points (spendable, and pending with the next date they become spendable), by member
+        number (throttled per key and per client address)."""
         client = client_address(request.scope)
         for scope_name, who in (("lookup_key", shop_name.partition(":")[0]), ("lookup_addr", client)):
             if wait := await throttle.hit(scope_name, who, limit=limits.lookups, per=limits.lookup_window):
@@ -472,7 +523,10 @@ def create_app(db: Db, loyalty: Loyalty, *, console_password: str | None = None,
                             client)
                 raise too_many(wait, "member look-ups")
         member = await loyalty.member_by_number(member_no)
+        pending = await loyalty.pending_points(stored_id(member.id))
         return {"member_no": member.member_no, "first_name": member.first_name, "tier": member.tier,
-                "points": member.balance, "language": member.language}
+                "points": member.balance, "language": member.language,
+                "pending_points": sum(p.points for p in pending),
+                "pending_next_at": min((p.available_at for p in pending), default=None)}
 
     return app

@@ -15,18 +15,17 @@ Everything here is an aggregate: no member's name, phone or message appears in a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import statistics
-import sys
-import zlib
-from array import array
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,6 +41,7 @@ from loyalbot.storage.models import (
     Member,
     Outbox,
     Purchase,
+    Referral,
     SurveyAnswer,
     TierChange,
 )
@@ -56,6 +56,8 @@ CHUNK = 28  # buckets computed in one go when the rollup is built
 WEEKLY_AFTER = 92  # ranges longer than this many days are shown in weeks
 PRESETS = (7, 30, 90, 365)
 EARLIEST = date(2000, 1, 1)
+# Ledger kinds that count as points issued (a yearly reset's carry is issued again, as its expiry counted whole).
+ISSUED_KINDS = ("earn", "bonus", "referral", "carry")
 WEEK_METRICS = frozenset({"active_week", "purchasers_week", "repeaters_week", "_done_week"})
 
 STATS = table_of(DailyStat)
@@ -68,6 +70,7 @@ OUTBOX = table_of(Outbox)
 ANSWERS = table_of(SurveyAnswer)
 HANDOFFS = table_of(HandoffConversation)
 TIER_CHANGES = table_of(TierChange)
+REFERRALS = table_of(Referral)
 
 
 # --- the range asked for --------------------------------------------------------------------------------
@@ -224,6 +227,10 @@ async def compute(db: Db, s: AsyncSession, zone: str, unit: str, first: date, en
             within(ANSWERS.c.created_at)).subquery(), "answers", figures, "kind", "score")
         await _grouped(s, sa.select(when(TIER_CHANGES.c.created_at), TIER_CHANGES.c.to_tier).where(
             within(TIER_CHANGES.c.created_at)).subquery(), "tier_in", figures, "to_tier")
+        await _grouped(s, sa.select(when(REFERRALS.c.created_at)).where(within(REFERRALS.c.created_at)).subquery(),
+                       "referred", figures)
+        await _grouped(s, sa.select(when(REFERRALS.c.settled_at)).where(
+            within(REFERRALS.c.settled_at), REFERRALS.c.status == "rewarded").subquery(), "converted", figures)
     # Distinct members per bucket: anyone with a purchase or a ledger entry (other than an expiry) is active.
     active = sa.union(
         sa.select(when(LEDGER.c.created_at), LEDGER.c.member_id.label("m")).where(
@@ -263,19 +270,9 @@ async def compute(db: Db, s: AsyncSession, zone: str, unit: str, first: date, en
 
 
 def pack(members: set[int]) -> bytes:
-    """A set of member ids as bytes: sorted 32-bit little-endian, zlib-compressed."""
-    packed = array("I", sorted(members))
-    if sys.byteorder == "big":
-        packed.byteswap()
-    return zlib.compress(packed.tobytes(), 1)
-
-
-def unpack(blob: bytes) -> array[int]:
-    packed = array("I")
-    packed.frombytes(zlib.decompress(blob))
-    if sys.byteorder == "big":
-        packed.byteswap()
-    return packed
+    """A set of member ids as bytes: sorted 32-bit little-endian. Not compressed: sorted ids barely shrink
+    under zlib (a fifth), and inflating a year of days cost more than reading them (migration 0016)."""
+    return np.sort(np.fromiter(members, dtype="<u4", count=len(members))).tobytes()
 
 
 def _family(unit: str) -> Any:
@@ -416,17 +413,55 @@ def _scores(dist: dict[int, int], kind: str) -> float | None:
     return round(100.0 * (promoters - detractors) / total, 1)
 
 
-def _median_minutes(values: list[int]) -> float | None:
-    return round(statistics.median(values) / 60, 1) if values else None
+def _minutes(seconds: float | None) -> float | None:
+    return round(float(seconds) / 60, 1) if seconds is not None else None
+
+
+@dataclass
+class SupportTimes:
+    """Support conversations closed in a bucket (or the range): how many, and the median times in seconds."""
+
+    closed: int = 0
+    first_response: float | None = None
+    resolution: float | None = None
+
+
+async def _support_times(db: Db, s: AsyncSession, period: Period, lo: datetime, hi: datetime
+                         ) -> tuple[dict[date, SupportTimes], SupportTimes]:
+    """Closed conversations per bucket and over the range. On PostgreSQL the medians are percentile_cont in
+    the query (a year of conversations is not fetched); SQLite has no percentiles, and a SQLite shop's
+    conversations are few, so they are read and the medians taken here."""
+    within = (HANDOFFS.c.closed_at >= lo, HANDOFFS.c.closed_at < hi)
+    if db.is_postgres:
+        first = sa.func.percentile_cont(0.5).within_group(HANDOFFS.c.first_response_seconds)
+        resolution = sa.func.percentile_cont(0.5).within_group(HANDOFFS.c.resolution_seconds)
+        bucket = _bucket(db, HANDOFFS.c.closed_at, period.zone, period.unit)
+        rows = (await s.execute(sa.select(bucket, sa.func.count(), first, resolution).where(*within)
+                                .group_by(bucket))).all()
+        whole = (await s.execute(sa.select(sa.func.count(), first, resolution).where(*within))).one()
+        return ({_as_date(b): SupportTimes(int(n), f, r) for b, n, f, r in rows if b is not None},
+                SupportTimes(int(whole[0]), whole[1], whole[2]))
+    closed = (await s.execute(sa.select(HANDOFFS.c.closed_at, HANDOFFS.c.first_response_seconds,
+                                        HANDOFFS.c.resolution_seconds).where(*within))).all()
+    zone = ZoneInfo(period.zone)
+    grouped: dict[date, list[tuple[Any, Any]]] = defaultdict(list)
+    for closed_at, first_s, resolution_s in closed:
+        grouped[period.bucket_of(as_utc(closed_at).astimezone(zone).date())].append((first_s, resolution_s))
+
+    def times(pairs: list[tuple[Any, Any]]) -> SupportTimes:
+        firsts = [int(f) for f, _ in pairs if f is not None]
+        resolutions = [int(r) for _, r in pairs if r is not None]
+        return SupportTimes(len(pairs), statistics.median(firsts) if firsts else None,
+                            statistics.median(resolutions) if resolutions else None)
+
+    return {b: times(pairs) for b, pairs in grouped.items()}, times([pair for g in grouped.values() for pair in g])
 
 
 async def _period_live(db: Db, period: Period, hi: datetime) -> dict[str, Any]:
     """The range's figures that are not sums of buckets, computed live from the indexes."""
     lo = day_start(period.first, period.zone)
     async with db.read() as s:
-        closed = (await s.execute(sa.select(
-            HANDOFFS.c.closed_at, HANDOFFS.c.first_response_seconds, HANDOFFS.c.resolution_seconds).where(
-            HANDOFFS.c.closed_at >= lo, HANDOFFS.c.closed_at < hi))).all()
+        support, support_total = await _support_times(db, s, period, lo, hi)
         # One index-only scan of ix_members_status_tier_balance gives both the tiers and the points held.
         by_tier: dict[str, int] = defaultdict(int)
         outstanding = 0
@@ -436,43 +471,73 @@ async def _period_live(db: Db, period: Period, hi: datetime) -> dict[str, Any]:
             outstanding += int(held)
             if status != "erased":
                 by_tier[str(tier)] += int(count)
-    return {"closed": closed,
+    return {"support": support, "support_total": support_total,
             "by_tier": {str(k): int(v) for k, v in by_tier.items()}, "outstanding": outstanding}
 
 
-async def _distinct_over(db: Db, period: Period, today: date, today_sets: Sets) -> dict[str, int]:
-    """Members active, buying, and buying twice or more over the whole range: unions of the days' sets."""
-    active: set[int] = set()
-    seen: set[int] = set()
-    twice: set[int] = set()
+def _ids(blob: bytes) -> np.ndarray:
+    """A packed set (see `pack`) as an array of member ids, without a Python int per member."""
+    return np.frombuffer(blob, dtype="<u4")
 
-    def add(kind: str, members: Iterable[int]) -> None:
-        if kind == "active":
-            active.update(members)
-        elif kind == "buyers2":
-            twice.update(members)
-        else:
-            day_set = set(members)
-            twice.update(seen & day_set)
-            seen.update(day_set)
 
+def _distinct(days: dict[str, list[np.ndarray]]) -> dict[str, int]:
+    """Distinct members over many days' sets: marks in one array indexed by member id (a million members is
+    a megabyte), so a year of days is a few vectorised passes, not millions of set insertions."""
+    every = [ids for arrays in days.values() for ids in arrays if ids.size]
+    if not every:
+        return {"active": 0, "purchasers": 0, "repeaters": 0}
+    size = int(max(int(ids.max()) for ids in every)) + 1
+
+    def marked(arrays: list[np.ndarray]) -> np.ndarray:
+        mask = np.zeros(size, dtype=bool)
+        for ids in arrays:
+            mask[ids] = True
+        return mask
+
+    # A member buying on two different days, or twice on one day (that day's buyers2), is a repeat buyer.
+    buying_days = np.zeros(size, dtype=np.uint16)
+    for ids in days["buyers"]:
+        buying_days[ids] += 1  # a day's set holds each member once, so the index assignment counts days
+    twice = marked(days["buyers2"]) | (buying_days >= 2)
+    return {"active": int(np.count_nonzero(marked(days["active"]))),
+            "purchasers": int(np.count_nonzero(buying_days)), "repeaters": int(np.count_nonzero(twice))}
+
+
+async def _distinct_over(db: Db, zone: str, first: date, last: date, today: date, today_sets: Sets
+                         ) -> dict[str, int]:
+    """Members active, buying, and buying twice or more over local days `first`..`last`: unions of the days'
+    stored sets, and of today's (computed live) when the days reach today."""
+    days: dict[str, list[np.ndarray]] = {"active": [], "buyers": [], "buyers2": []}
     # A month of days at a time: reads run in autocommit on PostgreSQL, where a server-side cursor (stream)
-    # cannot live, and a year of packed sets need not sit in memory at once.
-    last = min(period.last, today - timedelta(days=1))
-    start = period.first
+    # cannot live.
+    reach, last = last, min(last, today - timedelta(days=1))
+    start = first
     while start <= last:
         end = min(last, start + timedelta(days=30))
         async with db.read() as s:
             rows = (await s.execute(sa.select(MEMBER_SETS.c.metric, MEMBER_SETS.c.members).where(
-                MEMBER_SETS.c.zone == period.zone, MEMBER_SETS.c.day >= start, MEMBER_SETS.c.day <= end)
-                .order_by(MEMBER_SETS.c.day))).all()
+                MEMBER_SETS.c.zone == zone, MEMBER_SETS.c.day >= start, MEMBER_SETS.c.day <= end))).all()
         for kind, blob in rows:
-            add(kind, unpack(blob))
+            if kind in days:
+                days[kind].append(_ids(blob))
         start = end + timedelta(days=1)
-    if period.first <= today <= period.last:
+    if first <= today <= reach:
         for (_day, kind), members in today_sets.items():
-            add(kind, members)
-    return {"active": len(active), "purchasers": len(seen), "repeaters": len(twice)}
+            if kind in days and members:
+                days[kind].append(np.fromiter(members, dtype=np.uint32, count=len(members)))
+    return _distinct(days)
+
+
+async def _nothing(value: Any = None) -> Any:
+    return value
+
+
+async def _together(db: Db, *steps: Awaitable[Any]) -> list[Any]:
+    """Run independent reads at once on PostgreSQL (a connection each); one after another on SQLite, whose
+    single file gains nothing from it."""
+    if db.is_postgres:
+        return list(await asyncio.gather(*steps))
+    return [await step for step in steps]
 
 
 async def build_board(db: Db, period: Period, *, now: datetime, tier_order: list[str] | None = None) -> Board:
@@ -481,26 +546,34 @@ async def build_board(db: Db, period: Period, *, now: datetime, tier_order: list
     now = as_utc(now)
     today = local_today(zone, now)
     this_week = today - timedelta(days=today.weekday())
+    last_week = min(period.last - timedelta(days=6), this_week - timedelta(days=7))
+    weekly = unit == "week"
+    end = min(day_start(period.last + timedelta(days=1), zone), now + timedelta(seconds=1))
+
+    async def today_live() -> tuple[Figures, Sets]:
+        async with db.read() as s:
+            return await compute(db, s, zone, "day", today, today + timedelta(days=1))
+
     # Days from the start through yesterday are kept; the outstanding points need every day up to today.
-    await refresh(db, zone, "day", period.first, today - timedelta(days=1), now=now)
-    days = await _stored(db, zone, "day", period.first, today - timedelta(days=1))
-    async with db.read() as s:
-        live_days, live_sets = await compute(db, s, zone, "day", today, today + timedelta(days=1))
+    # What does not wait on the rollup runs beside bringing it up to date (on PostgreSQL, each on its own
+    # connection), then the rollup and the day sets are read together.
+    (live_days, live_sets), live, _, _ = await _together(
+        db, today_live(), _period_live(db, period, end),
+        refresh(db, zone, "day", period.first, today - timedelta(days=1), now=now),
+        refresh(db, zone, "week", period.first, last_week, now=now) if weekly else _nothing())
+    days, weeks, distinct, so_far = await _together(
+        db, _stored(db, zone, "day", period.first, today - timedelta(days=1)),
+        _stored(db, zone, "week", period.first, last_week) if weekly else _nothing(defaultdict(int)),
+        _distinct_over(db, zone, period.first, period.last, today, live_sets),
+        # the week so far: its days' sets, not a week of rows
+        _distinct_over(db, zone, this_week, today, today, live_sets)
+        if weekly and period.first <= this_week <= period.last else _nothing())
     for key, value in live_days.items():
         days[key] += value
-    weeks: Figures = defaultdict(int)
-    if unit == "week":
-        last_week = min(period.last - timedelta(days=6), this_week - timedelta(days=7))
-        await refresh(db, zone, "week", period.first, last_week, now=now)
-        weeks = await _stored(db, zone, "week", period.first, last_week)
-        if period.first <= this_week <= period.last:
-            async with db.read() as s:
-                live_weeks, _ = await compute(db, s, zone, "week", this_week, this_week + timedelta(days=7))
-            for key, value in live_weeks.items():
-                weeks[key] += value
-    end = min(day_start(period.last + timedelta(days=1), zone), now + timedelta(seconds=1))
-    live = await _period_live(db, period, end)
-    live.update(await _distinct_over(db, period, today, live_sets))
+    if so_far is not None:
+        for metric in ("active", "purchasers", "repeaters"):
+            weeks[(this_week, f"{metric}_week", "")] = so_far[metric]
+    live.update(distinct)
 
     buckets = period.buckets()
     summed: dict[date, dict[tuple[str, str], int]] = {b: defaultdict(int) for b in buckets}
@@ -558,7 +631,7 @@ async def build_board(db: Db, period: Period, *, now: datetime, tier_order: list
                    [Column("issued", "Issued", "points"), Column("redeemed", "Redeemed", "points"),
                     Column("expired", "Expired", "points"), Column("outstanding", "Outstanding at the end", "points")])
     for b in buckets:
-        issued = get(b, "points", "earn") + get(b, "points", "bonus")
+        issued = sum(get(b, "points", kind) for kind in ISSUED_KINDS)
         points.rows.append([b, issued, -get(b, "points", "redeem"), -get(b, "points", "expire"),
                             live["outstanding"] - after[b]])
     totals["issued"] = sum(r[1] for r in points.rows)
@@ -594,6 +667,18 @@ async def build_board(db: Db, period: Period, *, now: datetime, tier_order: list
                        "(%(rate)s).", {"repeaters": live["repeaters"], "purchasers": live["purchasers"],
                                        "rate": totals["repeat_rate"]})]
     charts.append(repeat)
+
+    referrals = Chart("referrals", "Referrals", "bar", index,
+                      [Column("referred", "Friends who joined through a link"),
+                       Column("converted", "Converted (first purchase cleared, both rewarded)")])
+    for b in buckets:
+        referrals.rows.append([b, get(b, "referred"), get(b, "converted")])
+    totals["referred"] = sum(r[1] for r in referrals.rows)
+    totals["converted"] = sum(r[2] for r in referrals.rows)
+    referrals.summary = [("%(referred)s friends joined through a referral link and %(converted)s referrals "
+                          "converted in this range.", {"referred": totals["referred"],
+                                                        "converted": totals["converted"]})]
+    charts.append(referrals)
 
     statuses = ["sent", "pending", "sending", "failed", "skipped"]
     statuses += [s for s in dims("outbox") if s not in statuses]
@@ -641,22 +726,13 @@ async def build_board(db: Db, period: Period, *, now: datetime, tier_order: list
                     [Column("first_response_min", "Median first response (minutes)", "minutes"),
                      Column("resolution_min", "Median resolution (minutes)", "minutes"),
                      Column("closed", "Conversations closed")])
-    first: dict[date, list[int]] = defaultdict(list)
-    resolved: dict[date, list[int]] = defaultdict(list)
-    closed_n: dict[date, int] = defaultdict(int)
-    zone_info = ZoneInfo(zone)
-    for closed_at, first_s, resolution_s in live["closed"]:
-        bucket = period.bucket_of(as_utc(closed_at).astimezone(zone_info).date())
-        closed_n[bucket] += 1
-        if first_s is not None:
-            first[bucket].append(int(first_s))
-        if resolution_s is not None:
-            resolved[bucket].append(int(resolution_s))
     for b in buckets:
-        support.rows.append([b, _median_minutes(first[b]), _median_minutes(resolved[b]), closed_n[b]])
-    totals["closed"] = len(live["closed"])
-    totals["first_response_min"] = _median_minutes([int(r[1]) for r in live["closed"] if r[1] is not None])
-    totals["resolution_min"] = _median_minutes([int(r[2]) for r in live["closed"] if r[2] is not None])
+        times = live["support"].get(b, SupportTimes())
+        support.rows.append([b, _minutes(times.first_response), _minutes(times.resolution), times.closed])
+    support_total: SupportTimes = live["support_total"]
+    totals["closed"] = support_total.closed
+    totals["first_response_min"] = _minutes(support_total.first_response)
+    totals["resolution_min"] = _minutes(support_total.resolution)
     support.summary = [("%(closed)s conversations closed; median first response %(first)s min, median resolution "
                         "%(resolution)s min.", {"closed": totals["closed"], "first": totals["first_response_min"],
                                                 "resolution": totals["resolution_min"]})]
@@ -664,8 +740,8 @@ async def build_board(db: Db, period: Period, *, now: datetime, tier_order: list
     return Board(period=period, today=today, charts=charts, totals=totals)
 
 
-CHART_KEYS = ("members", "tiers", "tier-moves", "points", "redemption", "repeat", "deliveries", "skips",
-              "satisfaction", "support")
+CHART_KEYS = ("members", "tiers", "tier-moves", "points", "redemption", "repeat", "referrals", "deliveries",
+              "skips", "satisfaction", "support")
 
 __all__ = ["CHART_KEYS", "Board", "Chart", "Column", "Period", "PeriodError", "build_board", "compute",
            "parse_period", "refresh"]

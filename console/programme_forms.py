@@ -8,6 +8,7 @@ mapped to the form field it is about by its location or, for the programme's cro
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -48,14 +49,21 @@ MESSAGES = {
     "first_threshold": N_("The first tier starts at 0, so that every member has a tier."),
     "bool_parsing": N_("Must be yes or no."),
     "image": N_("Only a PNG, JPEG or WebP picture of at most 1 MB."),
+    "unknown_reward": N_("No such reward."),
+    "week_below_day": N_("Must be at least the daily cap (%(day)s)."),
 }
 # cross-checks of the whole programme (no location of their own) -> the field they are about
 FIELD_OF_TYPE = {"duplicate_reward": "code", "duplicate_tier": "code", "unknown_tier": "min_tier",
-                 "tiers_overlap": "threshold", "first_threshold": "threshold", "window_order": "active_until"}
+                 "tiers_overlap": "threshold", "first_threshold": "threshold", "window_order": "active_until",
+                 "unknown_reward": "birthday_gift", "week_below_day": "max_per_week"}
 
 TEXT_PREFIX = {"titles": "title", "descriptions": "description", "names": "name", "benefits": "benefits"}
 TIER_FIELDS = ("threshold", "multiplier")
+# A tier's benefits (loyalty/benefits.py); left empty: none (no discount, gift or priority; points last as long
+# as [expiry] says).
+TIER_BENEFIT_FIELDS = {"discount_pct": 0, "birthday_gift": None, "support_priority": 0, "points_validity_months": None}
 RULE_FIELDS = ("points_per_unit", "birthday_month_multiplier", "welcome_bonus", "expiry_months", "window_months")
+CAP_FIELDS = ("max_per_day", "max_per_week")  # optional: empty means no cap
 
 
 @dataclass
@@ -149,9 +157,11 @@ def with_tier(programme: Programme, code: str, form: Any, lang: str) -> tuple[Pr
         level[name] = text_of(form, name, 32) or None
         if level[name] is None:
             problems.add(name, gettext(lang, MESSAGES["missing"]))
+    for name, empty in TIER_BENEFIT_FIELDS.items():
+        level[name] = text_of(form, name, 64) or empty
     levels[index] = level
     names = {"threshold": "threshold", "multiplier": "multiplier", "names": f"name_{LANGUAGES[0]}",
-             "benefits": f"benefits_{LANGUAGES[0]}"}
+             "benefits": f"benefits_{LANGUAGES[0]}", **{name: name for name in TIER_BENEFIT_FIELDS}}
     if problems:
         return None, problems
     try:
@@ -176,8 +186,10 @@ def with_rules(programme: Programme, form: Any, lang: str) -> tuple[Programme | 
                        "welcome_bonus": values["welcome_bonus"]}
     data["expiry"] = {**data["expiry"], "months": values["expiry_months"]}
     data["tiers"] = {**data["tiers"], "window_months": values["window_months"]}
+    data["campaigns"] = {name: text_of(form, name, 32) or None for name in CAP_FIELDS}
     names = {"points_per_unit": "points_per_unit", "birthday_month_multiplier": "birthday_month_multiplier",
-             "welcome_bonus": "welcome_bonus", "months": "expiry_months", "window_months": "window_months"}
+             "welcome_bonus": "welcome_bonus", "months": "expiry_months", "window_months": "window_months",
+             "max_per_day": "max_per_day", "max_per_week": "max_per_week"}
     try:
         return checked(data), problems
     except ValidationError as exc:
@@ -247,4 +259,87 @@ def with_reward(programme: Programme, code: str | None, form: Any, lang: str, *,
         return None, collect(exc, lang, REWARD_NAMES, f"title_{default}", problems)
 
 
-__all__ = ["MESSAGES", "Problems", "per_language", "with_reward", "with_rules", "with_tier"]
+# --- pending points, referrals and the expiry mode (loyalty/pending.py, referrals.py, expiry.py) ---------
+
+POINTS_FIELDS = ("expiry_mode", "carry_over_pct", "reset_month_day", "extend_months", "return_window_days",
+                 "referrer_points", "friend_points", "referral_min_purchase", "referral_milestones")
+POINTS_NAMES = {"mode": "expiry_mode", "carry_over_pct": "carry_over_pct", "reset_month_day": "reset_month_day",
+                "extend_months": "extend_months", "return_window_days": "return_window_days",
+                "referrer_points": "referrer_points", "friend_points": "friend_points",
+                "min_purchase": "referral_min_purchase", "milestones": "referral_milestones"}
+POINTS_MESSAGES = {
+    "literal_error": N_("Choose one of the options."),
+    "reset_day": N_("%(value)s is not a day of every year."),
+    "reset_format": N_("Give the day as MM-DD, e.g. 01-01."),
+    "milestone_format": N_("Write each milestone as friends=points or friends=reward code, separated by commas."),
+    "milestone_gift": N_("A milestone gives either points or a reward."),
+    "duplicate_milestone": N_("Two milestones for the same number of friends."),
+    "unknown_reward": N_("No such reward."),
+}
+RESET_DAY = re.compile(r"^\d\d-\d\d$")
+MILESTONE = re.compile(r"^\s*(\d{1,5})\s*=\s*(\d{1,7}|[a-z][a-z0-9_-]{0,63})\s*$")
+
+
+def milestones_of(text: str) -> list[dict[str, Any]] | None:
+    """"3=300, 5=tote" -> milestones (points for a number, a reward for a code); None when it cannot be read."""
+    found: list[dict[str, Any]] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        match = MILESTONE.match(part)
+        if match is None:
+            return None
+        friends, gift = match.groups()
+        found.append({"friends": friends, "points": gift} if gift.isdigit() else {"friends": friends, "reward": gift})
+    return found
+
+
+def milestones_text(programme: Programme) -> str:
+    """The programme's milestones as the form writes them."""
+    return ", ".join(f"{m.friends}={m.points if m.points is not None else m.reward}"
+                     for m in programme.referrals.milestones)
+
+
+def _points_message(lang: str, err: Any) -> str:
+    source = POINTS_MESSAGES.get(err["type"])
+    if source is None:
+        return message(lang, err)
+    ctx = {k: str(v) for k, v in (err.get("ctx") or {}).items()}
+    return gettext(lang, source, **ctx) if "%(" in source else gettext(lang, source)
+
+
+def with_points_rules(programme: Programme, form: Any, lang: str) -> tuple[Programme | None, Problems]:
+    """The programme with the return window, the referral rules and the expiry mode as the form says."""
+    problems = Problems(lang)
+    values = {name: text_of(form, name, 2000 if name == "referral_milestones" else 32) for name in POINTS_FIELDS}
+    for name, value in values.items():
+        if not value and name != "referral_milestones":
+            problems.add(name, gettext(lang, MESSAGES["missing"]))
+    if values["reset_month_day"] and not RESET_DAY.match(values["reset_month_day"]):
+        problems.add("reset_month_day", gettext(lang, POINTS_MESSAGES["reset_format"]))
+    milestones = milestones_of(values["referral_milestones"])
+    if milestones is None:
+        problems.add("referral_milestones", gettext(lang, POINTS_MESSAGES["milestone_format"]))
+    if problems:
+        return None, problems
+    data = _data(programme)
+    data["expiry"] = {**data["expiry"], "mode": values["expiry_mode"], "carry_over_pct": values["carry_over_pct"],
+                      "reset_month_day": values["reset_month_day"], "extend_months": values["extend_months"]}
+    data["pending"] = {**data["pending"], "return_window_days": values["return_window_days"],
+                       "tier_spend_waits": form.get("tier_spend_waits") == "on"}
+    data["referrals"] = {**data["referrals"], "enabled": form.get("referrals_enabled") == "on",
+                         "referrer_points": values["referrer_points"], "friend_points": values["friend_points"],
+                         "min_purchase": values["referral_min_purchase"], "milestones": milestones}
+    try:
+        return checked(data), problems
+    except ValidationError as exc:
+        for err in exc.errors():
+            where: str | None
+            if err["type"] in ("unknown_reward", "duplicate_milestone", "milestone_gift"):
+                where = "referral_milestones"  # the checks of the milestones as a whole (this page's only rewards)
+            else:
+                where = field_of(err, POINTS_NAMES, "referral_milestones")
+            problems.add(where, _points_message(lang, err))
+        return None, problems
+
+
+__all__ = ["MESSAGES", "Problems", "milestones_text", "per_language", "with_points_rules", "with_reward",
+           "with_rules", "with_tier"]

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from loyalbot.chat.i18n import N_
 from loyalbot.chat.port import Media, Reply
+from loyalbot.handlers.tiers import discount_text
 from loyalbot.handlers.turn import Turn, qr_png
 from loyalbot.loyalty.codes import member_qr_payload
 from loyalbot.storage.rows import stored_id
@@ -26,6 +27,15 @@ async def card_text(turn: Turn) -> str:
         turn.t("card.tier", tier=turn.tier_name(member.tier)),
         turn.t("card.points", points=member.balance),
     ]
+    level = turn.loyalty.programme.tier(member.tier)
+    if level.benefits:
+        lines.append(turn.title(level.benefits, ""))
+    if (discount := discount_text(turn, level)) is not None:
+        lines.append(turn.t("card.discount", discount=discount))
+    pending = await turn.loyalty.pending_points(stored_id(member.id))
+    if pending:  # inside the return window: on the card, but not in the balance
+        lines.append(turn.n("card.pending", "card.pending_plural", sum(p.points for p in pending),
+                            date=pending[0].available_at))
     if progress.next_tier is not None and progress.needed is not None:
         lines.append(turn.t("card.progress", amount=turn.tr.money(progress.needed, currency),
                             months=progress.window_months, tier=turn.tier_name(progress.next_tier)))

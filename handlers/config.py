@@ -12,6 +12,7 @@ class ChatConfig:
     """Settings of the chat layer: names, support hours, list sizes, the choices offered in /settings."""
 
     bot_name: str = "Lumen Café Rewards"
+    bot_username: str | None = None  # @username without the @, from getMe: referral links are t.me/<it>?start=
     staff_group_id: int | None = None
     support_hours: str = "09:00-18:00"
     support_timezone: str = "Europe/Amsterdam"

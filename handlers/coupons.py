@@ -74,11 +74,13 @@ async def pressed(turn: Turn) -> list[Reply]:
         return await show_active(turn)
     if verb == "o":
         return await show_old(turn)
-    coupon_id = turn.callback.args[1]
+    wanted = turn.callback.args[1]
+    # "q" names the coupon by id (the /coupons list); "c" by code (a campaign's offer, planned before the
+    # coupon had an id). Either way only the member's own active coupons are looked at.
     for coupon, reward in await turn.loyalty.coupons_of(stored_id(turn.member.id), status="active", now=turn.now):
-        if coupon.id == coupon_id:
+        if (coupon.id if verb == "q" else coupon.code) == wanted:
             return [coupon_photo(turn, coupon, reward)]
-    # Someone else's coupon id, or one that was used or expired since the list was shown.
+    # Someone else's coupon, one that was used or expired since it was shown, or an offer not yet issued.
     return turn.toast("coupons.gone", alert=True)
 
 

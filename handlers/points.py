@@ -1,4 +1,4 @@
-"""/points: the balance, what expires next and when, and the latest movements of the ledger."""
+"""/points: the balance, what expires next and when, what is pending until when, and the latest movements."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from loyalbot.chat.i18n import N_
 from loyalbot.chat.port import Reply
 from loyalbot.handlers.turn import Turn
+from loyalbot.loyalty.bonuses import bonus_title
 from loyalbot.storage.rows import stored_id
 
 if TYPE_CHECKING:
@@ -19,6 +20,8 @@ LEDGER_KINDS = {
     "adjust": N_("ledger.adjust"),
     "refund": N_("ledger.refund"),
     "bonus": N_("ledger.bonus"),
+    "referral": N_("ledger.referral"),
+    "carry": N_("ledger.carry"),
 }
 
 
@@ -34,11 +37,19 @@ async def show_points(turn: Turn) -> list[Reply]:
                             date=upcoming.expires_at))
     elif summary.balance:
         lines.append(turn.t("points.no_expiry"))
+    for pending in summary.pending:  # inside the return window: shown, not spendable yet
+        if pending.bonus is None:
+            lines.append(turn.n("points.pending", "points.pending_plural", pending.points, date=pending.available_at))
+        else:  # a bonus campaign's points wait with the purchase that earned them, named
+            title = bonus_title(turn.loyalty.programme, f"bonus:{pending.bonus}", turn.lang) or pending.bonus
+            lines.append(turn.n("points.pending_bonus", "points.pending_bonus_plural", pending.points,
+                                date=pending.available_at, bonus=title))
     if summary.recent:
         lines += ["", turn.t("points.recent")]
         for entry in summary.recent:
             sign = "+" if entry.delta > 0 else "−"
-            kind = turn.t(LEDGER_KINDS.get(entry.kind, "ledger.adjust"))
+            kind = bonus_title(turn.loyalty.programme, entry.reference, turn.lang) if entry.kind == "bonus" else None
+            kind = kind or turn.t(LEDGER_KINDS.get(entry.kind, "ledger.adjust"))
             lines.append(f"{turn.tr.date(entry.created_at)} · {kind} · {sign}{turn.tr.number(abs(entry.delta))}")
     else:
         lines += ["", turn.t("points.none_yet")]

@@ -22,6 +22,9 @@ from loyalbot.handlers.profile import (
     typed_birthday,
 )
 from loyalbot.handlers.turn import Turn
+from loyalbot.loyalty.errors import Refusal
+from loyalbot.loyalty.referrals import looks_like_code
+from loyalbot.storage.rows import stored_id
 
 if TYPE_CHECKING:
     from loyalbot.handlers.router import Router
@@ -60,12 +63,18 @@ async def _go(turn: Turn, step: str, **data: Any) -> list[Reply]:
 
 async def start(turn: Turn) -> list[Reply]:
     """/start: a member sees the menu; anyone else begins (or begins again) to join."""
+    code = turn.incoming.args.strip()
     if turn.member is not None:
         await turn.clear_state()
         name = turn.member.first_name or ""
-        return [Reply(text=turn.t("start.welcome_back", name=name).strip(), keyboard=turn.menu_keyboard())]
+        replies = [Reply(text=turn.t("start.welcome_back", name=name).strip(), keyboard=turn.menu_keyboard())]
+        if code and looks_like_code(code):  # a member opening someone's link: links are for newcomers
+            log.info("registration: referral link opened by a member")
+            replies.insert(0, Reply(text=turn.t("error.not_a_newcomer")))
+        return replies
     await turn.clear_state()
-    return await _go(turn, "reg.lang", lang=turn.lang)
+    # A referral code from a t.me/<bot>?start=<code> link waits in the state until the member has joined.
+    return await _go(turn, "reg.lang", lang=turn.lang, ref=code if looks_like_code(code) else None)
 
 
 async def choose_language(turn: Turn) -> list[Reply]:
@@ -139,7 +148,19 @@ async def finish(turn: Turn, *, phone: str | None) -> list[Reply]:
                   tier=turn.tier_name(member.tier))
     if member.balance > 0:  # the programme's welcome bonus, credited as the member joined
         text += "\n\n" + turn.t("start.welcome_bonus", points=turn.tr.number(member.balance))
+    if data.get("ref"):
+        text += "\n\n" + await _link_referral(turn, stored_id(member.id), data["ref"])
     return [Reply(text=text, keyboard=turn.menu_keyboard())]
+
+
+async def _link_referral(turn: Turn, member_id: int, code: str) -> str:
+    """Link the member who just joined to the friend whose link they came with; what to tell them."""
+    try:
+        await turn.loyalty.link_referral(member_id, code, now=turn.now)
+    except Refusal as refusal:  # joining went fine; only the link did not
+        log.info("registration: referral refused: %s", refusal.code)
+        return turn.refusal(refusal)
+    return turn.t("start.referred")
 
 
 async def join_prompt(turn: Turn) -> list[Reply]:

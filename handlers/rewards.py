@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from loyalbot.chat.callbacks import encode
 from loyalbot.chat.i18n import N_
+from loyalbot.chat.outbound import Media
 from loyalbot.chat.port import Button, Reply
 from loyalbot.handlers.coupons import coupon_photo
 from loyalbot.handlers.turn import Turn
@@ -95,8 +96,25 @@ async def choose(turn: Turn, reward_id: int) -> list[Reply]:
                   days=reward.validity_days)
     if description:
         text += "\n" + turn.t("rewards.description", text=description)
-    return [Reply(text=text, buttons=[[Button(turn.t("button.confirm"), encode("rw", "c", reward_id, request)),
-                                       Button(turn.t("button.cancel"), encode("rw", "x"))]])]
+    buttons = [[Button(turn.t("button.confirm"), encode("rw", "c", reward_id, request)),
+                Button(turn.t("button.cancel"), encode("rw", "x"))]]
+    question = Reply(text=text, buttons=buttons)
+    picture = await _picture(turn, reward.code)
+    # The picture goes first, on its own: Confirm edits the question's text, which a photo's caption is not.
+    return [Reply(text=title, media=picture), question] if picture is not None else [question]
+
+
+async def _picture(turn: Turn, code: str) -> Media | None:
+    """The picture an operator gave the reward in the console, if any (stored once, named by its digest)."""
+    spec = next((r for r in turn.loyalty.programme.rewards if r.code == code), None)
+    if spec is None or spec.image is None:
+        return None
+    image = await turn.loyalty.programmes.image(spec.image)
+    if image is None:
+        log.warning("reward picture missing from the store")
+        return None
+    extension = image.content_type.partition("/")[2] or "png"
+    return Media(kind="photo", data=bytes(image.data), filename=f"reward.{extension}")
 
 
 async def confirm(turn: Turn, reward_id: int, request: str) -> list[Reply]:

@@ -297,18 +297,21 @@ def build_router(ctx: Context) -> Router:
         menu,
         points,
         privacy,
+        referrals,
         registration,
         rewards,
         settings,
         staff,
+        stamps,
         support,
         surveys,
+        tiers,
     )
 
     router = Router(ctx)
     # The order of /help, the main menu and Telegram's command menu is the order commands are declared in.
-    for module in (registration, card, points, rewards, coupons, feedback, support, settings, privacy, menu, staff,
-                   surveys):
+    for module in (registration, card, points, stamps, tiers, rewards, coupons, referrals, feedback, support, settings,
+                   privacy, menu, staff, surveys):
         module.register(router)
     return router
 

@@ -12,6 +12,9 @@ services check again, so a forged button from anyone else changes nothing either
   refunds the purchase for `counter.undo_minutes` (see Loyalty.undo_counter_purchase).
 - Look-ups (member number, phone, name, coupon code) are throttled per staff member, so neither
   member numbers nor coupon codes can be guessed at speed from a staff account.
+- /stamp MEMBERNO|PHONE|NAME CARD gives one stamp, the member found as /member finds them (several
+  matches: a list to choose from, then the member number). The Telegram update is the stamp's key, so a
+  double tap or a redelivered update stamps once.
 - /start for staff who are not members offers the staff menu, and still lets them join.
 """
 
@@ -30,8 +33,11 @@ from loyalbot.chat.limits import TOAST_LIMIT
 from loyalbot.chat.port import Button, Reply
 from loyalbot.handlers import registration
 from loyalbot.handlers.menu import staff_help_lines
+from loyalbot.handlers.stamps import progress_bar
+from loyalbot.handlers.tiers import discount_text
 from loyalbot.handlers.turn import Turn, clip
 from loyalbot.loyalty.amounts import parse_counter_amount
+from loyalbot.loyalty.bonuses import bonus_title
 from loyalbot.loyalty.codes import normalise_coupon_code, valid_member_no
 from loyalbot.loyalty.errors import NotPermitted, Refusal, UnknownCoupon, UnknownMember
 from loyalbot.loyalty.phones import looks_like_phone
@@ -92,9 +98,15 @@ def _name(member: Member) -> str:
 async def _card(turn: Turn, member: Member) -> Reply:
     coupons = await turn.loyalty.coupons_of(stored_id(member.id), status="active", now=turn.now)
     last = turn.tr.date(member.last_purchase_at) if member.last_purchase_at else turn.t("staff.never")
-    return Reply(text=turn.t("staff.member", name=_name(member), member_no=member.member_no,
-                             tier=turn.tier_name(member.tier), points=member.balance, coupons=len(coupons),
-                             last=last))
+    text = turn.t("staff.member", name=_name(member), member_no=member.member_no, tier=turn.tier_name(member.tier),
+                  points=member.balance, coupons=len(coupons), last=last)
+    # The tier's standing discount, so the counter gives it when the card is shown.
+    if (discount := discount_text(turn, turn.loyalty.programme.tier(member.tier))) is not None:
+        text += "\n" + turn.t("staff.member_discount", discount=discount)
+    for card in await turn.loyalty.stamp_cards_of(stored_id(member.id)):  # a stamp at the counter needs the card
+        text += "\n" + turn.t("staff.member_stamps", card=turn.title(card.spec.titles, card.spec.code),
+                               code=card.spec.code, progress=progress_bar(card.stamps, card.spec.stamps_needed))
+    return Reply(text=text)
 
 
 def _choices(turn: Turn, members: list[Member]) -> Reply:
@@ -310,6 +322,9 @@ async def award_pressed(turn: Turn) -> list[Reply]:
                                   ref=result.purchase.external_id), edit=True)]
     text = turn.t("staff.awarded", points=result.points, member_no=member.member_no, balance=member.balance,
                   amount=amount, ref=result.purchase.external_id)
+    for bonus in result.bonuses:  # each campaign's points, by name, as the member's history shows them
+        title = bonus_title(turn.loyalty.programme, f"bonus:{bonus.code}", turn.lang) or bonus.code
+        text += "\n" + turn.t("staff.award_bonus", title=title, points=bonus.points)
     buttons = None
     if counter.undo_minutes > 0 and result.purchase.id is not None:
         text += "\n" + turn.t("staff.award_undo_hint", minutes=counter.undo_minutes)
@@ -328,7 +343,9 @@ async def _undo(turn: Turn, purchase_id: int) -> list[Reply]:
         return turn.toast("staff.award_already_undone")
     purchase = undone.purchase
     return [Reply(text=turn.t("staff.award_undone", amount=turn.tr.money(purchase.amount, purchase.currency),
-                              member_no=undone.member.member_no, points=undone.refund.points_taken,
+                              member_no=undone.member.member_no,
+                              # still-pending points count as taken back too: the member never had them
+                              points=undone.refund.points_taken + undone.refund.pending_cancelled,
                               balance=undone.member.balance), edit=True)]
 
 
@@ -338,6 +355,52 @@ async def pending_award(turn: Turn) -> list[Reply]:
 
 
 # --- /start for staff ---------------------------------------------------------------------------------------
+
+
+# --- stamps -----------------------------------------------------------------------------------------------
+
+
+def _stamp_key(turn: Turn) -> str:
+    """What makes this /stamp once: its Telegram update, else its message (no update: a test or a replay)."""
+    incoming = turn.incoming
+    if incoming.update_key is not None:
+        return incoming.update_key
+    if incoming.message_id is not None:
+        return f"message:{incoming.chat_id}:{incoming.message_id}"
+    return f"once:{secrets.token_hex(8)}"
+
+
+async def stamp(turn: Turn) -> list[Reply]:
+    """/stamp MEMBERNO|PHONE|NAME CARD: one stamp on the member's card; the card and any coupon it issued."""
+    parts = turn.incoming.args.rsplit(None, 1)
+    cards = ", ".join(card.code for card in turn.loyalty.programme.stamp_cards) or "—"
+    if len(parts) != 2 or not parts[0].strip():
+        return [Reply(text=turn.t("staff.stamp_usage", cards=cards))]
+    who, code = parts[0], parts[1][:32]
+    if (wait := await _throttled(turn, "stamp look-up")) is not None:
+        return wait
+    try:
+        members = await _find(turn, who)
+        if not members:
+            raise UnknownMember()
+        if len(members) > 1:  # a shared phone, a common name: choose, then stamp by member number
+            log.info("counter: stamp matches %d members", len(members))
+            return [Reply(text=turn.t("staff.stamp_several")), _choices(turn, members)]
+        member = members[0]
+        done = await turn.loyalty.stamp_at_counter(stored_id(member.id), code, staff_id=turn.incoming.user_id,
+                                                   update_key=_stamp_key(turn), now=turn.now)
+    except Refusal as refusal:
+        log.info("counter: stamp refused: %s", refusal.code)
+        text = turn.refusal(refusal)
+        if refusal.code == "unknown_stamp_card":
+            text += "\n" + turn.t("staff.stamp_usage", cards=cards)
+        return [Reply(text=text)]
+    bar = progress_bar(done.stamps, done.needed)
+    if done.repeated:
+        return [Reply(text=turn.t("staff.stamp_repeated", member_no=member.member_no, progress=bar))]
+    lines = [turn.t("staff.stamped", member_no=member.member_no, progress=bar)]
+    lines += [turn.t("staff.stamp_coupon", code=code) for code in done.coupons]
+    return [Reply(text="\n".join(lines))]
 
 
 async def start(turn: Turn) -> list[Reply]:
@@ -353,6 +416,7 @@ def register(router: Router) -> None:
     router.command("use", use, staff=True, help=N_("help.staff_use"))
     router.command("award", award, staff=True, help=N_("help.staff_award"))
     router.command("member", lookup, staff=True, help=N_("help.staff_member"))
+    router.command("stamp", stamp, staff=True, help=N_("help.staff_stamp"))
     router.callback("us", pressed, open=True)
     router.callback("aw", award_pressed, open=True)
     router.callback("sm", member_pressed, open=True)

@@ -47,7 +47,9 @@ REFUSAL_MESSAGES = (
     N_("error.not_permitted"), N_("error.reason_required"), N_("error.invalid_adjustment"),
     N_("error.score_out_of_range"), N_("error.unknown_survey"), N_("error.survey_closed"),
     N_("error.invalid_feedback"), N_("error.unknown_feedback"), N_("error.feedback_closed"),
-    N_("error.invalid_reply"),
+    N_("error.invalid_reply"), N_("error.invalid_items"), N_("error.unknown_stamp_card"),
+    N_("error.unknown_referral_code"), N_("error.self_referral"),
+    N_("error.not_a_newcomer"), N_("error.already_referred"), N_("error.referrals_closed"),
 )
 
 

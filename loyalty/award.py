@@ -20,11 +20,16 @@ from sqlmodel import select
 
 from loyalbot.loyalty import errors
 from loyalbot.loyalty.amounts import parse_amount
+from loyalbot.loyalty.basket import Basket, read_basket
+from loyalbot.loyalty.bonuses import BonusWriter, apply_bonuses
 from loyalbot.loyalty.codes import check_key
 from loyalbot.loyalty.events import Events
+from loyalbot.loyalty.expiry import activity_extension
 from loyalbot.loyalty.members import member_zone
+from loyalbot.loyalty.pending import pending_until
 from loyalbot.loyalty.programme import FollowsProgramme, Programme, ProgrammeInForce
 from loyalbot.loyalty.results import AwardResult
+from loyalbot.loyalty.stamps import StampWriter, stamp_purchase
 from loyalbot.loyalty.tiers import REASON_CHARS, tier_change
 from loyalbot.storage import Db, as_utc, utcnow
 from loyalbot.storage.award_writers import CoreAwardWriter, LockedMember, PgAwardWriter, Written
@@ -42,15 +47,25 @@ def points_earned(programme: Programme, amount: Decimal, *, tier: str, birthday:
     return programme.points_for(amount, tier=tier, birthday_month=birthday_month)
 
 
+class RuleWriter(BonusWriter, StampWriter, Protocol):
+    """The bonus and stamp writes of a store (storage/rule_writers.py)."""
+
+
 class AwardWriter(Protocol):
-    """What the award needs of a store, inside one transaction (storage/award_writers.py)."""
+    """What the award needs of a store, inside one transaction (storage/award_writers.py); `rules` writes
+    the bonuses and stamps the purchase earns (storage/rule_writers.py), in the same transaction."""
+
+    @property
+    def rules(self) -> RuleWriter: ...
 
     async def lock(self, member_id: int, external_id: str) -> LockedMember | None: ...
 
     async def recorded(self, external_id: str) -> dict[str, Any]: ...
 
-    async def write(self, purchase: Purchase, *, lot_expires_at: datetime, window_start: datetime | None
-                    ) -> Written | None: ...
+    async def write(self, purchase: Purchase, *, lot_expires_at: datetime, window_start: datetime | None,
+                    pending_until: datetime | None = None) -> Written | None: ...
+
+    async def extend_lots(self, member_id: int, until: datetime) -> None: ...
 
     async def change_tier(self, member_id: int, from_tier: str, to_tier: str, reason: str,
                           now: datetime) -> None: ...
@@ -65,7 +80,7 @@ def _repeat_of(first: Purchase, member_id: int, amount: Decimal, currency: str) 
     return AwardResult(purchase=first, points=first.points_awarded, repeated=True)
 
 
-async def _award(writer: AwardWriter, programme: Programme, purchase: Purchase, *,
+async def _award(writer: AwardWriter, programme: Programme, purchase: Purchase, *, basket: Basket = Basket(),
                  update: tuple[AsyncConnection, str] | None = None) -> AwardResult:
     """Record `purchase` (its points still to price) with its lot, balance and any tier it reaches.
 
@@ -87,13 +102,29 @@ async def _award(writer: AwardWriter, programme: Programme, purchase: Purchase, 
     occurred, now = purchase.occurred_at, purchase.created_at
     purchase.points_awarded = points_earned(programme, amount, tier=locked.tier, birthday=locked.birthday,
                                             timezone=locked.timezone, at=occurred)
-    start = programme.window_start(now) if programme.next_tier(locked.tier) is not None else None
-    written = await writer.write(purchase, lot_expires_at=programme.lot_expiry(occurred), window_start=start)
+    # Inside the return window the points wait (loyalty/pending.py); so may the spend that counts for a tier.
+    waits = pending_until(programme, occurred, now)
+    spend_waits = waits is not None and programme.pending.tier_spend_waits
+    start = programme.window_start(now) if programme.next_tier(locked.tier) is not None and not spend_waits else None
+    expires_at = programme.lot_expiry(occurred, tier=locked.tier)
+    written = await writer.write(purchase, lot_expires_at=expires_at, window_start=start, pending_until=waits)
     if written is None:
         return _repeat_of(Purchase(**await writer.recorded(purchase.external_id)), member_id, amount, currency)
     purchase.id = written.purchase_id
+    extended = activity_extension(programme, occurred)
+    if extended is not None:  # every open lot lives at least `extend_months` past this purchase
+        await writer.extend_lots(member_id, extended)
     if update is not None:
         await remember_effect(*update, {"purchase": purchase.id}, now=now)
+
+    def price(part: Decimal) -> int:
+        return points_earned(programme, part, tier=locked.tier, birthday=locked.birthday, timezone=locked.timezone,
+                             at=occurred)
+
+    bonuses = await apply_bonuses(writer.rules, programme, purchase, basket, tier=locked.tier, price=price,
+                                  expires_at=expires_at, pending_until=waits)
+    stamps = await stamp_purchase(writer.rules, programme, member_id, basket, external_id=purchase.external_id,
+                                  purchase_id=purchase.id, now=now)
     change = None
     if start is not None and written.spend_before is not None:
         # The spend was summed before this purchase was written: it counts if it falls in the window.
@@ -101,7 +132,8 @@ async def _award(writer: AwardWriter, programme: Programme, purchase: Purchase, 
         change = tier_change(programme, member_id, locked.tier, spend, scheduled=False)
         if change is not None:
             await writer.change_tier(member_id, change.from_tier, change.to_tier, change.reason[:REASON_CHARS], now)
-    return AwardResult(purchase=purchase, points=purchase.points_awarded, repeated=False, tier_change=change)
+    return AwardResult(purchase=purchase, points=purchase.points_awarded, repeated=False, tier_change=change,
+                       bonuses=tuple(bonuses), stamps=tuple(stamps))
 
 
 class Awards(FollowsProgramme):
@@ -124,6 +156,8 @@ class Awards(FollowsProgramme):
         recorded_by: int | None = None,
         now: datetime | None = None,
         update_key: str | None = None,
+        store: str | None = None,
+        items: list[dict[str, Any]] | None = None,
     ) -> AwardResult:
         """Award points for a purchase. A repeat of `external_id` returns the first result and awards nothing.
         With `update_key` (the Telegram update of a counter /award) the same update handled again gets the
@@ -132,6 +166,11 @@ class Awards(FollowsProgramme):
         The shop API's hot path: on PostgreSQL, prepared statements straight on asyncpg (four round trips:
         BEGIN, lock + look up, write, COMMIT); on SQLite, SQLAlchemy Core. tests/loyalty/test_award_paths.py holds the two to
         writing the same rows and telling the shop the same thing.
+
+        `store` and `items` (sku, category, quantity, amount), when the shop sends them, earn the bonuses
+        per store or category and the stamps of stamp cards (loyalty/bonuses.py, loyalty/stamps.py). A bonus
+        that applies, or a stamp card the items qualify for, adds its round trips to the same transaction;
+        a purchase no rule touches makes none.
         """
         now = as_utc(now or utcnow())
         external_id = check_key(external_id, "external_id")
@@ -140,6 +179,7 @@ class Awards(FollowsProgramme):
         currency = (currency or expected).upper()
         if currency != expected:
             raise errors.InvalidAmount(f"the programme counts in {expected}, not {currency[:3]}")
+        basket = read_basket(store, items, amount)
         occurred = as_utc(occurred_at) if occurred_at else now
         if occurred > now + timedelta(minutes=5):
             raise errors.InvalidAmount("the purchase is dated in the future")
@@ -148,12 +188,13 @@ class Awards(FollowsProgramme):
                             created_at=now, refunded_amount=Decimal(0), points_refunded=0, refund_shortfall=0)
         if self.db.is_postgres and update_key is None:
             async with self.db.driver_transaction() as conn:
-                result = await _award(PgAwardWriter(conn), self.programme, purchase)
+                result = await _award(PgAwardWriter(conn), self.programme, purchase, basket=basket)
         else:  # a counter award (with its update) is no hot path: the Core writer also remembers the update
             try:
                 async with self.db.connection() as tx:
                     update = (tx, f"award:{update_key}") if update_key else None
-                    result = await _award(CoreAwardWriter(tx), self.programme, purchase, update=update)
+                    result = await _award(CoreAwardWriter(tx), self.programme, purchase, basket=basket,
+                                          update=update)
             except IntegrityError:
                 # Another process recorded the same external id at the same moment (this one's writers queue).
                 async with self.db.read() as s:

@@ -66,6 +66,38 @@ class PurchaseConflict(Refusal):
     http_status = 409
 
 
+class UnknownReferralCode(Refusal):
+    """No member has that referral code."""
+
+    code = "unknown_referral_code"
+    http_status = 404
+
+
+class SelfReferral(Refusal):
+    """A member cannot use their own referral link."""
+
+    code = "self_referral"
+
+
+class NotANewcomer(Refusal):
+    """Referral links are for people joining now; this member joined earlier (or has bought already)."""
+
+    code = "not_a_newcomer"
+
+
+class AlreadyReferred(Refusal):
+    """This member already joined through a referral link."""
+
+    code = "already_referred"
+    http_status = 409
+
+
+class ReferralsClosed(Refusal):
+    """The programme has no referrals at the moment."""
+
+    code = "referrals_closed"
+
+
 class UnknownPurchase(Refusal):
     """No purchase with that id."""
 
@@ -232,3 +264,16 @@ class UndoNotPossible(Refusal):
 
     code = "undo_not_possible"
     http_status = 409
+
+
+class InvalidItems(Refusal):
+    """The purchase's items or store cannot be read; the detail names the field."""
+
+    code = "invalid_items"
+
+
+class UnknownStampCard(Refusal):
+    """No stamp card with that code in the programme."""
+
+    code = "unknown_stamp_card"
+    http_status = 404

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -264,13 +265,32 @@ class Members(FollowsProgramme):
         needle = text.lower()
         if len(needle) < 2:
             return []
-        escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return await self._members_named(needle, offset=max(0, offset), limit=max(1, limit))
+
+    async def _members_named(self, needle: str, *, offset: int, limit: int) -> list[Member]:
+        """Names that start with `needle` (in code-point order, from the index a page at a time), then, from
+        three characters on, names that contain it elsewhere (the trigram index; a two-letter piece inside
+        names would match nearly everyone)."""
         name = sa.literal_column(MEMBER_NAME_TEXT, type_=sa.String)
+        ordered = name.collate("C") if self.db.is_postgres else name
+        # The names starting with the needle are exactly those in [needle, needle with its last letter + 1).
+        after = needle[:-1] + chr(min(ord(needle[-1]) + 1, sys.maxunicode))
+        starts = (ordered >= needle, ordered < after)
+        live = col(Member.status) != "erased"
         async with self.db.read() as s:
-            return list((await s.execute(
-                select(Member).where(col(Member.status) != "erased", name.like(f"%{escaped}%", escape="\\"))
-                .order_by(sa.case((name.like(f"{escaped}%", escape="\\"), 0), else_=1), name, col(Member.id))
-                .offset(max(0, offset)).limit(max(1, limit)))).scalars())
+            found = list((await s.execute(select(Member).where(live, *starts).order_by(ordered, col(Member.id))
+                                          .offset(offset).limit(limit))).scalars())
+            if len(found) == limit or len(needle) < 3:
+                return found
+            skipped = 0  # how far into the names containing the needle this page starts
+            if offset and not found:  # the page is past every name starting with it
+                starting = (await s.execute(select(sa.func.count()).select_from(Member).where(live, *starts))).scalar_one()
+                skipped = offset - int(starting)
+            escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            inside = (await s.execute(select(Member).where(
+                live, name.like(f"%{escaped}%", escape="\\"), sa.not_(sa.and_(*starts)))
+                .order_by(ordered, col(Member.id)).offset(max(0, skipped)).limit(limit - len(found)))).scalars()
+            return found + list(inside)
 
 
 __all__ = [

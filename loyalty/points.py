@@ -18,16 +18,19 @@ from sqlmodel import col, select
 
 from loyalbot.loyalty import errors
 from loyalbot.loyalty.amounts import parse_amount
+from loyalbot.loyalty.bonuses import thresholds_lost
 from loyalbot.loyalty.codes import check_key
 from loyalbot.loyalty.events import record_notice
 from loyalbot.loyalty.ledger import add_lot, consume, expire_member_lots, lots_due, points_to_expire
 from loyalbot.loyalty.members import Members, lock_member
+from loyalbot.loyalty.pending import PURCHASE_REASON, bonus_reason, cancel_pending, pending_of
 from loyalbot.loyalty.programme import FollowsProgramme, ProgrammeInForce
 from loyalbot.loyalty.results import CounterUndo, ExpiringPoints, PointsSummary, RefundResult
 from loyalbot.loyalty.staff import StaffRoles
+from loyalbot.loyalty.stamps import take_back_stamps
 from loyalbot.storage import Db, as_utc, utcnow
 from loyalbot.storage.inbox import effect_of, remember_effect
-from loyalbot.storage.models import AuditLog, LedgerEntry, Member, Purchase, Refund
+from loyalbot.storage.models import AuditLog, BonusGrant, LedgerEntry, Member, Purchase, Refund
 
 MAX_ADJUSTMENT = 10_000_000
 
@@ -35,7 +38,7 @@ MAX_ADJUSTMENT = 10_000_000
 def _repeated(refund: Refund, *, ours: bool = False) -> RefundResult:
     """The first result of a refund asked for again: `repeated`, unless `ours` (its own update, handled again)."""
     return RefundResult(refund=refund, points_taken=refund.points_taken, shortfall=refund.shortfall,
-                        repeated=not ours)
+                        repeated=not ours, pending_cancelled=refund.pending_cancelled)
 
 
 class Points(FollowsProgramme):
@@ -51,7 +54,10 @@ class Points(FollowsProgramme):
         self, purchase_external_id: str, *, refund_id: str, amount: Any, now: datetime | None = None,
         actor: str | None = None, update_key: str | None = None,
     ) -> RefundResult:
-        """Take back the points of a refunded part of a purchase, never below zero; any shortfall is recorded.
+        """Take back the points of a refunded part of a purchase: first those of it still pending, then from the
+        balance, never below zero (what the balance cannot cover is recorded as the shortfall, not owed later).
+        With them go the stamps it added (loyalty/stamps.py: a completed card's unused coupon is voided, a
+        used one leaves the card in debt) and a threshold bonus its period's spend no longer reaches.
         With `actor` (e.g. "staff:42" undoing an /award) the refund is audited in the same transaction; with
         `update_key` (the Telegram update that asked) that update, handled again, gets its first answer."""
         now = as_utc(now or utcnow())
@@ -76,32 +82,56 @@ class Points(FollowsProgramme):
             left = Decimal(purchase.amount) - Decimal(purchase.refunded_amount)
             if amount > left:
                 raise errors.RefundTooLarge(f"only {left} of this purchase is left to refund", left=str(left))
+            # The purchase's own bonuses (a multiplier, a member day: loyalty/bonuses.py) go back with it, so a
+            # refund never keeps double points.
+            own = (await tx.execute(select(BonusGrant.bonus_code, BonusGrant.points).where(
+                BonusGrant.purchase_id == purchase.id, BonusGrant.period == f"purchase:{purchase.id}"))).all()
+            earned = purchase.points_awarded + sum(points for _, points in own)
             if amount == left:
-                owed = purchase.points_awarded - purchase.points_refunded
+                owed = earned - purchase.points_refunded
             else:
-                owed = math.floor(purchase.points_awarded * amount / Decimal(purchase.amount))
-            await expire_member_lots(tx, member, now)
-            taken = await consume(tx, member, min(owed, member.balance), prefer_purchase=purchase.id)
-            shortfall = owed - taken
+                owed = math.floor(earned * amount / Decimal(purchase.amount))
             assert member.id is not None and purchase.id is not None
+            # Points still inside the return window go first (its own, then its bonuses); only the rest comes
+            # off the balance.
+            reasons = [PURCHASE_REASON, *(bonus_reason(code) for code, _ in own)]
+            cancelled = await cancel_pending(tx, purchase.id, owed, reasons=reasons)
+            from_balance = owed - cancelled
+            purchase.refunded_amount = Decimal(purchase.refunded_amount) + amount
+            tx.add(purchase)
+            await tx.flush()
+            # What else the purchase earned: the stamps it added, and a spend threshold it no longer reaches.
+            stamps = await take_back_stamps(tx, self.programme, purchase, refund_id=refund_id, now=now)
+            lost = await thresholds_lost(tx, self.programme, member.id, as_utc(purchase.occurred_at),
+                                         refund_id=refund_id)
+            for bonus, earned_by in lost:
+                waiting = 0 if earned_by is None else await cancel_pending(
+                    tx, earned_by, bonus.points, reasons=[bonus_reason(bonus.code)])
+                cancelled += waiting
+                from_balance += bonus.points - waiting
+            await expire_member_lots(tx, member, now)
+            taken = await consume(tx, member, min(from_balance, member.balance), prefer_purchase=purchase.id)
+            shortfall = from_balance - taken
             if taken:
                 tx.add(LedgerEntry(member_id=member.id, kind="refund", delta=-taken, reference=refund_id,
                                    purchase_id=purchase.id, created_at=now,
                                    note=f"shortfall {shortfall}" if shortfall else None))
                 member.balance -= taken
-            purchase.refunded_amount = Decimal(purchase.refunded_amount) + amount
             purchase.points_refunded += owed
             purchase.refund_shortfall += shortfall
             refund = Refund(external_id=refund_id, purchase_id=purchase.id, amount=amount, points_taken=taken,
-                            shortfall=shortfall, created_at=now)
+                            shortfall=shortfall, pending_cancelled=cancelled, created_at=now)
             tx.add_all([purchase, member, refund])
             if update_key:
                 await remember_effect(tx, f"refund:{update_key}", {"refund": refund_id}, now=now)
             if actor is not None:
                 tx.add(AuditLog(actor=actor[:64], action="refund_purchase", member_id=member.id, created_at=now,
                                 details={"purchase_id": purchase.id, "refund_id": refund_id, "amount": str(amount),
-                                         "points_taken": taken, "shortfall": shortfall}))
-            return RefundResult(refund=refund, points_taken=taken, shortfall=shortfall, repeated=False)
+                                         "points_taken": taken, "shortfall": shortfall,
+                                         "pending_cancelled": cancelled}))
+            return RefundResult(refund=refund, points_taken=taken, shortfall=shortfall, repeated=False,
+                                pending_cancelled=cancelled, stamps=tuple(stamps),
+                                bonuses=tuple(bonus for bonus, _ in lost))
 
     async def undo_counter_purchase(self, purchase_id: int, *, staff_id: int, now: datetime | None = None,
                                     update_key: str | None = None) -> CounterUndo:
@@ -215,7 +245,7 @@ class Points(FollowsProgramme):
 
     async def points_summary(self, member_id: int, *, now: datetime | None = None, recent: int = 10
                              ) -> PointsSummary:
-        """Balance, what expires when, and the latest ledger entries (one read session; its statements each
+        """Balance, what expires when, what is still pending until when, and the latest ledger entries (one read session; its statements each
         see the latest commit, as every read does)."""
         now = as_utc(now or utcnow())
         async with self.db.read() as s:
@@ -226,11 +256,12 @@ class Points(FollowsProgramme):
             if member.status == "erased":
                 raise errors.MemberErased()
             expiring = await points_to_expire(s, member_id, now)
+            pending = await pending_of(s, member_id)
             entries = (await s.execute(
                 select(LedgerEntry).where(LedgerEntry.member_id == member_id)
                 .order_by(col(LedgerEntry.created_at).desc(), col(LedgerEntry.id).desc()).limit(recent)
             )).scalars().all()
-        return PointsSummary(balance=member.balance, expiring=expiring, recent=list(entries))
+        return PointsSummary(balance=member.balance, expiring=expiring, recent=list(entries), pending=pending)
 
 
 __all__ = ["MAX_ADJUSTMENT", "Points"]

@@ -18,6 +18,7 @@ from loyalbot.storage import Db, as_utc, utcnow
 from loyalbot.storage.inbox import remember_effect
 from loyalbot.storage.models import (
     AuditLog,
+    BonusGrant,
     ConversationState,
     Coupon,
     Feedback,
@@ -26,7 +27,11 @@ from loyalbot.storage.models import (
     InboxUpdate,
     LedgerEntry,
     Outbox,
+    PendingPoints,
     Purchase,
+    Referral,
+    ReferralCode,
+    StampCard,
     Survey,
     SurveyAnswer,
     TierChange,
@@ -75,10 +80,16 @@ class Privacy(FollowsProgramme):
             surveys = await rows(Survey, Survey.member_id == member_id, Survey.id)
             answers = await rows(SurveyAnswer, SurveyAnswer.member_id == member_id, SurveyAnswer.id)
             tiers = await rows(TierChange, TierChange.member_id == member_id, TierChange.id)
+            cards = await rows(StampCard, StampCard.member_id == member_id, StampCard.id)
+            bonuses = await rows(BonusGrant, BonusGrant.member_id == member_id, BonusGrant.id)
             conversations = await rows(HandoffConversation, HandoffConversation.member_id == member_id,
                                        HandoffConversation.id)
             messages = await rows(HandoffMessage, col(HandoffMessage.conversation_id).in_(
                 [c.id for c in conversations] or [-1]), HandoffMessage.id)
+            pending = await rows(PendingPoints, PendingPoints.member_id == member_id, PendingPoints.id)
+            code = await s.get(ReferralCode, member_id)
+            joined_by = await rows(Referral, Referral.newcomer_id == member_id, Referral.id)
+            referred = await rows(Referral, Referral.referrer_id == member_id, Referral.id)
         # Cards and notices the bot posted to staff are the bot's own records, not the member's data.
         messages = [m for m in messages if m.direction in ("in", "out")]
         return {
@@ -92,8 +103,15 @@ class Privacy(FollowsProgramme):
             "surveys": [dump(x) for x in surveys],
             "survey_answers": [dump(a) for a in answers],
             "tier_changes": [dump(t) for t in tiers],
+            "stamp_cards": [dump(c) for c in cards],
+            "bonus_grants": [dump(b) for b in bonuses],
             "support_conversations": [dump(c) for c in conversations],
             "support_messages": [dump(m, ("staff_id",)) for m in messages],
+            "pending_points": [dump(p) for p in pending],
+            "referral_code": code.code if code else None,
+            "joined_through_a_referral": [dump(r, ("referrer_id",)) for r in joined_by],
+            # the friends they brought, without naming them (another member's data)
+            "referrals_made": [dump(r, ("newcomer_id", "purchase_id")) for r in referred],
         }
 
     async def erase_member(self, member_id: int, *, actor: str, now: datetime | None = None,
@@ -131,6 +149,11 @@ class Privacy(FollowsProgramme):
             member.status, member.erased_at, member.marketing_consent = "erased", now, False
             member.notify = {k: False for k in NOTIFY_KINDS}
             tx.add(member)
+            # Points still pending never clear for an erased member, and their link stops working.
+            await tx.execute(sa.update(PendingPoints).where(col(PendingPoints.member_id) == member_id,
+                                                            col(PendingPoints.status) == "pending")
+                             .values(status="cancelled", cleared_at=now))
+            await tx.execute(sa.delete(ReferralCode).where(col(ReferralCode.member_id) == member_id))
             await tx.execute(sa.update(Feedback).where(col(Feedback.member_id) == member_id)
                              .values(text="[erased]"))
             await tx.execute(sa.update(SurveyAnswer).where(col(SurveyAnswer.member_id) == member_id)

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -85,8 +85,113 @@ class Counter(_Strict):
     lookups_per_minute: int = Field(default=30, ge=1, le=10_000)
 
 
+class Campaigns(_Strict):
+    """Frequency caps: at most this many marketing messages (kinds that obey the "offers" setting) a member
+    gets per local day and per ISO week of their own time zone; None: no cap. Transactional, care,
+    reminder and survey messages are counted apart (not at all)."""
+
+    max_per_day: int | None = Field(default=None, ge=1, le=100)
+    max_per_week: int | None = Field(default=None, ge=1, le=500)
+
+    @model_validator(mode="after")
+    def _week_holds_a_day(self) -> Campaigns:
+        if self.max_per_day is not None and self.max_per_week is not None and self.max_per_week < self.max_per_day:
+            raise PydanticCustomError("week_below_day", "max_per_week ({week}) must be at least max_per_day ({day})",
+                                      {"week": self.max_per_week, "day": self.max_per_day})
+        return self
+
+
 class Expiry(_Strict):
+    """When earned points expire (loyalty/expiry.py applies it).
+
+    rolling: a lot expires at the end of the month `months` after it was earned (a tier's
+    `points_validity_months`, when it has one, takes the place of `months`);
+    yearly_reset: every lot expires at the next `reset_month_day` (MM-DD, shop time), when
+    `carry_over_pct` of what is left is carried into a lot that lasts until the reset after;
+    activity_extends: as rolling, and every purchase moves each open lot's expiry to at least
+    `extend_months` after the purchase."""
+
     months: int = Field(default=12, ge=1, le=120)
+    mode: Literal["rolling", "yearly_reset", "activity_extends"] = "rolling"
+    carry_over_pct: int = Field(default=0, ge=0, le=100)
+    reset_month_day: str = Field(default="01-01", pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
+    extend_months: int = Field(default=12, ge=1, le=120)
+
+    @field_validator("reset_month_day")
+    @classmethod
+    def _real_day(cls, value: str) -> str:
+        month, day = (int(part) for part in value.split("-"))
+        if day > calendar.monthrange(2001, month)[1]:  # a day every year has (no 29 February)
+            raise PydanticCustomError("reset_day", "{value} is not a day of every year", {"value": value})
+        return value
+
+
+class Pending(_Strict):
+    """Points of a purchase wait `return_window_days` (0: none) before they can be spent (loyalty/pending.py);
+    with `tier_spend_waits` the purchase's amount counts towards a tier only from then on too."""
+
+    return_window_days: int = Field(default=0, ge=0, le=365)
+    tier_spend_waits: bool = False
+
+
+class ReferralMilestone(_Strict):
+    """What a member gets once `friends` of the people they referred have bought: points or a reward's coupon."""
+
+    friends: int = Field(ge=1, le=10_000)
+    points: int | None = Field(default=None, ge=1, le=1_000_000)
+    reward: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]{0,63}$")
+
+    @model_validator(mode="after")
+    def _one_gift(self) -> ReferralMilestone:
+        if (self.points is None) == (self.reward is None):
+            raise PydanticCustomError("milestone_gift", "a milestone gives either points or a reward")
+        return self
+
+
+class Referrals(_Strict):
+    """Members bring friends (loyalty/referrals.py): both are rewarded once the friend's first purchase of at
+    least `min_purchase` has cleared the return window; milestones reward the referrer for so many friends."""
+
+    enabled: bool = True
+    referrer_points: int = Field(default=100, ge=0, le=1_000_000)
+    friend_points: int = Field(default=50, ge=0, le=1_000_000)
+    min_purchase: Decimal = Field(default=Decimal(1), ge=0)
+    milestones: tuple[ReferralMilestone, ...] = ()
+
+    @model_validator(mode="after")
+    def _milestones(self) -> Referrals:
+        counts = [m.friends for m in self.milestones]
+        if len(set(counts)) != len(counts):
+            raise PydanticCustomError("duplicate_milestone", "two milestones for the same number of friends")
+        return self
+
+
+class Lifecycle(_Strict):
+    """Where a member stands in their life with the programme, from the days since their last purchase (or, never
+    having bought, since they joined) and their purchases in the RFM window; scored nightly at `score_at`.
+
+    new: joined within `new_days`; then by days without a purchase: at_risk after `at_risk_days`, dormant after
+    `dormant_days`, churned after `churned_days`; otherwise repeat (at least `repeat_purchases` purchases in the
+    window) or active. A member who never bought is at_risk once they are no longer new.
+    """
+
+    new_days: int = Field(default=30, ge=1, le=3650)
+    at_risk_days: int = Field(default=45, ge=1, le=3650)
+    dormant_days: int = Field(default=90, ge=1, le=3650)
+    churned_days: int = Field(default=365, ge=1, le=3650)
+    repeat_purchases: int = Field(default=2, ge=2, le=1000)
+    window_days: int = Field(default=365, ge=7, le=3650)  # frequency and monetary scores count this far back
+    score_at: str = Field(default="03:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")  # programme time, nightly
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Lifecycle:
+        days = (("at_risk_days", self.at_risk_days), ("dormant_days", self.dormant_days),
+                ("churned_days", self.churned_days))
+        for (low_name, low), (high_name, high) in zip(days, days[1:], strict=False):
+            if low >= high:
+                raise PydanticCustomError("lifecycle_order", "{low} ({a}) must be fewer days than {high} ({b})",
+                                          {"low": low_name, "a": low, "high": high_name, "b": high})
+        return self
 
 
 class TierLevel(_Strict):
@@ -95,6 +200,10 @@ class TierLevel(_Strict):
     multiplier: Decimal = Field(default=Decimal(1), gt=0, le=100)
     names: dict[str, str] = {}
     benefits: dict[str, str] = {}  # language -> what the tier brings, in a sentence or two
+    discount_pct: Decimal = Field(default=Decimal(0), ge=0, lt=100)  # standing discount the counter gives
+    birthday_gift: str | None = None  # code of the reward whose coupon the member gets on their birthday
+    support_priority: int = Field(default=0, ge=0, le=100)  # higher: served first in the support queue
+    points_validity_months: int | None = Field(default=None, ge=1, le=120)  # None: expiry.months
 
     @field_validator("names")
     @classmethod
@@ -162,6 +271,84 @@ class RewardSpec(_Strict):
         return self
 
 
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+WEEKDAYS: tuple[str, ...] = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+class BonusRule(_Strict):
+    """A bonus campaign (loyalty/bonuses.py applies it): a multiplier within a window, a member day (a weekday,
+    every week), or a spend threshold reached within a period. Times without a zone are the shop's."""
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    kind: Literal["multiplier", "threshold", "member_day"]
+    titles: dict[str, str]
+    starts: datetime | None = None
+    ends: datetime | None = None
+    tiers: tuple[str, ...] = ()  # empty: every tier
+    stores: tuple[str, ...] = ()  # empty: every store (multiplier, member_day)
+    categories: tuple[str, ...] = ()  # empty: the whole purchase; else only items of these categories
+    weekday: Weekday | None = None  # member_day
+    factor: Decimal | None = Field(default=None, gt=1, le=10)  # multiplier, member_day: x2 = 2
+    points: int | None = Field(default=None, gt=0, le=1_000_000)  # threshold: the bonus points
+    threshold: Decimal | None = Field(default=None, gt=0)  # threshold: spend to reach
+    period: Literal["week", "month", "year"] | None = None  # threshold: once per member per period
+
+    @field_validator("titles")
+    @classmethod
+    def _titles(cls, value: dict[str, str]) -> dict[str, str]:
+        return _texts(value, 64)
+
+    @model_validator(mode="after")
+    def _fields_of_kind(self) -> BonusRule:
+        needed = {"multiplier": ("factor",), "member_day": ("factor", "weekday"),
+                  "threshold": ("points", "threshold", "period")}[self.kind]
+        unused = {"multiplier": ("weekday", "points", "threshold", "period"),
+                  "member_day": ("points", "threshold", "period"),
+                  "threshold": ("factor", "weekday", "stores", "categories")}[self.kind]
+        for name in needed:
+            if getattr(self, name) is None:
+                raise PydanticCustomError("bonus_field_missing", "bonus {bonus} ({kind}) needs {field}",
+                                          {"bonus": self.code, "kind": self.kind, "field": name})
+        for name in unused:
+            if getattr(self, name) not in (None, ()):
+                raise PydanticCustomError("bonus_field_unused", "bonus {bonus} ({kind}) does not take {field}",
+                                          {"bonus": self.code, "kind": self.kind, "field": name})
+        if self.starts and self.ends and _naive_utc(self.ends) <= _naive_utc(self.starts):
+            raise PydanticCustomError("bonus_window", "bonus {bonus}: ends must be after starts",
+                                      {"bonus": self.code})
+        return self
+
+
+class StampCardSpec(_Strict):
+    """A stamp card (loyalty/stamps.py): a stamp per qualifying item bought (by SKU or category) or given at the
+    counter; the `stamps_needed`-th issues the reward's coupon and the card starts again."""
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    titles: dict[str, str]
+    stamps_needed: int = Field(ge=2, le=50)
+    skus: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    reward: str  # the reward whose coupon the last stamp issues
+    validity_days: int | None = Field(default=None, ge=1, le=3650)  # the coupon's; None: the reward's
+
+    @field_validator("titles")
+    @classmethod
+    def _titles(cls, value: dict[str, str]) -> dict[str, str]:
+        return _texts(value, 64)
+
+    @model_validator(mode="after")
+    def _qualifies(self) -> StampCardSpec:
+        if not self.skus and not self.categories:
+            raise PydanticCustomError("stamp_card_items", "stamp card {card} needs skus or categories",
+                                      {"card": self.code})
+        return self
+
+
+def _naive_utc(value: datetime) -> datetime:
+    """For comparing two window ends that are both naive or both aware."""
+    return value.replace(tzinfo=None) if value.tzinfo is None else as_utc(value).replace(tzinfo=None)
+
+
 class Programme(_Strict):
     """A loyalty programme: what earns points, how tiers work, what points buy."""
 
@@ -169,8 +356,14 @@ class Programme(_Strict):
     earning: Earning = Earning()
     expiry: Expiry = Expiry()
     counter: Counter = Counter()
+    lifecycle: Lifecycle = Lifecycle()
+    pending: Pending = Pending()
+    referrals: Referrals = Referrals()
+    campaigns: Campaigns = Campaigns()
     tiers: Tiers
     rewards: tuple[RewardSpec, ...] = ()
+    bonuses: tuple[BonusRule, ...] = ()
+    stamp_cards: tuple[StampCardSpec, ...] = ()
 
     @model_validator(mode="after")
     def _consistent(self) -> Programme:
@@ -187,9 +380,38 @@ class Programme(_Strict):
             if self.programme.default_language not in reward.titles:
                 raise PydanticCustomError("title_missing", "reward {reward} has no title in {lang}",
                                           {"reward": reward.code, "lang": self.programme.default_language})
+        for milestone in self.referrals.milestones:
+            if milestone.reward is not None and milestone.reward not in seen:
+                raise PydanticCustomError("unknown_reward", "referral milestone names unknown reward {reward}",
+                                          {"reward": milestone.reward})
         if self.programme.default_language not in self.programme.languages:
             raise PydanticCustomError("default_language", "default_language must be one of languages")
+        self._rules_consistent(codes, seen)
         return self
+
+    def _rules_consistent(self, tiers: set[str], rewards: set[str]) -> None:
+        """Bonuses, stamp cards and tier benefits name tiers and rewards that exist, each code once."""
+        lang = self.programme.default_language
+        for level in self.tiers.levels:
+            if level.birthday_gift is not None and level.birthday_gift not in rewards:
+                raise PydanticCustomError("unknown_reward", "tier {tier}: birthday_gift names unknown reward "
+                                          "{reward}", {"tier": level.code, "reward": level.birthday_gift})
+        for kind, rules in (("bonus", self.bonuses), ("stamp card", self.stamp_cards)):
+            codes = [rule.code for rule in rules]
+            if len(set(codes)) != len(codes):
+                raise PydanticCustomError("duplicate_code", "{kind} codes must be unique", {"kind": kind})
+            for rule in rules:
+                if lang not in rule.titles:
+                    raise PydanticCustomError("title_missing", "{kind} {code} has no title in {lang}",
+                                              {"kind": kind, "code": rule.code, "lang": lang})
+        for bonus in self.bonuses:
+            if unknown := [tier for tier in bonus.tiers if tier not in tiers]:
+                raise PydanticCustomError("unknown_tier", "bonus {bonus}: tiers names unknown tier {tier}",
+                                          {"bonus": bonus.code, "tier": unknown[0]})
+        for card in self.stamp_cards:
+            if card.reward not in rewards:
+                raise PydanticCustomError("unknown_reward", "stamp card {card}: reward names unknown reward "
+                                          "{reward}", {"card": card.code, "reward": card.reward})
 
     # --- rules ---------------------------------------------------------------------------------------
 
@@ -234,14 +456,29 @@ class Programme(_Strict):
             points *= self.earning.birthday_month_multiplier
         return int(points.to_integral_value(rounding=ROUND_FLOOR))
 
-    def lot_expiry(self, earned_at: datetime) -> datetime:
-        """When points earned at `earned_at` expire: the end of the month `expiry.months` later (local time)."""
+    def lot_expiry(self, earned_at: datetime, *, tier: str | None = None, months: int | None = None) -> datetime:
+        """When points earned at `earned_at` expire: the end of the month `months` later (local time), else the
+        member's tier's `points_validity_months` when that tier sets its own, else `expiry.months`; under a
+        yearly reset, the next reset."""
+        if self.expiry.mode == "yearly_reset":
+            return self.next_reset(earned_at)
         local = earned_at.astimezone(self.zone)
-        month_index = local.month - 1 + self.expiry.months
+        months = months or (self.tier(tier).points_validity_months if tier is not None else None) or self.expiry.months
+        month_index = local.month - 1 + months
         year, month = local.year + month_index // 12, month_index % 12 + 1
         last_day = calendar.monthrange(year, month)[1]
         end = datetime.combine(date(year, month, last_day), time(23, 59, 59), tzinfo=self.zone)
         return end.astimezone(UTC)
+
+    def next_reset(self, after: datetime) -> datetime:
+        """The first yearly reset (`expiry.reset_month_day`, midnight shop time) strictly after `after`."""
+        month, day = (int(part) for part in self.expiry.reset_month_day.split("-"))
+        year = after.astimezone(self.zone).year
+        while True:
+            reset = datetime(year, month, day, tzinfo=self.zone).astimezone(UTC)
+            if reset > after:
+                return reset
+            year += 1
 
     def window_start(self, now: datetime) -> datetime:
         """Start of the rolling window over which qualifying spend counts."""

@@ -7,7 +7,13 @@ nothing. Where each call lives:
 
     members.py   joining, look-ups (number, Telegram user, phone, name), a member's own settings
     award.py     points for a purchase: the one earning rule and the one award path (both stores)
+    bonuses.py   bonus campaigns (multipliers, member days, spend thresholds), applied inside the award
+    stamps.py    stamp cards: stamps from purchases' items or the counter, the reward coupon of a full card
+    benefits.py  what each tier brings: discount, birthday gift, support priority, points validity
     points.py    refunds, adjustments, bonuses, expiry, what a member holds; the counter's undo
+    pending.py   points waiting out the return window, and the job that clears them into the ledger
+    referrals.py referral codes, links, the rewards once a friend's first purchase cleared, milestones
+    expiry.py    the expiry modes: per-tier validity, extension by purchases, the yearly reset's carry-over
     tiers.py     the one tier change, the scheduled evaluation, progress and history
     rewards.py   the catalogue, redeeming points for coupons, coupons at the counter
     surveys.py   feedback, surveys, answers, CSAT and NPS
@@ -21,22 +27,28 @@ nothing. Where each call lives:
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from loyalbot.loyalty.award import Awards
+from loyalbot.loyalty.benefits import Benefits
 from loyalbot.loyalty.checks import ledger_check
 from loyalbot.loyalty.events import Events
+from loyalbot.loyalty.expiry import ExpiryVariants
 from loyalbot.loyalty.feedback import FeedbackInbox
 from loyalbot.loyalty.members import Members
+from loyalbot.loyalty.pending import Pending
 from loyalbot.loyalty.points import Points
 from loyalbot.loyalty.privacy import Privacy
 from loyalbot.loyalty.programme import Programme, ProgrammeInForce
+from loyalbot.loyalty.referrals import Referrals
 from loyalbot.loyalty.rewards import Rewards
 from loyalbot.loyalty.staff import StaffRoles
+from loyalbot.loyalty.stamps import StampCards
 from loyalbot.loyalty.surveys import Surveys
 from loyalbot.loyalty.tiers import Tiers
 from loyalbot.loyalty.versions import CHECK_EVERY, ProgrammeVersions
-from loyalbot.storage import Db
+from loyalbot.storage import Db, as_utc, utcnow
 from loyalbot.storage.inbox import effect_of
 
 
@@ -57,8 +69,13 @@ class Loyalty:
         self.members = Members(db, current, self.events)
         self.awards = Awards(db, current, self.events)
         self.points = Points(db, current, self.members, self.staff)
+        self.pending = Pending(db, current, self.events)
+        self.referrals = Referrals(db, current)
+        self.expiry = ExpiryVariants(db, current)
         self.tiers = Tiers(db, current, self.events, self.members)
         self.rewards = Rewards(db, current, self.events, self.members, self.staff)
+        self.stamp_cards = StampCards(db, current, self.staff)
+        self.benefits = Benefits(db, current)
         self.surveys = Surveys(db)
         self.feedback = FeedbackInbox(db)
         self.privacy = Privacy(db, current, self.events, self.members)
@@ -89,6 +106,11 @@ class Loyalty:
         self.expire_points = self.points.expire_points
         self.points_expiring = self.points.points_expiring
         self.points_summary = self.points.points_summary
+        self.pending_points = self.pending.pending_points
+        # referrals
+        self.referral_code = self.referrals.code_for
+        self.link_referral = self.referrals.link
+        self.referral_stats = self.referrals.stats
         # tiers
         self.evaluate_tiers = self.tiers.evaluate_tiers
         self.tier_progress = self.tiers.tier_progress
@@ -103,6 +125,13 @@ class Loyalty:
         self.use_coupon = self.rewards.use_coupon
         self.expire_coupons = self.rewards.expire_coupons
         self.void_coupon = self.rewards.void_coupon
+        # stamp cards
+        self.stamp_at_counter = self.stamp_cards.stamp_at_counter
+        self.stamp_cards_of = self.stamp_cards.stamp_cards_of
+        self.give_stamps = self.stamp_cards.give_stamps
+        # tier benefits
+        self.give_birthday_gift = self.benefits.give_birthday_gift
+        self.support_queue = self.benefits.support_queue
         # staff
         self.staff_role = self.staff.staff_role
         self.require_staff = self.staff.require_staff
@@ -120,6 +149,17 @@ class Loyalty:
         # privacy
         self.export_member_data = self.privacy.export_member_data
         self.erase_member = self.privacy.erase_member
+
+    async def ledger_upkeep(self, *, now: datetime | None = None) -> dict[str, int]:
+        """The clearing and expiry job (the scheduler's planner runs it): pending points whose window passed
+        become spendable, referrals whose friend's purchase cleared are rewarded, due lots expire, a yearly
+        reset carries over. Each step is idempotent and safe to run twice at once."""
+        now = as_utc(now or utcnow())
+        cleared = await self.pending.clear_due(now=now)
+        rewarded = await self.referrals.settle_due(now=now)
+        expired = await self.points.expire_points(now=now)
+        carried = await self.expiry.carry_over_due(now=now)
+        return {"cleared": cleared, "referrals": rewarded, "expired": expired, "carried": carried}
 
     @property
     def programme(self) -> Programme:

@@ -125,9 +125,11 @@ class Surveys:
     async def scores(self, kind: str, *, since: datetime, until: datetime, tier: str | None = None,
                      language: str | None = None) -> Scores:
         """CSAT (share of 4-5 answers, in %) or NPS (promoters minus detractors, in points) over a period."""
-        query = (select(SurveyAnswer.score, sa.func.count()).join(Member, col(Member.id) == SurveyAnswer.member_id)
+        query = (select(SurveyAnswer.score, sa.func.count())
                  .where(SurveyAnswer.kind == kind, col(SurveyAnswer.created_at) >= as_utc(since),
                         col(SurveyAnswer.created_at) < as_utc(until)).group_by(col(SurveyAnswer.score)))
+        if tier or language:  # only then the members: the answers' own index serves the rest
+            query = query.join(Member, col(Member.id) == SurveyAnswer.member_id)
         if tier:
             query = query.where(Member.tier == tier)
         if language:

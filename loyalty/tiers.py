@@ -20,7 +20,7 @@ from loyalbot.loyalty.programme import FollowsProgramme, Programme, ProgrammeInF
 from loyalbot.loyalty.results import TierProgress
 from loyalbot.storage import Db, as_utc, utcnow
 from loyalbot.storage.award_writers import change_tier
-from loyalbot.storage.models import Member, Purchase, Tier, TierChange
+from loyalbot.storage.models import Member, PendingPoints, Purchase, Tier, TierChange
 
 REASON_CHARS = 200  # tier_changes.reason
 
@@ -44,13 +44,16 @@ def tier_change(programme: Programme, member_id: int, tier: str, spend: Decimal,
 
 async def qualifying_spend(tx: AsyncSession | AsyncConnection, programme: Programme, member_id: int,
                            now: datetime) -> Decimal:
-    """What the member spent (less refunds) in the window that ends `now`."""
+    """What the member spent (less refunds) in the window that ends `now`; with `pending.tier_spend_waits`,
+    a purchase still inside its return window does not count yet."""
     start = programme.window_start(now)
-    spend = (await tx.execute(
-        select(sa.func.coalesce(sa.func.sum(Purchase.amount - Purchase.refunded_amount), 0))
-        .where(Purchase.member_id == member_id, col(Purchase.occurred_at) > start,
-               col(Purchase.occurred_at) <= now)
-    )).scalar_one()
+    query = (select(sa.func.coalesce(sa.func.sum(Purchase.amount - Purchase.refunded_amount), 0))
+             .where(Purchase.member_id == member_id, col(Purchase.occurred_at) > start,
+                    col(Purchase.occurred_at) <= now))
+    if programme.pending.tier_spend_waits:
+        query = query.where(~sa.exists().where(col(PendingPoints.purchase_id) == Purchase.id,
+                                               col(PendingPoints.status) == "pending"))
+    spend = (await tx.execute(query)).scalar_one()
     return Decimal(spend)
 
 

@@ -226,6 +226,8 @@ def _print_stats(stats: PlanStats, *, title: str) -> None:
         console.print(f"already planned earlier (not planned again): {stats.already_planned}")
     if stats.delayed_for_quiet_hours:
         console.print(f"held until the end of quiet hours: {stats.delayed_for_quiet_hours}")
+    if stats.held_out:
+        console.print(f"held out as the campaign's control group (sent nothing): {stats.held_out}")
     for lang, text in stats.samples:
         console.rule(f"sample ({lang})")
         console.print(terminal_text(text), highlight=False)
@@ -273,9 +275,19 @@ def schedule_show(ctx: typer.Context, name: str, database_url: DbUrl = None, pro
 
 
 TemplateOpt = Annotated[list[str] | None, typer.Option("--template", help="LANG=FILE or LANG=TEXT (repeat).")]
+OfferRewardOpt = Annotated[str | None, typer.Option(
+    "--offer-reward", help="Give each recipient a free coupon for this reward (a reward code); 'none' removes it.")]
+OfferDaysOpt = Annotated[int | None, typer.Option("--offer-valid-days", help="Days the offer's coupon is valid (7).")]
+OfferRemindOpt = Annotated[int | None, typer.Option(
+    "--offer-remind-days", help="Remind of an unused offer coupon this many days before it lapses (0: never).")]
+WhenCappedOpt = Annotated[str | None, typer.Option(
+    "--when-capped", help="A message the programme's frequency caps hold back: skip (default) or delay it.")]
 ParamOpt = Annotated[list[str] | None, typer.Option(
     "--param", help="KEY=VALUE: winback inactive_days; nps min_member_days; csat trigger (coupon|support), "
-                    "delay_minutes; tier_change upgrades_only.")]
+                    "delay_minutes; broadcast survey (csat: the message asks the 1-5 question); tier_change upgrades_only; lifecycle_change to (the stage members moved to: new, "
+                    "active, repeat, at_risk, dormant, churned) and from. Campaigns (any kind but surveys): "
+                    "holdout_pct (0-50), variants (JSON list of {name, weight, templates}), window_days, stop_loss "
+                    "({after_sends, metric: conversion|redemption, below_pct}); see `loyalbot campaign`.")]
 
 
 @schedule_app.command("add")
@@ -293,6 +305,10 @@ def schedule_add(ctx: typer.Context,
     frequency_cap_days: Annotated[int | None, typer.Option(help="At most once per this many days per member.")] = None,
     param: ParamOpt = None,
     at: Annotated[datetime | None, typer.Option(help="One-off broadcast moment (UTC unless it has an offset).")] = None,
+    offer_reward: OfferRewardOpt = None,
+    offer_valid_days: OfferDaysOpt = None,
+    offer_remind_days: OfferRemindOpt = None,
+    when_capped: WhenCappedOpt = None,
     paused: Annotated[bool, typer.Option(help="Save it paused.")] = False,
     database_url: DbUrl = None,
     programme: ProgrammePath = None,
@@ -301,14 +317,17 @@ def schedule_add(ctx: typer.Context,
 
     Template variables: name, member_no, points, tier, tier_name, birthday_multiplier, programme; plus
     expiring_points, expiry_date (points_expiry); coupon_title, coupon_code, coupon_expiry (coupon_expiry);
-    years (anniversary). Filters: |number, |date, |money.
+    years (anniversary); offer.title, offer.code, offer.expires (with --offer-reward). Filters: |number, |date,
+    |money.
     """
 
     async def work(loyalty: Loyalty) -> None:
         now = utcnow()
         if kind not in KINDS:
             raise Refused(f"unknown kind {kind!r}; use {', '.join(KINDS)}")
-        params = {**DEFAULT_PARAMS.get(kind, {}), **_parse_params(param, kind)}
+        params = editing.with_campaign({**DEFAULT_PARAMS.get(kind, {}), **_parse_params(param, kind)},
+                                       reward=offer_reward, valid_days=offer_valid_days,
+                                       remind_days=offer_remind_days, when_capped=when_capped)
         zone = timezone or shop_timezone(ctx, database_url, programme)
         row = Schedule(name=name.strip()[:100], kind=kind, cron=cron, daily_time=daily_time, timezone=zone,
                        member_local_time=member_local_time, offset_days=offset_days,
@@ -341,6 +360,10 @@ def schedule_edit(ctx: typer.Context,
     frequency_cap_days: Annotated[int | None, typer.Option()] = None,
     param: ParamOpt = None,
     at: Annotated[datetime | None, typer.Option()] = None,
+    offer_reward: OfferRewardOpt = None,
+    offer_valid_days: OfferDaysOpt = None,
+    offer_remind_days: OfferRemindOpt = None,
+    when_capped: WhenCappedOpt = None,
     database_url: DbUrl = None,
     programme: ProgrammePath = None,
 ) -> None:
@@ -363,6 +386,10 @@ def schedule_edit(ctx: typer.Context,
             changes["templates"] = {**row.templates, **_parse_templates(template)}
         if param:
             changes["params"] = {**row.params, **_parse_params(param, row.kind)}
+        if any(v is not None for v in (offer_reward, offer_valid_days, offer_remind_days, when_capped)):
+            changes["params"] = editing.with_campaign(
+                changes.get("params", row.params), reward=offer_reward, valid_days=offer_valid_days,
+                remind_days=offer_remind_days, when_capped=when_capped)
         await editing.edit(loyalty, stored_id(row.id), changes, actor=CLI_ACTOR, now=now)
 
     _run(ctx, database_url, programme, work)

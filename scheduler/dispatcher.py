@@ -63,6 +63,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
 
 from loyalbot.chat.limits import MESSAGES_PER_SECOND
 from loyalbot.chat.metrics import Metrics
@@ -78,7 +79,9 @@ from loyalbot.chat.outbound import (
     ThreadNotFound,
     Transient,
 )
-from loyalbot.chat.pacing import SharedPacer
+from loyalbot.chat.pacing import BOT_SLOT_KEY, SharedPacer
+from loyalbot.scheduler.caps import Caps, hold_back
+from loyalbot.scheduler.offers import issue_for_handover, withdraw_unsent
 from loyalbot.storage import Db, as_utc, utcnow
 from loyalbot.storage.models import Member, Outbox
 from loyalbot.storage.rates import LimitsUnavailable, MemoryLimits, SendLimits
@@ -141,6 +144,7 @@ class Dispatcher:
         clock: Callable[[], datetime] = utcnow,
         metrics: Metrics | None = None,
         limits: SendLimits | None = None,
+        caps: Callable[[], Caps] | None = None,
     ) -> None:
         if not 0 < rate <= 1000:
             raise ValueError("rate must be above 0 and at most 1000 messages a second")
@@ -159,6 +163,8 @@ class Dispatcher:
         self.resend_unknown = resend_unknown
         self.worker_id = (worker_id or default_worker_id())[:64]
         self.clock = clock
+        # The programme's frequency caps as they are now (a new programme version applies at the next claim).
+        self.caps = caps or Caps
         self.stats = DispatchStats()
         self.metrics = metrics or Metrics()
         self._counted_ok = self.metrics.sends.labels(result="ok")  # bound once: counted on every send
@@ -177,7 +183,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         # Rows are handed over (and results committed) in groups of 20 ms' worth of sending.
         self._group = max(1, int(rate * 0.02))
-        self.pacer = SharedPacer(self.limits, "bot", rate, batch=self._group)
+        self.pacer = SharedPacer(self.limits, BOT_SLOT_KEY, rate, batch=self._group)
         # From 100/s on, a group's hand-over commit runs while the group before it is being sent, and
         # the next batch is claimed while this one is sent, so the send loop never waits for the
         # database; below that one commit fits easily between two slots and the unknown window stays
@@ -203,6 +209,9 @@ class Dispatcher:
                 handled = await self.run_once()
             except LimitsUnavailable as exc:  # rows are back in the outbox; nothing goes out unlimited
                 log.warning("shared send limits unavailable (%s); sending paused", exc)
+                handled = 0
+            except (DBAPIError, OSError) as exc:  # the store is restarting: what was claimed is recovered later
+                log.warning("outbox store unavailable (%s); sending paused", type(exc).__name__)
                 handled = 0
             if handled == 0:
                 await self._flush_sent()
@@ -374,28 +383,34 @@ class Dispatcher:
                 sa.update(Outbox).where(Outbox.id.in_(due.scalar_subquery()))
                 .values(status="sending", claimed_by=self.worker_id, claimed_at=now, sent_at=None)
                 .returning(Outbox.id, Outbox.chat_id, Outbox.member_id, Outbox.text, Outbox.buttons,
-                           Outbox.attempts, Outbox.not_before)
+                           Outbox.attempts, Outbox.not_before, Outbox.kind, Outbox.schedule_id)
                 .execution_options(synchronize_session=False))
-            rows = result.all()
-        return sorted(rows, key=lambda r: (r.not_before, r.id))
+            rows = sorted(result.all(), key=lambda r: (r.not_before, r.id))
+            # Frequency caps are counted here, in the claim's transaction (scheduler/caps.py).
+            return await hold_back(conn, rows, self.caps(), now, postgres=self.db.is_postgres)
 
     async def _handover(self, row_ids: list[int]) -> set[int]:
         """Commit that these rows are about to go to Telegram (see the module doc: crash safety).
 
-        Returns the ids still claimed by this dispatcher; only those may be sent."""
+        Returns the ids still claimed by this dispatcher; only those may be sent. A row that promises an
+        offer coupon gets it issued in this same transaction (scheduler/offers.py)."""
         now = self.clock()
         async with self.db.connection() as conn:
             result = await conn.execute(
                 sa.update(Outbox).where(Outbox.id.in_(row_ids), Outbox.status == "sending",
                                         Outbox.claimed_by == self.worker_id)
                 .values(sent_at=now, claimed_at=now, attempts=Outbox.attempts + 1)
-                .returning(Outbox.id).execution_options(synchronize_session=False))
-            return {stored_id(r[0]) for r in result.all()}
+                .returning(Outbox.id, Outbox.offer, Outbox.schedule_id, Outbox.member_id)
+                .execution_options(synchronize_session=False))
+            rows = result.all()
+            refused = await issue_for_handover(conn, [r for r in rows if r.offer], now, postgres=self.db.is_postgres)
+            return {stored_id(r[0]) for r in rows if r[0] not in refused}
 
     async def _release(self, deferred: list[tuple[int, float, bool]]) -> None:
         """Give claimed rows that were not sent back to the outbox: (row id, seconds to wait, handed over).
 
-        A row handed over but certainly not sent (stopping) gets its attempt back."""
+        A row handed over but certainly not sent (stopping) gets its attempt back, and its offer coupon is
+        withdrawn until it is handed over again."""
         now = self.clock()
         params = [{"rid": row_id, "nb": now + timedelta(seconds=max(wait, 0.0)), "undo": int(handed_over)}
                   for row_id, wait, handed_over in deferred]
@@ -405,6 +420,7 @@ class Dispatcher:
                                .values(status="pending", claimed_by=None, claimed_at=None, sent_at=None,
                                        not_before=sa.bindparam("nb"),
                                        attempts=Outbox.attempts - sa.bindparam("undo")), params)
+            await withdraw_unsent(conn, [row_id for row_id, _, handed_over in deferred if handed_over])
 
     async def recover(self, *, stale_after: float | None = None, startup: bool = False) -> int:
         """Rows left 'sending' by a dispatcher that died: back to pending if never handed over, else failed
@@ -455,7 +471,11 @@ class Dispatcher:
                 raise Transient(f"{type(exc).__name__}: {exc}") from None
             await self._mark_sent(row.id, sent)
         except SendError as exc:
-            spacing = max(spacing, await self._failed(row, exc))
+            try:
+                spacing = max(spacing, await self._failed(row, exc))
+            except (DBAPIError, OSError) as db_exc:  # the row stays 'sending'; recovery puts it back
+                log.warning("outbox row %s: could not record %s (%s)", row.id, type(exc).__name__,
+                            type(db_exc).__name__)
         finally:
             # One message a second per chat as Telegram sees them: the chat was held while this one was on
             # its way, and the next one waits a full interval from when this one was answered (by then
@@ -499,10 +519,17 @@ class Dispatcher:
             return
         batch, self._sent_buffer = self._sent_buffer, []
         # A row erased while it was on its way stays skipped (erasure scrubbed it; nothing to record).
-        async with self.db.connection() as conn:
-            await conn.execute(sa.update(Outbox).where(Outbox.id == sa.bindparam("rid"), Outbox.status != "skipped")
-                               .values(status="sent", sent_at=sa.bindparam("at"),
-                                       telegram_message_id=sa.bindparam("mid"), last_error=None), batch)
+        try:
+            async with self.db.connection() as conn:
+                await conn.execute(sa.update(Outbox).where(Outbox.id == sa.bindparam("rid"),
+                                                           Outbox.status != "skipped")
+                                   .values(status="sent", sent_at=sa.bindparam("at"),
+                                           telegram_message_id=sa.bindparam("mid"), last_error=None), batch)
+        except (DBAPIError, OSError) as exc:
+            # Telegram has these messages: keep them to record at the next flush (the store is restarting,
+            # say). Raising here would kill the send task and leave its rows 'sending' for good.
+            self._sent_buffer = batch + self._sent_buffer
+            log.warning("could not record %d sent outbox rows yet (%s); will retry", len(batch), type(exc).__name__)
 
     async def _failed(self, row: Any, exc: SendError) -> float:
         """Record a failed send; returns how long its chat must wait before the next message (a 429's)."""
@@ -547,6 +574,8 @@ class Dispatcher:
             # Only a row still being sent: one erased meanwhile must not come back as pending (to chat 0).
             await tx.execute(sa.update(Outbox).where(Outbox.id == row.id, Outbox.status == "sending").values(**values)
                              .execution_options(synchronize_session=False))
+            # Telegram refused it, so the member did not get it: no coupon for it (a retry issues it again).
+            await withdraw_unsent(await tx.connection(), [row.id])
             if isinstance(exc, Blocked):
                 # Only the member whose own chat refused is unreachable: a test send to a staff member's
                 # chat (kind "test") carries a member's id for the wording, not for the address.

@@ -15,20 +15,34 @@ import json
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
+from jinja2 import meta
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import CursorResult
 
 from loyalbot.chat.languages import LANGUAGES
 from loyalbot.loyalty.service import Loyalty
-from loyalbot.scheduler.kinds import DEFAULT_PARAMS, KINDS, RULES, template_kind
+from loyalbot.scheduler.experiments import EXPERIMENT_PARAMS, ExperimentProblem, check_experiment
+from loyalbot.scheduler.kinds import (
+    BROADCAST_SURVEYS,
+    DEFAULT_PARAMS,
+    KINDS,
+    LIFECYCLE_STAGES,
+    RULES,
+    survey_of,
+    template_kind,
+)
+from loyalbot.scheduler.offers import OfferProblem, check_campaign_params
 from loyalbot.scheduler.planner import Planner, PlanStats
 from loyalbot.scheduler.segments import SegmentProblem, check_segment, segment_size
 from loyalbot.scheduler.selection import MEMBER_COLUMNS
 from loyalbot.scheduler.templates import TemplateBook, TemplateProblem, sample_variables
 from loyalbot.scheduler.triggers import TriggerProblem, check_timing
 from loyalbot.storage import as_utc, utcnow
-from loyalbot.storage.models import AuditLog, Member, Outbox, Schedule, Staff
+from loyalbot.storage.models import AuditLog, CampaignHoldout, Member, Outbox, Schedule, Staff
 from loyalbot.storage.rows import stored_id
 
 NAME_LIMIT = 100
@@ -62,7 +76,9 @@ def _audit(tx: Any, actor: str, action: str, schedule: Schedule | None, **detail
 
 def parse_params(kind: str, given: dict[str, str]) -> dict[str, Any]:
     """A kind's parameters from text (JSON values, or plain strings); unknown keys refused."""
-    allowed = set(DEFAULT_PARAMS.get(kind, {}))
+    allowed = set(DEFAULT_PARAMS.get(kind, {})) | (set(EXPERIMENT_PARAMS) if RULES[kind].survey is None else set())
+    if kind == "broadcast":
+        allowed.add("survey")  # a broadcast may ask a survey with its message (the thank-you play's CSAT)
     params: dict[str, Any] = {}
     for key, value in given.items():
         if key not in allowed:
@@ -73,6 +89,31 @@ def parse_params(kind: str, given: dict[str, str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             params[key] = value
     return params
+
+
+def with_campaign(params: dict[str, Any], *, reward: str | None = None, valid_days: int | None = None,
+                  remind_days: int | None = None, when_capped: str | None = None) -> dict[str, Any]:
+    """`params` with the offer and when-capped choice laid over them (what the CLI and the console give;
+    checked with the rest by `validate`). `reward` "" or "none" removes the offer; valid_days and
+    remind_days change the offer there is (remind_days 0: no reminder)."""
+    out = dict(params)
+    offer = dict(out.get("offer") or {})
+    if reward is not None:
+        offer = {} if reward.strip().lower() in ("", "none") else {**offer, "reward": reward.strip()}
+    if (valid_days is not None or remind_days is not None) and not offer:
+        raise ScheduleProblem("the offer's days need an offer reward", "offer")
+    if valid_days is not None:
+        offer["valid_days"] = valid_days
+    if remind_days is not None:
+        offer["remind_days_before"] = remind_days or None
+    if offer:
+        offer.setdefault("valid_days", 7)
+        out["offer"] = {k: v for k, v in offer.items() if v is not None}
+    else:
+        out.pop("offer", None)
+    if when_capped is not None:
+        out["when_capped"] = when_capped
+    return out
 
 
 def parse_segment(text: str) -> dict[str, Any]:
@@ -117,13 +158,43 @@ async def validate(loyalty: Loyalty, schedule: Schedule, now: datetime, *, book:
     except TemplateProblem as exc:
         language = str(exc).split(":", 1)[0]
         raise ScheduleProblem(str(exc), f"template_{language}" if language in LANGUAGES else "templates") from None
+    if schedule.kind == "lifecycle_change":
+        check_stage_change(schedule.params or {})
+    if (schedule.params or {}).get("survey") is not None and survey_of(schedule) is None:
+        raise ScheduleProblem(f"survey is one of {', '.join(BROADCAST_SURVEYS)} (for a broadcast), or none", "params")
+    try:
+        schedule.params = check_campaign_params(schedule, loyalty.programme, _shows_offer(schedule, book))
+    except OfferProblem as exc:
+        raise ScheduleProblem(str(exc), "when_capped" if "when_capped" in str(exc) else "offer") from None
+    try:
+        check_experiment(schedule, book or TemplateBook(), template_kind=template_kind(schedule),
+                         default_language=loyalty.programme.programme.default_language)
+    except ExperimentProblem as exc:
+        raise ScheduleProblem(str(exc), exc.key) from None
     try:
         check_segment(schedule.segment)
+        size = (await segment_size(loyalty.db, schedule.segment, now, zone=loyalty.programme.zone)
+                if schedule.segment else None)
     except SegmentProblem as exc:
         raise ScheduleProblem(str(exc), "segment") from None
-    if schedule.segment and await segment_size(loyalty.db, schedule.segment, now) == 0:
+    if size == 0:
         raise ScheduleProblem(f"the segment {json.dumps(schedule.segment)} matches nobody; nothing was saved",
                               "segment")
+
+
+def check_stage_change(params: dict[str, Any]) -> None:
+    """A lifecycle_change schedule names the stage members move to (and may name the one they leave)."""
+    for key in ("to", "from"):
+        value = params.get(key)
+        if (value is not None or key == "to") and value not in LIFECYCLE_STAGES:
+            raise ScheduleProblem(f"{key!r} must be one of {', '.join(LIFECYCLE_STAGES)}", "params")
+
+
+def _shows_offer(schedule: Schedule, book: TemplateBook | None) -> bool:
+    """Whether any of the schedule's templates uses the `offer` variable."""
+    env = (book or TemplateBook()).env
+    return any("offer" in meta.find_undeclared_variables(env.parse(source))
+               for source in (schedule.templates or {}).values() if source)
 
 
 async def get(loyalty: Loyalty, name_or_id: str | int) -> Schedule:
@@ -195,6 +266,41 @@ async def set_enabled(loyalty: Loyalty, schedule_id: int, enabled: bool, *, acto
     return row
 
 
+async def pause_for_stop_loss(loyalty: Loyalty, schedule_id: int, *, actor: str, notice_key: str,
+                              staff_chat_id: int | None, text: str, details: dict[str, Any], now: datetime) -> bool:
+    """Pause a schedule its stop-loss rule stopped, skip its unsent messages (reason "stop_loss") and tell
+    the staff group, in one transaction.
+
+    The staff notice is an outbox row about no member, keyed by `notice_key`: a rule that already fired
+    (the key is there) pauses nothing again and tells nobody twice. Without a staff group the row is kept
+    as skipped ("no_staff_group"), so the pause is still recorded once. Returns whether it paused now.
+    """
+    async with loyalty.db.transaction() as tx:
+        query = sa.select(Schedule).where(Schedule.id == schedule_id, Schedule.archived_at.is_(None))
+        if loyalty.db.is_postgres:
+            query = query.with_for_update()
+        row = (await tx.execute(query)).scalar_one_or_none()
+        if row is None or not row.enabled:
+            return False
+        insert = pg_insert if loyalty.db.is_postgres else sqlite_insert
+        told = await tx.execute(insert(Outbox).values(
+            idempotency_key=notice_key, schedule_id=None, member_id=None, chat_id=staff_chat_id or 0,
+            kind="staff_stop_loss", period=notice_key[:64], text=text if staff_chat_id else "", buttons=[],
+            status="pending" if staff_chat_id else "skipped",
+            skip_reason=None if staff_chat_id else "no_staff_group", not_before=now, attempts=0, created_at=now,
+        ).on_conflict_do_nothing().returning(Outbox.id))
+        if told.first() is None:
+            return False
+        await tx.execute(sa.update(Schedule).where(Schedule.id == schedule_id).values(enabled=False, updated_at=now))
+        # A pause alone lets planned messages go out; stopping the loss means not sending the rest either.
+        held = await tx.execute(sa.update(Outbox).where(Outbox.schedule_id == schedule_id, Outbox.status == "pending")
+                                .values(status="skipped", skip_reason="stop_loss")
+                                .execution_options(synchronize_session=False))
+        skipped = int(cast("CursorResult[Any]", held).rowcount or 0)
+        _audit(tx, actor, "schedule_pause", row, reason="stop_loss", unsent_skipped=skipped, **details)
+    return True
+
+
 async def delete(loyalty: Loyalty, schedule_id: int, *, actor: str) -> str:
     """Remove a schedule that never planned anything; archive (and pause) one that did. Returns which."""
     row = await get(loyalty, schedule_id)
@@ -202,6 +308,9 @@ async def delete(loyalty: Loyalty, schedule_id: int, *, actor: str) -> str:
     async with loyalty.db.transaction() as tx:
         planned = (await tx.execute(sa.select(sa.func.count()).select_from(Outbox)
                                     .where(Outbox.schedule_id == schedule_id))).scalar_one()
+        # Members a campaign held out are part of its history too (its results compare with them).
+        planned += (await tx.execute(sa.select(sa.func.count()).select_from(CampaignHoldout)
+                                     .where(CampaignHoldout.schedule_id == schedule_id))).scalar_one()
         if not planned:
             await tx.execute(sa.delete(Schedule).where(Schedule.id == schedule_id))
             _audit(tx, actor, "schedule_delete", row)
@@ -217,7 +326,7 @@ async def delete(loyalty: Loyalty, schedule_id: int, *, actor: str) -> str:
 async def audience(loyalty: Loyalty, segment: dict[str, Any], now: datetime | None = None) -> int:
     """How many members (not erased) the segment reaches before kind rules (consent, settings) apply."""
     try:
-        return await segment_size(loyalty.db, segment, as_utc(now or utcnow()))
+        return await segment_size(loyalty.db, segment, as_utc(now or utcnow()), zone=loyalty.programme.zone)
     except SegmentProblem as exc:
         raise ScheduleProblem(str(exc), "segment") from None
 

@@ -8,7 +8,8 @@ from typing import Any
 from loyalbot.storage.models import Schedule
 
 KINDS = ("birthday", "anniversary", "winback", "tier_change", "points_expiry", "coupon_expiry", "nps", "csat",
-         "broadcast")
+         "broadcast", "lifecycle_change")
+LIFECYCLE_STAGES = ("new", "active", "repeat", "at_risk", "dormant", "churned")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ RULES: dict[str, KindRule] = {
     "csat": KindRule("surveys", False, True, survey="csat"),
     "winback": KindRule("offers", True, False),
     "broadcast": KindRule("offers", True, False),
+    # planned when a scoring run finds members who moved to a stage (scheduler/lifecycle.py); a win-back offer
+    "lifecycle_change": KindRule("offers", True, True),
 }
 
 # Defaults for a kind's params when the operator gives none; every key here is documented in the CLI help.
@@ -41,10 +44,28 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "nps": {"min_member_days": 14},
     "csat": {"trigger": "coupon", "delay_minutes": 30},
     "tier_change": {"upgrades_only": True},
+    "lifecycle_change": {"to": "dormant", "from": None},  # the stage moved to (and, if given, from)
 }
 DEFAULT_OFFSET_DAYS = {"points_expiry": 14, "coupon_expiry": 3}
 DEFAULT_CAP_DAYS = {"winback": 90, "nps": 90}
-SEGMENT_KEYS = ("tiers", "languages", "min_balance", "max_balance", "member_ids", "joined_before_days")
+SEGMENT_KEYS = ("tiers", "languages", "min_balance", "max_balance", "member_ids", "joined_before_days",
+                "rfm", "lifecycle", "days_since_purchase", "days_since_visit", "spend", "purchases", "birthday_month",
+                "joined_within_days", "holds_coupon", "expiring_points_days", "marketing_consent", "segment", "any",
+                "not")
+
+
+# A broadcast may open a survey with its message (params["survey"]): the post-purchase thank-you asks for the CSAT.
+BROADCAST_SURVEYS = ("csat",)
+
+
+def survey_of(schedule: Schedule) -> str | None:
+    """The survey a schedule's messages open (their answer buttons): the kind's own (csat, nps), or a broadcast's
+    ``params["survey"]``; None for the rest."""
+    own = RULES[schedule.kind].survey
+    if own is not None or schedule.kind != "broadcast":
+        return own
+    asked = (schedule.params or {}).get("survey")
+    return asked if asked in BROADCAST_SURVEYS else None
 
 
 def unreachable_reason(member: Any, notify: str) -> str | None:

@@ -2,8 +2,9 @@
 
 The loyalty services write a `Notice` in the transaction of the event itself (a purchase credited
 over the shop API or by staff with /award, a hand adjustment or bonus, a tier change, a coupon used
-at the counter, the welcome bonus), keyed on the event (``points:purchase:<id>``, ``tier:<id>``,
-``coupon_used:<id>``, ``welcome:<member>``; the key is unique). The `Notifier`, run by the scheduler
+at the counter, the welcome bonus, a stamp card completed and its coupon issued, a tier's birthday gift
+coupon issued), keyed on the event (``points:purchase:<id>``, ``tier:<id>``, ``coupon_used:<id>``,
+``welcome:<member>``, ``stamp_card:<coupon id>``, ``birthday_gift:<coupon id>``; the key is unique). The `Notifier`, run by the scheduler
 in every bot process, turns each new notice into an outbox row and marks the notice planned *in the
 same transaction*, so a crash at any moment loses no notice and plans none twice; the dispatcher
 then sends it at Telegram's limits like any other outbox row (exactly once, see scheduler.dispatcher).
@@ -12,6 +13,12 @@ Bursts are merged: a points notice is planned `delay` seconds ahead, and while t
 pending (not yet claimed by a dispatcher) the member's next points notices fold into it: its text is
 rendered again from all the credits it now covers, with the balance as it is now. Five purchases in
 a minute are one message. A tier notice waits as long, so it follows the points that caused it.
+
+A birthday gift is not told twice: when that year's birthday message (an operator's birthday schedule,
+which gives the gift and names it) went or goes to the member, the notice is skipped ("birthday_message");
+it is told when that message was skipped (the member switched care messages off). While the planner that
+gave the gift has not yet written that message's row, the notice waits (up to `BIRTHDAY_WAIT`). A stamp
+card's coupon a refund took back before the notice was planned is not told ("coupon_void").
 
 Members who switched "points and coupon updates" off (their notify setting ``activity``), erased
 or unreachable members and members without a chat get a *skipped* outbox row with the reason, as
@@ -55,10 +62,12 @@ from loyalbot.storage.rows import stored_id
 log = logging.getLogger(__name__)
 
 NOTIFY_SETTING = "activity"  # the member's own switch for these messages (handlers/settings.py)
-NOTICE_KINDS = ("points", "tier", "coupon_used", "welcome")
+NOTICE_KINDS = ("points", "tier", "coupon_used", "welcome", "stamp_card", "birthday_gift")
 # Points and tier notices wait this long for more of the same to fold in; others go at once.
 DEFAULT_DELAY = 30.0
 DELAYED_KINDS = ("points", "tier")
+# A birthday gift's notice waits this long for the birthday message that gave it (the same planner run).
+BIRTHDAY_WAIT = timedelta(minutes=10)
 
 
 def outbox_kind(kind: str) -> str:
@@ -129,6 +138,8 @@ class Notifier:
             if self.db.is_postgres:
                 member_query = member_query.with_for_update()
             member = (await tx.execute(member_query)).scalar_one()
+            if await self._birthday_message_due(tx, notice, now):
+                return False  # planned once the birthday message's row is there (or it is late)
             outbox_id = await self._place(tx, notice, member, now)
             await tx.execute(sa.update(Notice).where(Notice.id == notice.id)
                              .values(status="planned", outbox_id=outbox_id, planned_at=now))
@@ -143,6 +154,8 @@ class Notifier:
         reason = self.skip_reason(member)
         if reason is None and notice.kind == "tier" and await self._care_message_covers(tx, notice):
             reason = "tier_change_schedule"  # the operator's own tier_change message says it; not twice
+        if reason is None and notice.kind in ("stamp_card", "birthday_gift"):
+            reason = await self._coupon_told_otherwise(tx, notice)
         if reason is None and notice.kind == "points":
             pending = (await tx.execute(
                 sa.select(Outbox.id).where(Outbox.member_id == member.id, Outbox.kind == kind,
@@ -192,6 +205,32 @@ class Notifier:
         upgrade = self.programme.tier_rank(change.to_tier) > self.programme.tier_rank(change.from_tier)
         return any(upgrade or not (params or {}).get("upgrades_only", True) for params in schedules)
 
+    async def _birthday_message_due(self, tx: Any, notice: Notice, now: datetime) -> bool:
+        """Whether a birthday gift's notice is to wait for the birthday message still being planned."""
+        if notice.kind != "birthday_gift" or now - as_utc(notice.created_at) >= BIRTHDAY_WAIT:
+            return False
+        coupon = await tx.get(Coupon, int(notice.key.rsplit(":", 1)[1]))
+        if coupon is None:
+            return False
+        row = (await tx.execute(sa.select(Outbox.id).where(
+            Outbox.member_id == notice.member_id, Outbox.kind == "birthday",
+            Outbox.period == coupon.request_id.rsplit(":", 1)[1]).limit(1))).first()
+        return row is None
+
+    async def _coupon_told_otherwise(self, tx: Any, notice: Notice) -> str | None:
+        """Why a coupon notice is not to be sent: its coupon was taken back, or the birthday message names it."""
+        coupon = await tx.get(Coupon, int(notice.key.rsplit(":", 1)[1]))
+        if coupon is None or coupon.status == "void":
+            return "coupon_void"
+        if notice.kind == "birthday_gift":
+            year = coupon.request_id.rsplit(":", 1)[1]
+            told = (await tx.execute(sa.select(Outbox.id).where(
+                Outbox.member_id == notice.member_id, Outbox.kind == "birthday", Outbox.period == year,
+                Outbox.status != "skipped").limit(1))).first()
+            if told is not None:
+                return "birthday_message"
+        return None
+
     # --- rendering ----------------------------------------------------------------------------------
 
     def _templates(self, kind: str) -> CompiledTemplates:
@@ -237,6 +276,15 @@ class Notifier:
             used = as_utc(coupon.used_at or now).astimezone(member_zone(member.timezone))
             values.update(coupon_title=_name(reward.titles if reward else {}, lang, ""), coupon_code=coupon.code,
                           used_on=used.date(), used_at=f"{used:%H:%M}")
+        elif kind in ("stamp_card", "birthday_gift"):
+            coupon = await tx.get(Coupon, int(keys[0].rsplit(":", 1)[1]))
+            reward = await tx.get(Reward, coupon.reward_id)
+            values.update(coupon_title=_name(reward.titles if reward else {}, lang, ""), coupon_code=coupon.code,
+                          coupon_expiry=as_utc(coupon.expires_at).astimezone(member_zone(member.timezone)).date())
+            if kind == "stamp_card":
+                card_code = coupon.request_id.split(":")[2]
+                card = next((c for c in self.programme.stamp_cards if c.code == card_code), None)
+                values.update(card_title=_name(card.titles if card else {}, lang, card_code))
         elif kind == "welcome":
             lot = (await tx.execute(sa.select(LedgerEntry).where(
                 LedgerEntry.member_id == member.id, LedgerEntry.kind == "bonus", LedgerEntry.reference == "welcome")
@@ -250,7 +298,10 @@ class Notifier:
         _, source, ref = key.split(":", 2)
         if source == "purchase":
             purchase = await tx.get(Purchase, int(ref))
-            return Credit(purchase.points_awarded, Decimal(purchase.amount), None)
+            # The bonus campaigns' points for this purchase (loyalty/bonuses.py) are earned with it.
+            bonus = (await tx.execute(sa.select(sa.func.coalesce(sa.func.sum(LedgerEntry.delta), 0)).where(
+                LedgerEntry.purchase_id == purchase.id, LedgerEntry.kind == "bonus"))).scalar_one()
+            return Credit(purchase.points_awarded + int(bonus), Decimal(purchase.amount), None)
         entry = await tx.get(LedgerEntry, int(ref))
         return Credit(entry.delta, None, entry.note)
 

@@ -2,7 +2,9 @@
 
 Members are read in keyset-paginated batches (``WHERE id > :last ORDER BY id LIMIT n``) with the
 kind's conditions in SQL; the last checks that need the member's own calendar (their local date and
-time) are done in Python. Periods (the idempotency key's third part): birthday and anniversary: the
+time) are done in Python. A segment with a spend or purchases window is read once per run, as the ids
+of its members, and the batches page through those (the window's aggregate would otherwise run for
+every batch). Periods (the idempotency key's third part): birthday and anniversary: the
 year; points_expiry: the expiry date; coupon_expiry: ``coupon:<id>``; winback, nps and recurring
 broadcasts: the member's local date (a frequency cap keeps winback and nps apart); one-off
 broadcast: ``once``.
@@ -19,8 +21,9 @@ import sqlalchemy as sa
 
 from loyalbot.loyalty.ledger import lots_left
 from loyalbot.loyalty.programme import Programme, ProgrammeInForce
+from loyalbot.scheduler.experiments import held_out_since
 from loyalbot.scheduler.kinds import cap_days, offset_days, param
-from loyalbot.scheduler.segments import segment_conditions
+from loyalbot.scheduler.segments import named_segments, segment_conditions, uses_windows
 from loyalbot.scheduler.timing import candidate_days, local_day, member_zone, occurrence
 from loyalbot.storage import Db, as_utc
 from loyalbot.storage.models import Coupon, LedgerEntry, Member, Outbox, Reward, Schedule, Survey
@@ -62,7 +65,9 @@ class Selection:
 
     async def member(self, member_id: int, segment: dict[str, Any], now: datetime) -> Any | None:
         """One member's row, if they are in the segment (an event-driven message)."""
-        conditions = [Member.id == member_id, *segment_conditions(segment, now)]
+        named = await named_segments(self.db, segment)
+        conditions = [Member.id == member_id,
+                      *segment_conditions(segment, now, named=named, zone=self.programme.zone)]
         async with self.db.read() as s:
             return (await s.execute(sa.select(*MEMBER_COLUMNS).where(*conditions))).first()
 
@@ -70,26 +75,49 @@ class Selection:
                       ) -> AsyncIterator[list[Target]]:
         """Batches of the members this run of a clock-driven schedule reaches."""
         kind = schedule.kind
-        segment = segment_conditions(schedule.segment or {}, now)
+        segment, audience = await self._audience(schedule.segment or {}, now)
         if kind in ("birthday", "anniversary"):
             column = Member.birthday if kind == "birthday" else Member.joined_at
             pairs = candidate_days(now, offset_days(schedule) if kind == "birthday" else 0)
             on_day = sa.or_(*[sa.and_(sa.extract("month", column) == m, sa.extract("day", column) == d)
                               for m, d in pairs])
-            async for rows in self._members([column.is_not(None), on_day, *segment]):
+            async for rows in self._members([column.is_not(None), on_day, *segment], audience):
                 yield self._yearly(schedule, rows, now, window_start)
         elif kind == "points_expiry":
-            async for batch in self._expiring_points(schedule, now, window_start, segment):
+            async for batch in self._expiring_points(schedule, now, window_start, segment, audience):
                 yield batch
         elif kind == "coupon_expiry":
-            async for batch in self._expiring_coupons(schedule, now, window_start, segment):
+            async for batch in self._expiring_coupons(schedule, now, window_start, segment, audience):
                 yield batch
         else:  # winback, nps, broadcast: members chosen by state, once per local day at most
-            async for batch in self._by_state(schedule, now, window_start, segment):
+            async for batch in self._by_state(schedule, now, window_start, segment, audience):
                 yield batch
 
-    async def _members(self, conditions: Sequence[Any]) -> AsyncIterator[Sequence[sa.Row[*tuple[Any, ...]]]]:
-        """Batches of member rows matching `conditions`, by keyset pagination on id."""
+    async def _audience(self, segment: dict[str, Any], now: datetime) -> tuple[list[Any], set[int] | None]:
+        """The segment as conditions for each batch's query; or, when it has a purchase window (an aggregate the
+        database would redo for every batch), the ids of its members, read once for the whole run."""
+        named = await named_segments(self.db, segment)
+        conditions = segment_conditions(segment, now, named=named, zone=self.programme.zone)
+        if not uses_windows(segment, named):
+            return conditions, None
+        async with self.db.read() as s:
+            return [], {int(i) for i in (await s.execute(sa.select(Member.id).where(*conditions))).scalars() if i}
+
+    async def _members(self, conditions: Sequence[Any], audience: set[int] | None = None
+                       ) -> AsyncIterator[Sequence[sa.Row[*tuple[Any, ...]]]]:
+        """Batches of member rows matching `conditions` (and in `audience`, when given), by keyset pagination on
+        id (or batch by batch of the audience's ids)."""
+        if audience is not None:
+            ordered = sorted(audience)
+            for start in range(0, len(ordered), self.batch_size):
+                chunk = ordered[start:start + self.batch_size]
+                async with self.db.read() as s:
+                    conn = await s.connection()
+                    rows = (await conn.execute(sa.select(*MEMBER_COLUMNS).where(Member.id.in_(chunk), *conditions)
+                                               .order_by(Member.id))).all()
+                if rows:
+                    yield rows
+            return
         last = 0
         while True:
             query = (sa.select(*MEMBER_COLUMNS).where(Member.id > last, *conditions)
@@ -103,7 +131,7 @@ class Selection:
             yield rows
 
     async def _by_state(self, schedule: Schedule, now: datetime, window_start: datetime | None,
-                        segment: list[Any]) -> AsyncIterator[list[Target]]:
+                        segment: list[Any], audience: set[int] | None) -> AsyncIterator[list[Target]]:
         kind = schedule.kind
         conditions = list(segment)
         cap = cap_days(schedule)
@@ -111,6 +139,7 @@ class Selection:
             conditions.append(~sa.exists().where(
                 Outbox.schedule_id == schedule.id, Outbox.member_id == Member.id,
                 Outbox.created_at > now - timedelta(days=cap)))
+            conditions.append(~held_out_since(schedule.id, Member.id, now - timedelta(days=cap)))
         if kind == "winback":
             cutoff = now - timedelta(days=int(param(schedule, "inactive_days")))
             conditions += [sa.func.coalesce(Member.last_purchase_at, Member.joined_at) <= cutoff,
@@ -121,7 +150,7 @@ class Selection:
                 conditions.append(~sa.exists().where(Survey.member_id == Member.id, Survey.kind == "nps",
                                                      Survey.created_at > now - timedelta(days=cap)))
         once = schedule.one_off_at is not None
-        async for rows in self._members(conditions):
+        async for rows in self._members(conditions, audience):
             batch = []
             for member in rows:
                 day = _local_day(schedule, member, now, window_start)
@@ -153,7 +182,7 @@ class Selection:
         return targets
 
     async def _expiring_points(self, schedule: Schedule, now: datetime, window_start: datetime | None,
-                               segment: list[Any]) -> AsyncIterator[list[Target]]:
+                               segment: list[Any], audience: set[int] | None) -> AsyncIterator[list[Target]]:
         horizon = now + timedelta(days=offset_days(schedule))
         last = 0
         while True:
@@ -171,7 +200,7 @@ class Selection:
             batch = []
             zone = self.programme.zone
             for member_id, first_expiry, amount in found:
-                member = members.get(member_id)
+                member = members.get(member_id) if audience is None or member_id in audience else None
                 day = member and _local_day(schedule, member, now, window_start)
                 if not member or not day or not amount or first_expiry is None:
                     continue
@@ -181,14 +210,17 @@ class Selection:
             yield batch
 
     async def _expiring_coupons(self, schedule: Schedule, now: datetime, window_start: datetime | None,
-                                segment: list[Any]) -> AsyncIterator[list[Target]]:
+                                segment: list[Any], audience: set[int] | None) -> AsyncIterator[list[Target]]:
         horizon = now + timedelta(days=offset_days(schedule))
+        # `offer_coupons_of`: only the coupons one campaign gave away (its offer's reminder, scheduler/offers.py)
+        campaign = param(schedule, "offer_coupons_of")
+        only = [Coupon.request_id.startswith(f"offer:{int(campaign)}:", autoescape=True)] if campaign else []
         last = 0
         while True:
             query = (sa.select(Coupon.id, Coupon.member_id, Coupon.code, Coupon.expires_at, Reward.titles)
                      .join(Reward, Reward.id == Coupon.reward_id)
                      .where(Coupon.id > last, Coupon.status == "active", Coupon.expires_at > now,
-                            Coupon.expires_at <= horizon)
+                            Coupon.expires_at <= horizon, *only)
                      .order_by(Coupon.id).limit(self.batch_size))
             async with self.db.read() as s:
                 found = (await s.execute(query)).all()
@@ -199,7 +231,7 @@ class Selection:
                     sa.select(*MEMBER_COLUMNS).where(Member.id.in_({f[1] for f in found}), *segment))).all()}
             batch = []
             for coupon_id, member_id, code, expires_at, titles in found:
-                member = members.get(member_id)
+                member = members.get(member_id) if audience is None or member_id in audience else None
                 day = member and _local_day(schedule, member, now, window_start)
                 if not member or not day:
                     continue

@@ -18,10 +18,16 @@
   plans nothing new: outbox rows are keyed by (schedule, member, period); `last_run_at` only moves on.
 * Tier changes and used coupons (`Loyalty.subscribe`) plan tier_change and CSAT messages;
   `schedule_csat(...)` is what the support room calls when a conversation is closed.
+* Members are scored (RFM, lifecycle stage; scheduler/rfm.py) nightly at the programme's `[lifecycle] score_at`,
+  by the planner only, and the lifecycle_change schedules are planned for those whose stage changed.
+* The ledger upkeep (`run_upkeep`, every `upkeep_seconds` on the planner): pending points whose return
+  window passed become spendable, referrals are settled, lots expire, a yearly reset carries over.
 * The `Dispatcher` drains the outbox at `send_rate` (30/s; up to 1000/s with paid broadcasts).
 * The `Notifier` turns the services' notices (points credited, tier changed, coupon used, welcome
   bonus) into outbox rows every `notice_poll` seconds, folding a burst of points into one message
   planned `notice_delay` seconds ahead (scheduler/notices.py).
+* The planner checks the campaigns' stop-loss rules every `stop_loss_every` seconds and pauses a
+  campaign that falls below its threshold, telling the staff group (scheduler/stoploss.py).
 
 `attach(app)` adds the service to the bot's assembly (bot/app.py) without the scheduler importing bot.
 """
@@ -40,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 from sqlmodel import col
 
 from loyalbot.chat.limits import MESSAGES_PER_SECOND, PAID_MESSAGES_PER_SECOND
@@ -47,13 +54,17 @@ from loyalbot.chat.metrics import Metrics
 from loyalbot.chat.outbound import ChatSender
 from loyalbot.loyalty.events import CouponUsed, LoyaltyEvent, TierChanged
 from loyalbot.loyalty.service import Loyalty
+from loyalbot.scheduler.caps import caps_of
 from loyalbot.scheduler.dispatcher import Dispatcher
 from loyalbot.scheduler.kinds import RULES, param
 from loyalbot.scheduler.notices import DEFAULT_DELAY, Notifier
+from loyalbot.scheduler.offers import plan_offer_reminders
 from loyalbot.scheduler.planner import Planner, PlanStats
+from loyalbot.scheduler.rfm import ScoreRun, score_and_plan
+from loyalbot.scheduler.stoploss import CHECK_EVERY, check_stop_losses
 from loyalbot.scheduler.surveys import DEFAULT_CSAT_DELAY
 from loyalbot.scheduler.templates import TemplateBook, default_templates
-from loyalbot.scheduler.triggers import TriggerProblem, build_trigger, missed_run
+from loyalbot.scheduler.triggers import TriggerProblem, build_trigger, missed_run, parse_daily_time
 from loyalbot.storage import Db, as_utc, utcnow
 from loyalbot.storage.leases import PLANNER, LeaseStore
 from loyalbot.storage.models import Schedule
@@ -65,6 +76,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CSAT_TRIGGERS = ("coupon", "support")
+SCORING_JOB = "campaigns:score"
 DEFAULT_CSAT_SCHEDULES = {"coupon": "csat-after-coupon", "support": "csat-after-support"}
 
 
@@ -90,6 +102,10 @@ class SchedulerService:
         lease_ttl: float = 10.0,
         lease_renew: float = 2.0,
         metrics: Metrics | None = None,
+        upkeep_seconds: float = 60.0,
+        reminder_every: float = 300.0,
+        staff_group_id: int | None = None,
+        stop_loss_every: float = CHECK_EVERY,
     ) -> None:
         self.db = db
         self.loyalty = loyalty
@@ -98,6 +114,9 @@ class SchedulerService:
         self.planner = Planner(loyalty, templates=TemplateBook())
         self.notifier = Notifier(loyalty, templates=self.planner.templates, delay=notice_delay)
         self.notice_poll = notice_poll
+        self.upkeep_seconds = upkeep_seconds
+        self.staff_group_id = staff_group_id
+        self.stop_loss_every = stop_loss_every
         self._sender = sender
         self._sender_factory = sender_factory
         # Telegram allows about 30 messages a second; paid broadcasts raise that to 1000.
@@ -123,6 +142,12 @@ class SchedulerService:
         self._lease_until = 0.0  # our lease's end, by our own clock (time.time)
         self.metrics = metrics or Metrics()
         self.dispatcher_options.setdefault("metrics", self.metrics)
+        # Frequency caps follow the programme in force (a new version applies from the next claim).
+        self.dispatcher_options.setdefault("caps", lambda: caps_of(self.loyalty.programme))
+        # Offer reminders are planned when a campaign's coupon comes within its reminder window; looking
+        # every few minutes is close enough for a message about days.
+        self.reminder_every = reminder_every
+        self._reminded_at: float | None = None
 
     # --- life cycle ---------------------------------------------------------------------------------
 
@@ -138,6 +163,8 @@ class SchedulerService:
         self._tasks.append(asyncio.create_task(self._elections(), name="scheduler-lease"))
         self._tasks.append(asyncio.create_task(self._watch(), name="scheduler-watch"))
         self._tasks.append(asyncio.create_task(self._tell(), name="scheduler-notices"))
+        self._tasks.append(asyncio.create_task(self._upkeep(), name="scheduler-upkeep"))
+        self._tasks.append(asyncio.create_task(self._stop_losses(), name="scheduler-stop-loss"))
         if self.dispatch:
             sender = self._sender or (self._sender_factory() if self._sender_factory else None)
             if sender is None:
@@ -156,7 +183,8 @@ class SchedulerService:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
         for task in self._tasks:
-            if task.get_name() in ("scheduler-watch", "scheduler-notices", "scheduler-lease"):
+            if task.get_name() in ("scheduler-watch", "scheduler-notices", "scheduler-lease", "scheduler-upkeep",
+                                   "scheduler-stop-loss"):
                 task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -231,8 +259,20 @@ class SchedulerService:
                 if await self._table_fingerprint() != self._fingerprint:
                     log.info("schedules changed: reloading jobs")
                     await self.reload(catch_up=True)
+                due = self._reminded_at is None or time.monotonic() - self._reminded_at >= self.reminder_every
+                if self.leader and due:
+                    self._reminded_at = time.monotonic()
+                    await self.plan_offer_reminders()
             except Exception:  # the watcher must survive a database hiccup
                 log.exception("schedule watcher failed; retrying")
+
+    async def plan_offer_reminders(self, *, now: datetime | None = None) -> dict[str, PlanStats]:
+        """Plan the "about to expire" reminders of the campaigns' unused offer coupons (scheduler/offers.py)."""
+        done = await plan_offer_reminders(self.planner, now=as_utc(now or self.clock()))
+        for name, stats in done.items():
+            if stats.planned:
+                log.info("schedule %s: %d offer reminders planned", name, stats.planned)
+        return done
 
     async def _tell(self) -> None:
         """Plan new notices into the outbox, now and every `notice_poll` seconds."""
@@ -243,6 +283,37 @@ class SchedulerService:
                 log.exception("planning notices failed; retrying")
             await asyncio.sleep(self.notice_poll)
 
+    async def _upkeep(self) -> None:
+        """The ledger's clock-driven work, on the planner only, every `upkeep_seconds`: clear pending points,
+        settle referrals, expire lots (and carry a yearly reset over). Each step is idempotent and safe when
+        an old planner's run overlaps the new one's."""
+        while True:
+            if self.leader:
+                await self.run_upkeep()
+            await asyncio.sleep(self.upkeep_seconds)
+
+    async def run_upkeep(self, *, now: datetime | None = None) -> dict[str, int] | None:
+        """One run of the ledger upkeep (also what a test or the CLI calls); None if it failed (logged)."""
+        try:
+            done = await self.loyalty.ledger_upkeep(now=as_utc(now or self.clock()))
+        except Exception:  # a database hiccup: the next run picks up what is left
+            log.exception("ledger upkeep failed; trying again at the next run")
+            return None
+        if any(done.values()):
+            log.info("ledger upkeep: %s", done)
+        return done
+
+    async def _stop_losses(self) -> None:
+        """The planner (only the lease holder) checks the campaigns' stop-loss rules every `stop_loss_every` s."""
+        while True:
+            await asyncio.sleep(self.stop_loss_every)
+            if not self.leader:
+                continue
+            try:
+                await check_stop_losses(self.loyalty, staff_group_id=self.staff_group_id, now=self.clock())
+            except Exception:  # a database hiccup: try again at the next check
+                log.exception("stop-loss check failed; retrying")
+
     async def reload(self, *, catch_up: bool = False) -> None:
         """Rebuild the APScheduler jobs from the table; with catch_up, plan each missed run once now."""
         self._fingerprint = await self._table_fingerprint()
@@ -252,6 +323,12 @@ class SchedulerService:
         if not self.leader:  # another replica plans; this one still follows the table, to be ready
             return
         now = self.clock()
+        if self.scheduler is not None:
+            at = parse_daily_time(self.loyalty.programme.lifecycle.score_at)
+            self.scheduler.add_job(self.score, CronTrigger(hour=at.hour, minute=at.minute,
+                                                           timezone=self.loyalty.programme.zone),
+                                   id=SCORING_JOB, name="score members", coalesce=True, max_instances=1,
+                                   misfire_grace_time=3600, replace_existing=True)
         for schedule in schedules:
             if not schedule.enabled or RULES[schedule.kind].event_driven:
                 continue
@@ -303,6 +380,19 @@ class SchedulerService:
             return None
         finally:
             self._running_runs.discard(schedule_id)
+
+    async def score(self, *, now: datetime | None = None) -> ScoreRun | None:
+        """The nightly scoring job: RFM and lifecycle stages for every member, then the lifecycle_change messages."""
+        if not self.leader:
+            return None
+        try:
+            run, planned = await score_and_plan(self.planner, as_utc(now or self.clock()))
+        except Exception:
+            log.exception("scoring members failed; the next run tries again")
+            return None
+        log.info("scored %d members, %d changed stage, planned %d lifecycle messages", run.scored, run.changes,
+                 sum(p.planned for p in planned))
+        return run
 
     async def _mark_run(self, schedule_id: int, now: datetime) -> None:
         # last_run_at only: updated_at is the operators' edit stamp the watcher follows.
@@ -391,7 +481,7 @@ def attach(app: App) -> None:
                                    paid_broadcast=settings.paid_broadcast, clock=app_.clock,
                                    notice_delay=settings.notice_delay, instance=settings.instance,
                                    lease_ttl=settings.planner_lease, lease_renew=settings.planner_lease / 5,
-                                   metrics=app_.metrics,
+                                   metrics=app_.metrics, staff_group_id=settings.staff_group_id,
                                    dispatcher_options={"limits": app_.context.services.send_limits})
         app_.context.services.scheduler = service
         holder["service"] = service

@@ -46,15 +46,19 @@ VARIABLES: dict[str, str] = {
     "coupon_expiry": "when the coupon expires, a date (use |date)",
     "birthday_multiplier": "the birthday-month points multiplier, or none when the programme has none",
     "years": "whole years of membership (anniversary)",
+    "gift_title": "the tier's birthday gift, or none when the tier gives none (birthday)",
+    "gift_code": "the birthday gift's coupon code (birthday)",
     "programme": "the programme's name",
+    "offer": "a campaign's coupon: offer.title, offer.code, offer.expires (a date, use |date); only with an offer",
 }
 
 # Every kind may use these; the kind-specific ones below only make sense for their kind.
-COMMON_VARIABLES = ("name", "member_no", "points", "tier", "tier_name", "birthday_multiplier", "programme")
+COMMON_VARIABLES = ("name", "member_no", "points", "tier", "tier_name", "birthday_multiplier", "programme", "offer")
 KIND_VARIABLES: dict[str, tuple[str, ...]] = {
     "points_expiry": ("expiring_points", "expiry_date"),
     "coupon_expiry": ("coupon_title", "coupon_code", "coupon_expiry"),
     "anniversary": ("years",),
+    "birthday": ("gift_title", "gift_code"),
 }
 
 FALLBACK_NAME = {"en": "friend", "zh_Hans": "朋友", "zh_Hant": "朋友"}
@@ -128,7 +132,8 @@ def sample_variables(language: str, kind: str | None = None) -> dict[str, Any]:
         "name": "Ann", "member_no": "LB12345678", "points": 1234, "tier": "silver", "tier_name": "Silver",
         "expiring_points": 150, "expiry_date": date(2030, 1, 31), "coupon_title": "A coffee",
         "coupon_code": "ABCD-EFGH-JKLM", "coupon_expiry": date(2030, 1, 31), "birthday_multiplier": 2,
-        "years": 2, "programme": "Lumen Café Rewards",
+        "years": 2, "programme": "Lumen Café Rewards", "gift_title": "A pastry", "gift_code": "ABCD-EFGH-JKLM",
+        "offer": {"title": "A coffee", "code": "7KQ2-M9XD-4H0P-RT3C", "expires": date(2030, 1, 31)},
     }
     allowed = variables_for(kind) if kind else tuple(values)
     return {**{k: v for k, v in values.items() if k in allowed}, "_language": language, "_currency": "EUR"}

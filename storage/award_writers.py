@@ -22,8 +22,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from loyalbot.storage.clock import as_utc
-from loyalbot.storage.models import LedgerEntry, Member, Notice, Purchase, TierChange
+from loyalbot.storage.models import LedgerEntry, Member, Notice, PendingPoints, Purchase, TierChange
 from loyalbot.storage.rows import table_of
+from loyalbot.storage.rule_writers import CoreRuleWriter, PgRuleWriter
 
 # Lock the member and look the external id up in one round trip.
 _PG_LOCK_MEMBER = """
@@ -54,6 +55,21 @@ WITH purchase AS (
 SELECT id FROM purchase
 """
 
+# The same for a purchase whose points wait out the return window: a pending row instead of the lot, the
+# balance unchanged, no notice yet (the clearing tells). $11 available at, [, $12 window start].
+_PG_AWARD_PENDING = _PG_AWARD.replace("""INSERT INTO ledger_entries (member_id, kind, delta, remaining, expires_at, reference, purchase_id, created_at)
+    SELECT $2, 'earn', $6, $6, $10, $1, purchase.id, $9 FROM purchase WHERE $6 > 0""", """INSERT INTO pending_points (member_id, purchase_id, points, lot_expires_at, available_at, status, created_at)
+    SELECT $2, purchase.id, $6, $10, $11, 'pending', $9 FROM purchase WHERE $6 > 0""").replace(
+    "SET balance = balance + $6, ", "SET ").replace(""", notice AS (
+    INSERT INTO notices (member_id, kind, key, status, created_at)
+    SELECT $2, 'points', 'points:purchase:' || purchase.id, 'new', $9 FROM purchase WHERE $6 > 0
+)""", "")
+
+# Every open lot of member $1 lasts at least until $2 (expiry extended by a purchase).
+_PG_EXTEND_LOTS = """
+UPDATE ledger_entries SET expires_at = $2 WHERE member_id = $1 AND remaining > 0 AND expires_at < $2
+"""
+
 # The same, plus the member's qualifying spend before this purchase (for a tier upgrade).
 _PG_AWARD_AND_SPEND = _PG_AWARD.replace("SELECT id FROM purchase", """SELECT id, (
     SELECT COALESCE(SUM(amount - refunded_amount), 0) FROM purchases
@@ -61,6 +77,11 @@ _PG_AWARD_AND_SPEND = _PG_AWARD.replace("SELECT id FROM purchase", """SELECT id,
 ) FROM purchase""")
 
 # $1 member, $2 from tier, $3 to tier, $4 reason, $5 now.
+_PG_AWARD_PENDING_AND_SPEND = _PG_AWARD_PENDING.replace("SELECT id FROM purchase", """SELECT id, (
+    SELECT COALESCE(SUM(amount - refunded_amount), 0) FROM purchases
+    WHERE member_id = $2 AND occurred_at > $12 AND occurred_at <= $9
+) FROM purchase""")
+
 _PG_CHANGE_TIER = """
 WITH raised AS (UPDATE members SET tier = $3, tier_since = $5 WHERE id = $1), change AS (
     INSERT INTO tier_changes (member_id, from_tier, to_tier, reason, created_at) VALUES ($1, $2, $3, $4, $5)
@@ -99,6 +120,7 @@ class PgAwardWriter:
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
+        self.rules = PgRuleWriter(conn)  # the purchase's bonuses and stamps, in the same transaction
 
     async def lock(self, member_id: int, external_id: str) -> LockedMember | None:
         """Lock the member row and look the external id up (one round trip); None: no such member."""
@@ -109,15 +131,22 @@ class PgAwardWriter:
         """The columns of the purchase recorded under `external_id` (the lock or the write found it)."""
         return dict(await self.conn.fetchrow(_PG_PURCHASE_BY_EXTERNAL_ID, external_id))
 
-    async def write(self, purchase: Purchase, *, lot_expires_at: datetime, window_start: datetime | None
-                    ) -> Written | None:
-        """Write the purchase, its earn lot and notice (if it earns points) and the member's balance at once.
+    async def write(self, purchase: Purchase, *, lot_expires_at: datetime, window_start: datetime | None,
+                    pending_until: datetime | None = None) -> Written | None:
+        """Write the purchase, its earn lot and notice (if it earns points) and the member's balance at once;
+        with `pending_until`, a pending row until then instead of the lot (no balance, no notice yet).
 
         With `window_start`, also sum the member's qualifying spend before this purchase. None: another
         transaction committed the external id meanwhile (ON CONFLICT), and nothing was written."""
         p = purchase
         args = (p.external_id, p.member_id, p.amount, p.currency, p.occurred_at, p.points_awarded, p.source,
                 p.recorded_by, p.created_at, lot_expires_at)
+        if pending_until is not None:
+            if window_start is None:
+                row = await self.conn.fetchrow(_PG_AWARD_PENDING, *args, pending_until)
+                return None if row is None else Written(row[0], None)
+            row = await self.conn.fetchrow(_PG_AWARD_PENDING_AND_SPEND, *args, pending_until, window_start)
+            return None if row is None else Written(row[0], Decimal(row[1]))
         if window_start is None:
             row = await self.conn.fetchrow(_PG_AWARD, *args)
             return None if row is None else Written(row[0], None)
@@ -128,9 +157,19 @@ class PgAwardWriter:
         """Move the member to `to_tier`, recording the change and the notice that tells them (one round trip)."""
         await self.conn.execute(_PG_CHANGE_TIER, member_id, from_tier, to_tier, reason, now)
 
+    async def extend_lots(self, member_id: int, until: datetime) -> None:
+        """Make every open lot of the member last at least until `until`."""
+        await self.conn.execute(_PG_EXTEND_LOTS, member_id, until)
+
 
 _members, _purchases, _ledger = table_of(Member), table_of(Purchase), table_of(LedgerEntry)
-_notices, _tier_changes = table_of(Notice), table_of(TierChange)
+_notices, _tier_changes, _pending = table_of(Notice), table_of(TierChange), table_of(PendingPoints)
+
+
+async def extend_lots(tx: AsyncConnection | AsyncSession, member_id: int, until: datetime) -> None:
+    """Make every open lot of the member last at least until `until` (SQLAlchemy Core, the caller's transaction)."""
+    await tx.execute(sa.update(_ledger).where(_ledger.c.member_id == member_id, _ledger.c.remaining > 0,
+                                              _ledger.c.expires_at < until).values(expires_at=until))
 
 
 async def change_tier(tx: AsyncConnection | AsyncSession, member_id: int, from_tier: str, to_tier: str, reason: str,
@@ -152,6 +191,7 @@ class CoreAwardWriter:
 
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
+        self.rules = CoreRuleWriter(conn)  # the purchase's bonuses and stamps, in the same transaction
         self._last_purchase_at: datetime | None = None
         self._last_activity_at: datetime | None = None
 
@@ -173,9 +213,10 @@ class CoreAwardWriter:
         row = (await self.conn.execute(sa.select(_purchases).where(_purchases.c.external_id == external_id))).one()
         return dict(row._mapping)
 
-    async def write(self, purchase: Purchase, *, lot_expires_at: datetime, window_start: datetime | None
-                    ) -> Written:
-        """Write the purchase, its earn lot and notice (if it earns points) and the member's balance.
+    async def write(self, purchase: Purchase, *, lot_expires_at: datetime, window_start: datetime | None,
+                    pending_until: datetime | None = None) -> Written:
+        """Write the purchase, its earn lot and notice (if it earns points) and the member's balance; with
+        `pending_until`, a pending row until then instead of the lot (no balance, no notice yet).
 
         With `window_start`, first sum the member's qualifying spend before this purchase."""
         spend_before: Decimal | None = None
@@ -190,7 +231,12 @@ class CoreAwardWriter:
             sa.insert(_purchases).values(purchase.model_dump(exclude={"id"})).returning(_purchases.c.id)
         )).scalar_one()
         points = purchase.points_awarded
-        if points > 0:
+        if points > 0 and pending_until is not None:
+            await self.conn.execute(sa.insert(_pending).values(
+                member_id=member_id, purchase_id=purchase_id, points=points, lot_expires_at=lot_expires_at,
+                available_at=pending_until, status="pending", created_at=now))
+            points = 0
+        elif points > 0:
             await self.conn.execute(sa.insert(_ledger).values(
                 member_id=member_id, kind="earn", delta=points, remaining=points, expires_at=lot_expires_at,
                 reference=purchase.external_id, purchase_id=purchase_id, created_at=now))
@@ -206,5 +252,9 @@ class CoreAwardWriter:
     async def change_tier(self, member_id: int, from_tier: str, to_tier: str, reason: str, now: datetime) -> None:
         await change_tier(self.conn, member_id, from_tier, to_tier, reason, now)
 
+    async def extend_lots(self, member_id: int, until: datetime) -> None:
+        """Make every open lot of the member last at least until `until`."""
+        await extend_lots(self.conn, member_id, until)
 
-__all__ = ["CoreAwardWriter", "LockedMember", "PgAwardWriter", "Written", "change_tier"]
+
+__all__ = ["CoreAwardWriter", "LockedMember", "PgAwardWriter", "Written", "change_tier", "extend_lots"]

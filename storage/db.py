@@ -124,6 +124,9 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+PG_WORK_MEM = "64MB"  # per sort or hash of one query; enough to hash the member sets of ~8M members
+
+
 class Db:
     """The store's engine(s) and a way to run one transaction."""
 
@@ -136,8 +139,12 @@ class Db:
             self._write_lock: asyncio.Lock | None = asyncio.Lock()
         else:
             # No pre-ping: it costs a round trip per checkout; stale connections are recycled instead.
+            # work_mem: a segment's conditions are IN-subqueries under OR/NOT (scheduler/segments.py), which
+            # PostgreSQL runs once as a hash only when the member set fits in work_mem; at its default 4 MB
+            # a 1,000,000-member store re-scanned the set for every member (an audience count ran for hours).
             self.engine = create_async_engine(
-                self.url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
+                self.url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800,
+                connect_args={"server_settings": {"work_mem": PG_WORK_MEM}},
             )
             # Reads share the pool but run in autocommit: each SELECT is its own snapshot, with no BEGIN and
             # COMMIT round trips around it (a chat turn makes several reads; that was two trips each).

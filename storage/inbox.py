@@ -17,6 +17,7 @@ floor of the benchmark, runtime tests).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 TABLE = table_of(InboxUpdate)
 EFFECTS = table_of(UpdateEffect)
 MAX_ATTEMPTS = 5  # an update that took the process down this often is set aside, not tried forever
+EFFECT_KEY_LENGTH = 96  # update_effects.key's column
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,13 @@ class Inbox(Protocol):
         ...
 
     async def extend(self, update_ids: Iterable[int]) -> None:
-        """Renew the lease on updates still being handled."""
+        """Renew the lease on updates still being handled, of those this worker still holds."""
+        ...
+
+    async def postpone(self, update_ids: Iterable[int], *, after: timedelta) -> None:
+        """Give up this worker's claim on updates that could not be answered now (Telegram kept failing the
+        replies): they stay unfinished, and nobody claims them again before `after`. The claim still counts
+        as an attempt, so an update that can never be answered is set aside after `max_attempts`."""
         ...
 
     async def release(self, untouched: Iterable[int] = ()) -> int:
@@ -214,9 +222,21 @@ class SqlInbox:
         if not ids:
             return
         async with self.db.connection() as conn:
+            # Only rows this worker still holds: one whose lease lapsed may have been taken by another worker
+            # meanwhile, and renewing it here would hand it back to this one while the other handles it.
             await conn.execute(TABLE.update().where(
-                TABLE.c.bot_id == self.bot_id, TABLE.c.update_id.in_(ids), TABLE.c.status == "pending").values(
-                claimed_by=self.worker, lease_until=self.clock() + self.lease))
+                TABLE.c.bot_id == self.bot_id, TABLE.c.update_id.in_(ids), TABLE.c.status == "pending",
+                TABLE.c.claimed_by == self.worker).values(lease_until=self.clock() + self.lease))
+
+    async def postpone(self, update_ids: Iterable[int], *, after: timedelta) -> None:
+        ids = list(update_ids)
+        if not ids:
+            return
+        async with self.db.connection() as conn:
+            # Unclaimed with a lease in the future: the claim's "lease ended" test keeps everyone off until then.
+            await conn.execute(TABLE.update().where(
+                TABLE.c.bot_id == self.bot_id, TABLE.c.update_id.in_(ids), TABLE.c.status == "pending",
+                TABLE.c.claimed_by == self.worker).values(claimed_by=None, lease_until=self.clock() + after))
 
     async def release(self, untouched: Iterable[int] = ()) -> int:
         never_started = list(untouched)
@@ -261,7 +281,7 @@ class MemoryInbox:
             if u.update_id in self._rows or self._done.get(u.update_id) == u.fingerprint:
                 continue
             self._done.pop(u.update_id, None)
-            self._rows[u.update_id] = dict(update=u, held=False, attempts=0, received_at=utcnow())
+            self._rows[u.update_id] = dict(update=u, held=False, attempts=0, received_at=utcnow(), not_before=None)
             new.append(u.update_id)
         return sorted(new)
 
@@ -274,6 +294,7 @@ class MemoryInbox:
         if limit <= 0:
             return []
         skipped = set(skip)
+        now = utcnow()
         busy: set[str] = set()
         claimed: list[Claimed] = []
         for update_id in sorted(self._rows):
@@ -282,7 +303,7 @@ class MemoryInbox:
             if u.lane in busy:
                 continue
             busy.add(u.lane)  # later updates of the lane wait for this one
-            if row["held"] or update_id in skipped:
+            if row["held"] or update_id in skipped or (row["not_before"] is not None and row["not_before"] > now):
                 continue
             row["held"] = True
             row["attempts"] += 1
@@ -293,6 +314,12 @@ class MemoryInbox:
 
     async def extend(self, update_ids: Iterable[int]) -> None:
         return None
+
+    async def postpone(self, update_ids: Iterable[int], *, after: timedelta) -> None:
+        until = utcnow() + after
+        for update_id in update_ids:
+            if (row := self._rows.get(update_id)) is not None:
+                row["held"], row["not_before"] = False, until
 
     async def release(self, untouched: Iterable[int] = ()) -> int:
         never_started = set(untouched)
@@ -318,15 +345,27 @@ class MemoryInbox:
         return 0
 
 
+def effect_key(key: str) -> str:
+    """`key` as update_effects stores it: unchanged when it fits the column, else its head and a hash of the
+    whole. Every writer and reader of the table goes through this one function, so a key that is remembered
+    is also found (a plain cut would make two long keys with one head collide, and a look-up by the full
+    key miss the row)."""
+    if len(key) <= EFFECT_KEY_LENGTH:
+        return key
+    digest = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+    return f"{key[:EFFECT_KEY_LENGTH - len(digest) - 1]}#{digest}"
+
+
 async def effect_of(conn: Any, key: str) -> dict[str, Any] | None:
     """What the update `key` already wrote (inside the caller's transaction), or None."""
-    row = (await conn.execute(sa.select(EFFECTS.c.result).where(EFFECTS.c.key == key))).first()
+    row = (await conn.execute(sa.select(EFFECTS.c.result).where(EFFECTS.c.key == effect_key(key)))).first()
     return dict(row.result) if row is not None else None
 
 
 async def remember_effect(conn: Any, key: str, result: dict[str, Any], *, now: datetime | None = None) -> None:
     """Record, in the same transaction as the write itself, what update `key` wrote."""
-    await conn.execute(EFFECTS.insert().values(key=key[:96], result=result, created_at=now or utcnow()))
+    await conn.execute(EFFECTS.insert().values(key=effect_key(key), result=result, created_at=now or utcnow()))
 
 
-__all__ = ["Claimed", "Inbox", "MemoryInbox", "Received", "SqlInbox", "effect_of", "remember_effect"]
+__all__ = ["Claimed", "Inbox", "MemoryInbox", "Received", "SqlInbox", "effect_key", "effect_of",
+           "remember_effect"]

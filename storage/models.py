@@ -125,7 +125,65 @@ class Refund(SQLModel, table=True):
     amount: Decimal = Field(sa_column=sa.Column(MONEY, nullable=False))
     points_taken: int = 0
     shortfall: int = 0
+    pending_cancelled: int = 0  # points of the purchase still pending that the refund cancelled
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class PendingPoints(SQLModel, table=True):
+    """A purchase's points inside its return window: in no balance and no ledger until cleared, when they
+    become a lot (`entry_id`); a refund meanwhile lowers `points` (status cancelled when none is left).
+
+    One row per purchase and `reason`: "purchase" for its own points, "bonus:<code>" for each bonus campaign
+    it earned (loyalty/bonuses.py), which waits with it and clears as a bonus lot."""
+
+    __tablename__ = "pending_points"
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="members.id", index=True)
+    purchase_id: int = Field(foreign_key="purchases.id")
+    reason: str = Field(default="purchase", sa_column=sa.Column(sa.String(40), nullable=False,
+                                                                server_default="purchase"))
+    points: int
+    lot_expires_at: datetime
+    available_at: datetime
+    # pending | cleared | cancelled
+    status: str = Field(default="pending", max_length=16)
+    entry_id: int | None = Field(default=None, foreign_key="ledger_entries.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    cleared_at: datetime | None = None
+
+    __table_args__ = (
+        sa.CheckConstraint("points >= 0", name="points_not_negative"),
+        sa.Index("ix_pending_points_due", "status", "available_at"),
+        sa.UniqueConstraint("purchase_id", "reason"),
+    )
+
+
+class ReferralCode(SQLModel, table=True):
+    """A member's referral code (random, made once, kept): the payload of their t.me/<bot>?start= link."""
+
+    __tablename__ = "referral_codes"
+
+    member_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("members.id"), primary_key=True))
+    code: str = Field(sa_column=sa.Column(sa.String(32), unique=True, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Referral(SQLModel, table=True):
+    """A newcomer who joined through a member's link; one per newcomer. joined -> rewarded (both were
+    rewarded once the first qualifying purchase cleared) or void (that purchase was refunded)."""
+
+    __tablename__ = "referrals"
+
+    id: int | None = Field(default=None, primary_key=True)
+    referrer_id: int = Field(foreign_key="members.id", index=True)
+    newcomer_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("members.id"), unique=True,
+                                                 nullable=False))
+    # joined | rewarded | void
+    status: str = Field(default="joined", max_length=16, index=True)
+    purchase_id: int | None = Field(default=None, foreign_key="purchases.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    settled_at: datetime | None = None
 
 
 class Tier(SQLModel, table=True):
@@ -302,10 +360,12 @@ class Outbox(SQLModel, table=True):
     idempotency_key: str | None = Field(default=None, sa_column=sa.Column(
         sa.String(255), unique=True, nullable=False, default=_default_outbox_key))
     schedule_id: int | None = Field(default=None, foreign_key="schedules.id")
-    member_id: int = Field(foreign_key="members.id", index=True)
+    # None only for a notice to the staff group (e.g. a campaign's stop-loss), which is about no member.
+    member_id: int | None = Field(default=None, foreign_key="members.id", index=True)
     chat_id: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
     kind: str = Field(max_length=32)
     period: str = Field(max_length=64)
+    variant: str | None = Field(default=None, max_length=16)  # the A/B variant a campaign's row was rendered from
     text: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     buttons: list[list[dict[str, str]]] = _json([])  # rows of {text, data | url}
     survey_id: int | None = Field(default=None, foreign_key="surveys.id")
@@ -320,10 +380,35 @@ class Outbox(SQLModel, table=True):
     sent_at: datetime | None = None
     telegram_message_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
     created_at: datetime = Field(default_factory=utcnow)
+    # A campaign's offer (scheduler/offers.py): the coupon the message promises, {"code", "reward_id",
+    # "expires_at"}, fixed when planned so the text can show it; the coupon itself is issued (`coupon_id`)
+    # in the transaction that hands the row over to Telegram, never for a row that is not sent.
+    offer: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(sa.JSON(none_as_null=True), nullable=True))
+    coupon_id: int | None = Field(default=None, foreign_key="coupons.id")
 
     __table_args__ = (
         sa.UniqueConstraint("schedule_id", "member_id", "period", name="uq_outbox_schedule_member_period"),
         sa.Index("ix_outbox_due", "status", "not_before"),
+    )
+
+
+class CampaignHoldout(SQLModel, table=True):
+    """A member a campaign's run kept back as its control group: recorded, sent nothing.
+
+    One row per (schedule, member, period), the period being the outbox row's the member would have got, so
+    a recurring schedule's control group is per run and planning a run twice records nobody twice.
+    """
+
+    __tablename__ = "campaign_holdouts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    schedule_id: int = Field(foreign_key="schedules.id")
+    member_id: int = Field(foreign_key="members.id", index=True)
+    period: str = Field(max_length=64)
+    assigned_at: datetime
+
+    __table_args__ = (
+        sa.UniqueConstraint("schedule_id", "member_id", "period", name="uq_campaign_holdouts_schedule_member_period"),
     )
 
 
@@ -497,7 +582,7 @@ class InboxUpdate(SQLModel, table=True):
     # A hash of what makes the update itself (chat, message, date or callback id): tells a redelivery
     # (same update) from a reused update_id (Telegram restarts numbering after a week of silence).
     fingerprint: str = Field(max_length=32)
-    payload: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(JSON, nullable=True))
+    payload: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(sa.JSON(none_as_null=True), nullable=True))
     # pending | done | failed (gave up after too many attempts)
     status: str = Field(default="pending", max_length=16)
     attempts: int = 0
@@ -595,6 +680,10 @@ class RateLimit(SQLModel, table=True):
 MEMBER_NAME_TEXT = "lower(coalesce(first_name, '') || ' ' || coalesce(last_name, ''))"
 sa.Index("ix_members_name_trgm", sa.text(f"({MEMBER_NAME_TEXT}) gin_trgm_ops"),
          postgresql_using="gin", _table=table_of(Member)).ddl_if(dialect="postgresql")
+# ... and the names in code-point order (migration 0016), so names that start with the text come a page at a
+# time from the index, however many members share a common name.
+sa.Index("ix_members_name_order", sa.text(f'({MEMBER_NAME_TEXT} COLLATE "C")'), table_of(Member).c.id,
+         _table=table_of(Member)).ddl_if(dialect="postgresql")
 
 class DailyStat(SQLModel, table=True):
     """One aggregate figure of the console's dashboard for one bucket (a local day, or a week from its Monday)
@@ -633,6 +722,9 @@ sa.Index("ix_coupons_used_at", table_of(Coupon).c.used_at)
 sa.Index("ix_outbox_created_at", table_of(Outbox).c.created_at)
 sa.Index("ix_survey_answers_created_at", table_of(SurveyAnswer).c.created_at)
 sa.Index("ix_handoff_conversations_closed_at", table_of(HandoffConversation).c.closed_at)
+# The console's support list, newest first (migration 0016).
+sa.Index("ix_handoff_conversations_opened", table_of(HandoffConversation).c.opened_at,
+         table_of(HandoffConversation).c.id)
 sa.Index("ix_tier_changes_created_at", table_of(TierChange).c.created_at)
 
 class ProgrammeVersion(SQLModel, table=True):
@@ -661,3 +753,113 @@ class RewardImage(SQLModel, table=True):
     width: int
     height: int
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class BonusGrant(SQLModel, table=True):
+    """A bonus campaign's points given to a member: once per (member, bonus, period). The period is the
+    purchase (multipliers, member days) or the week, month or year a spend threshold was reached in."""
+
+    __tablename__ = "bonus_grants"
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="members.id", index=True)
+    bonus_code: str = Field(max_length=32)
+    period: str = Field(max_length=140)
+    points: int
+    purchase_id: int | None = Field(default=None, foreign_key="purchases.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+    __table_args__ = (sa.UniqueConstraint("member_id", "bonus_code", "period"),)
+
+
+class StampCard(SQLModel, table=True):
+    """A member's progress on one stamp card: the stamps on it now and how many times it was completed.
+
+    `stamps` is below zero when a refund took back stamps whose completed card's coupon was already used:
+    the card is in debt, and the next stamps pay it first (loyalty/stamps.py)."""
+
+    __tablename__ = "stamp_cards"
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="members.id", index=True)
+    card_code: str = Field(max_length=32)
+    stamps: int = 0
+    cycles: int = 0
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    __table_args__ = (sa.UniqueConstraint("member_id", "card_code"),)
+
+
+class StampEvent(SQLModel, table=True):
+    """Stamps given once: `key` is the purchase (`purchase:<external id>`) or the counter's Telegram update."""
+
+    __tablename__ = "stamp_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="members.id", index=True)
+    card_code: str = Field(max_length=32)
+    key: str = Field(max_length=160)
+    stamps: int
+    purchase_id: int | None = Field(default=None, foreign_key="purchases.id")
+    staff_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    coupons_issued: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+
+    __table_args__ = (sa.UniqueConstraint("card_code", "key"),)
+
+# --- campaigns (migration 0018): members' RFM scores and lifecycle stages, their changes, named segments -----
+
+class MemberScore(SQLModel, table=True):
+    """A member's latest RFM scores (quintiles 1-5) and lifecycle stage, from the last scoring run, with the
+    figures they come from. Derived from members and purchases; rebuilt by every run (scheduler/rfm.py)."""
+
+    __tablename__ = "member_scores"
+
+    member_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("members.id"), primary_key=True))
+    r: int = Field(sa_column=sa.Column(sa.SmallInteger, nullable=False))
+    f: int = Field(sa_column=sa.Column(sa.SmallInteger, nullable=False))
+    m: int = Field(sa_column=sa.Column(sa.SmallInteger, nullable=False))
+    # new | active | repeat | at_risk | dormant | churned
+    lifecycle: str = Field(max_length=16)
+    spend: Decimal = Field(default=Decimal("0"), sa_column=sa.Column(MONEY, nullable=False))  # net, in the window
+    purchases: int = 0  # in the window
+    last_purchase_at: datetime | None = None
+    computed_at: datetime = Field(default_factory=utcnow)
+
+    __table_args__ = (sa.Index("ix_member_scores_lifecycle", "lifecycle"),
+                      sa.Index("ix_member_scores_r_f_m", "r", "f", "m"))
+
+
+class MemberStageChange(SQLModel, table=True):
+    """A member moving from one lifecycle stage to another, as a scoring run found it; the history of stages and
+    what lifecycle_change schedules are planned from."""
+
+    __tablename__ = "member_stage_changes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="members.id", index=True)
+    from_stage: str = Field(max_length=16)
+    to_stage: str = Field(max_length=16)
+    at: datetime
+
+    __table_args__ = (sa.Index("ix_member_stage_changes_at_to_stage", "at", "to_stage"),)
+
+
+class Segment(SQLModel, table=True):
+    """A named segment operators save and reuse in schedules as {"segment": "<name>"} (scheduler/segments.py)."""
+
+    __tablename__ = "segments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=sa.Column(sa.String(64), unique=True, nullable=False))
+    definition: dict[str, Any] = _json({})
+    created_by: str = Field(max_length=64)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+# Segments filter on the days since the last purchase or visit, counted from joining for a member without one
+# (scheduler/segments.py writes exactly these expressions).
+sa.Index("ix_members_since_purchase", sa.func.coalesce(table_of(Member).c.last_purchase_at,
+                                                       table_of(Member).c.joined_at))
+sa.Index("ix_members_since_visit", sa.func.coalesce(table_of(Member).c.last_activity_at,
+                                                    table_of(Member).c.joined_at))

@@ -31,6 +31,8 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
+from loyalbot.storage.inbox import effect_key as stored_effect_key
+
 _PG_LOCK_MEMBER = "SELECT status, tier, balance FROM members WHERE id = $1 FOR UPDATE"
 
 _REWARD_COLUMNS = ("id", "code", "titles", "descriptions", "cost", "stock", "per_member_limit", "validity_days",
@@ -141,7 +143,8 @@ class PgRedeemWriter:
     async def look(self, member_id: int, reward_id: int, request_id: str, now: datetime,
                    effect_key: str | None) -> RedeemLook:
         """Read what the redemption is decided on (one round trip; call it after `lock`)."""
-        row = await self.conn.fetchrow(_PG_LOOK, member_id, reward_id, request_id, now, effect_key)
+        row = await self.conn.fetchrow(_PG_LOOK, member_id, reward_id, request_id, now,
+                                       stored_effect_key(effect_key) if effect_key is not None else None)
         values = list(row.values())
         n = len(_REWARD_COLUMNS)
         reward = dict(zip(_REWARD_COLUMNS, values[:n], strict=True))
@@ -160,7 +163,7 @@ class PgRedeemWriter:
         a concurrent redemption took the last one, and the transaction must be rolled back."""
         row = await self.conn.fetchrow(
             _PG_REDEEM, member_id, reward_id, now, cost, code, request_id, expires_at, reward_code,
-            effect_key[:96] if effect_key is not None else None,
+            stored_effect_key(effect_key) if effect_key is not None else None,
             json.dumps(effect) if effect is not None else None)
         return Redeemed(coupon_id=int(row["coupon_id"]), stock=row["stock"], took_stock=bool(row["took_stock"]))
 

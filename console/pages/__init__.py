@@ -18,12 +18,14 @@ from loyalbot.console.accounts import Sessions
 from loyalbot.console.pages import (
     apikeys,
     auth,
+    campaigns,
     feedback,
     home,
     members,
     operators,
     programme,
     schedules,
+    segments,
     staff,
     support,
     surveys,
@@ -40,6 +42,7 @@ NAV = [
     NavItem("/console/members", "Members"),
     NavItem("/console/programme", "Programme"),
     NavItem("/console/schedules", "Schedules"),
+    NavItem("/console/segments", "Segments"),
     NavItem("/console/feedback", "Feedback"),
     NavItem("/console/surveys", "Surveys"),
     NavItem("/console/support", "Support"),
@@ -55,7 +58,8 @@ def mount_console(app: FastAPI, db: Db, loyalty: Loyalty, *, sessions: Sessions,
     app.state.console = console
     app.state.console_signin_limit = signin_limit
     app.mount("/console/static", StaticFiles(directory=TEMPLATES.parent / "static"), name="console-static")
-    for module in (auth, home, schedules, staff, operators, apikeys, members, feedback, surveys, support, programme):
+    for module in (auth, home, schedules, segments, campaigns, staff, operators, apikeys, members, feedback, surveys,
+                   support, programme):
         app.include_router(module.router)
 
     @app.exception_handler(SignInRequired)

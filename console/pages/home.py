@@ -10,7 +10,8 @@ import csv
 import io
 import json
 import logging
-from datetime import date
+import time
+from datetime import date, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -21,11 +22,12 @@ from loyalbot.console.dashboard_stats import (
     PRESETS,
     Board,
     Chart,
+    Period,
     PeriodError,
     build_board,
     parse_period,
 )
-from loyalbot.console.pages.web import N_, Deps, Formats, Operator, gettext, render
+from loyalbot.console.pages.web import N_, ConsoleDeps, Deps, Formats, Operator, gettext, render
 from loyalbot.storage import utcnow
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,9 @@ CHART_WORDS = (
     N_("Skipped deliveries by reason"), N_("Reason"), N_("Skipped"), N_("CSAT and NPS"), N_("CSAT (share of 4 and 5)"),
     N_("CSAT answers"), N_("NPS"), N_("NPS answers"), N_("Support response and resolution times"),
     N_("Median first response (minutes)"), N_("Median resolution (minutes)"), N_("Conversations closed"),
-    N_("Day"), N_("Week from"),
+    N_("Day"), N_("Week from"), N_("Referrals"), N_("Friends who joined through a link"),
+    N_("Converted (first purchase cleared, both rewarded)"),
+    N_("%(referred)s friends joined through a referral link and %(converted)s referrals converted in this range."),
     N_("%(members)s members now; %(joined)s joined and %(active)s were active in this range."),
     N_("%(tier)s: %(n)s members."), N_("%(n)s tier changes in this range."),
     N_("%(issued)s points issued, %(redeemed)s redeemed and %(expired)s expired in this range; members hold "
@@ -132,6 +136,26 @@ def _view(chart: Chart, lang: str, fmt: Formats, names: dict[str, str], unit: st
     }
 
 
+BOARD_REUSE = 60.0  # seconds a page's figures serve the CSVs downloaded from it
+BOARDS_KEPT = 16
+
+
+async def _board(console: ConsoleDeps, period: Period, *, now: datetime, reuse: bool) -> Board:
+    """The board of `period`: built afresh for a page, and kept a minute so that the CSVs an operator
+    downloads from it (the same figures) do not each build the whole board again."""
+    programme = console.loyalty.programme
+    boards: dict[Any, tuple[float, Board]] = console.extra.setdefault("dashboard_boards", {})
+    key = (period, console.loyalty.in_force.version, tuple(t.code for t in programme.tiers.levels))
+    kept = boards.get(key)
+    if reuse and kept is not None and time.monotonic() - kept[0] < BOARD_REUSE:
+        return kept[1]
+    board = await build_board(console.db, period, now=now, tier_order=list(key[2]))
+    if len(boards) >= BOARDS_KEPT:
+        boards.pop(min(boards, key=lambda k: boards[k][0]))
+    boards[key] = (time.monotonic(), board)
+    return board
+
+
 @router.get("/console", include_in_schema=False)
 async def home(request: Request, console: Deps, who: Operator) -> Response:
     programme = console.loyalty.programme
@@ -147,7 +171,7 @@ async def home(request: Request, console: Deps, who: Operator) -> Response:
         message = gettext(who.language, exc.text, **{k: fmt.number(v) for k, v in exc.params.items()})
         return render(request, "home.html", status=400, board=None, charts=[], errors={exc.field: message},
                       query="", **values)
-    board = await build_board(console.db, period, now=now, tier_order=[t.code for t in programme.tiers.levels])
+    board = await _board(console, period, now=now, reuse=False)
     fmt = Formats(who.language, zone)
     names = _tier_names(console, who.language)
     charts = [_view(chart, who.language, fmt, names, period.unit) for chart in board.charts]
@@ -195,7 +219,7 @@ async def chart_csv(request: Request, chart: str, console: Deps, _who: Operator)
     except PeriodError as exc:
         log.info("console: refused a dashboard CSV range (%s)", exc.field)
         return JSONResponse({"error": "bad_range", "detail": f"{exc.field}: {exc}"}, status_code=400)
-    board = await build_board(console.db, period, now=now, tier_order=[t.code for t in programme.tiers.levels])
+    board = await _board(console, period, now=now, reuse=True)
     name = f"loyalbot-{chart}-{period.first.isoformat()}-{min(period.last, board.today).isoformat()}.csv"
     return Response(board_csv(board, chart), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{name}"',

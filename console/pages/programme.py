@@ -18,7 +18,16 @@ from starlette.datastructures import UploadFile
 
 from loyalbot.chat.languages import LANGUAGES
 from loyalbot.console.pages.web import ConsoleRefusal, Csrf, Deps, Operator, gettext, render
-from loyalbot.console.programme_forms import MESSAGES, Problems, with_reward, with_rules, with_tier
+from loyalbot.console.programme_forms import (
+    MESSAGES,
+    Problems,
+    milestones_text,
+    with_points_rules,
+    with_reward,
+    with_rules,
+    with_tier,
+)
+from loyalbot.console.rule_forms import with_bonus, with_stamp_card
 from loyalbot.loyalty.programme import Programme, ProgrammeError, programme_toml
 from loyalbot.loyalty.versions import (
     IMAGE_BYTES,
@@ -151,6 +160,30 @@ async def rules_save(request: Request, console: Deps, who: Csrf) -> Response:
                        back="/console/programme", what="rules")
 
 
+# --- pending points, referrals, the expiry mode ---------------------------------------------------------
+
+
+@router.get("/console/programme/points", include_in_schema=False)
+async def points_form(request: Request, console: Deps, _who: Operator) -> Response:
+    return render(request, "programme/points.html", problems=None, form=None,
+                  milestones=milestones_text(console.loyalty.programme),
+                  **_base(request, console, based_on=console.loyalty.in_force.version))
+
+
+@router.post("/console/programme/points", include_in_schema=False)
+async def points_save(request: Request, console: Deps, who: Csrf) -> Response:
+    form = await request.form()
+    changed, problems = with_points_rules(console.loyalty.programme, form, who.language)
+    milestones = milestones_text(console.loyalty.programme)
+    if changed is None:
+        log.info("console: operator %s's points edit refused (%s)", who.operator_id,
+                 ", ".join(problems.fields) or "general")
+        return render(request, "programme/points.html", status=422, problems=problems, form=form,
+                      milestones=milestones, **_base(request, console, based_on=_based_on(form)))
+    return await _save(request, console, who, changed, form, template="programme/points.html",
+                       back="/console/programme", what="points", milestones=milestones)
+
+
 # --- rewards -------------------------------------------------------------------------------------------
 
 
@@ -263,3 +296,62 @@ async def version_page(request: Request, console: Deps, _who: Operator, version:
 
 
 __all__ = ["router"]
+
+
+# --- bonus campaigns and stamp cards (loyalty/bonuses.py, loyalty/stamps.py) ----------------------------
+
+RULE_PAGES = {"bonuses": ("programme/bonus.html", with_bonus, "bonus"),
+              "stamp-cards": ("programme/stamp_card.html", with_stamp_card, "stamp card")}
+
+
+def _rule_or_404(programme: Programme, kind: str, code: str | None) -> Any:
+    if kind not in RULE_PAGES:
+        raise ConsoleRefusal(404, "There is no such page.")
+    if code is None:
+        return None
+    rules = programme.bonuses if kind == "bonuses" else programme.stamp_cards
+    found = next((rule for rule in rules if rule.code == code), None)
+    if found is None:
+        raise ConsoleRefusal(404, "There is no such bonus or stamp card.")
+    return found
+
+
+async def _rule_form(request: Request, console: Any, kind: str, code: str | None) -> Response:
+    rule = _rule_or_404(console.loyalty.programme, kind, code)
+    return render(request, RULE_PAGES[kind][0], problems=None, form=None, rule=rule,
+                  **_base(request, console, based_on=console.loyalty.in_force.version))
+
+
+async def _rule_save(request: Request, console: Any, who: Any, kind: str, code: str | None) -> Response:
+    form = await request.form()
+    programme = console.loyalty.programme
+    rule = _rule_or_404(programme, kind, code)
+    template, edit, what = RULE_PAGES[kind]
+    changed, problems = edit(programme, code, form, who.language)
+    if changed is None:
+        log.info("console: operator %s's %s edit refused (%s)", who.operator_id, what,
+                 ", ".join(list(problems.fields) + (["general"] if problems.general else [])))
+        return render(request, template, status=422, problems=problems, form=form, rule=rule,
+                      **_base(request, console, based_on=_based_on(form)))
+    return await _save(request, console, who, changed, form, template=template, back="/console/programme",
+                       what=what, rule=rule)
+
+
+@router.get("/console/programme/{kind}/new", include_in_schema=False)
+async def rule_new(request: Request, console: Deps, _who: Operator, kind: str) -> Response:
+    return await _rule_form(request, console, kind, None)
+
+
+@router.post("/console/programme/{kind}/new", include_in_schema=False)
+async def rule_add(request: Request, console: Deps, who: Csrf, kind: str) -> Response:
+    return await _rule_save(request, console, who, kind, None)
+
+
+@router.get("/console/programme/{kind}/{code}", include_in_schema=False)
+async def rule_form(request: Request, console: Deps, _who: Operator, kind: str, code: str) -> Response:
+    return await _rule_form(request, console, kind, code)
+
+
+@router.post("/console/programme/{kind}/{code}", include_in_schema=False)
+async def rule_save(request: Request, console: Deps, who: Csrf, kind: str, code: str) -> Response:
+    return await _rule_save(request, console, who, kind, code)

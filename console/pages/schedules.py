@@ -7,6 +7,7 @@ Everything goes through scheduler/editing.py, as the CLI does: the same checks, 
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ from markupsafe import Markup
 from loyalbot.chat.languages import LANGUAGES
 from loyalbot.console.pages.web import N_, Csrf, Deps, Operator, gettext, render
 from loyalbot.scheduler import editing
+from loyalbot.scheduler.caps import MARKETING_KINDS, WHEN_CAPPED, when_capped
 from loyalbot.scheduler.editing import ScheduleProblem
 from loyalbot.scheduler.kinds import (
     DEFAULT_CAP_DAYS,
@@ -37,13 +39,17 @@ from loyalbot.storage.rows import stored_id
 log = logging.getLogger(__name__)
 router = APIRouter()
 
+# The segment keys the form has fields for; the others (RFM, lifecycle, windows, saved segments...) are edited as
+# JSON in "More conditions", so that saving the form never drops them.
+FORM_SEGMENT_KEYS = ("tiers", "languages", "min_balance", "max_balance", "joined_before_days")
 # Telegram's HTML tags: a preview shows these as markup and everything else as text.
 TELEGRAM_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "code", "pre", "a", "blockquote",
                  "tg-spoiler", "span"}
 KIND_LABELS = {"birthday": N_("Birthday"), "anniversary": N_("Membership anniversary"),
                "winback": N_("Win-back"), "tier_change": N_("Tier change"),
                "points_expiry": N_("Points about to expire"), "coupon_expiry": N_("Coupon about to expire"),
-               "nps": N_("NPS survey"), "csat": N_("CSAT survey"), "broadcast": N_("Broadcast")}
+               "nps": N_("NPS survey"), "csat": N_("CSAT survey"), "broadcast": N_("Broadcast"),
+               "lifecycle_change": N_("Lifecycle change")}
 STATUSES = ("pending", "sending", "sent", "failed", "skipped")
 DONE = {"saved": N_("Saved."), "added": N_("Schedule added. A running bot picks it up within seconds."),
         "paused": N_("Paused: nothing new is planned; messages already planned still go out."),
@@ -52,7 +58,7 @@ DONE = {"saved": N_("Saved."), "added": N_("Schedule added. A running bot picks 
         "tested": N_("Test message queued for the staff member's chat."), "ran": N_("Run planned.")}
 # The skip reasons the planner and dispatcher record, in words.
 SKIP_REASONS = (N_("no_consent"), N_("unreachable"), N_("erased"), N_("opted_out"), N_("no_chat"),
-                N_("schedule_deleted"), N_("survey_open"), N_("render_failed"))
+                N_("schedule_deleted"), N_("survey_open"), N_("render_failed"), N_("stop_loss"))
 
 
 def clean_preview(text: str) -> Markup:
@@ -101,10 +107,42 @@ def _form_values(row: Schedule) -> dict[str, Any]:
         "tiers": list(segment.get("tiers", [])), "languages": list(segment.get("languages", [])),
         "min_balance": str(segment.get("min_balance", "")), "max_balance": str(segment.get("max_balance", "")),
         "joined_before_days": str(segment.get("joined_before_days", "")),
-        "params": {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (row.params or {}).items()},
+        "segment_more": json.dumps({k: v for k, v in segment.items() if k not in FORM_SEGMENT_KEYS},
+                                   ensure_ascii=False) if set(segment) - set(FORM_SEGMENT_KEYS) else "",
+        "params": {k: str(v).lower() if isinstance(v, bool) else "" if v is None else str(v)
+                   for k, v in (row.params or {}).items()},
         "templates": dict(row.templates or {}),
+        **_campaign_values(row.params or {}),
         "updated_at": as_utc(row.updated_at).isoformat() if row.updated_at else "",
     }
+
+
+def _campaign_values(params: dict[str, Any]) -> dict[str, str]:
+    """The offer and when-capped fields of the form, from a schedule's params."""
+    given = params.get("offer")
+    offer: dict[str, Any] = given if isinstance(given, dict) else {}
+    return {"offer_reward": str(offer.get("reward") or ""), "offer_valid_days": str(offer.get("valid_days") or 7),
+            "offer_remind_days": str(offer.get("remind_days_before") or 0),
+            "when_capped": when_capped(params)}
+
+
+CAMPAIGN_FORM_PARAMS = ("offer", "when_capped")  # the params the form's offer section shows (and may clear)
+
+
+def _read_campaign(form: Any, kind: str, params: dict[str, Any], problems: dict[str, str], lang: str
+                   ) -> dict[str, Any]:
+    """`params` with the form's offer and when-capped choice, for the kinds whose form shows them (checked
+    with the rest when saved)."""
+    if RULES[kind].survey is not None:
+        return params
+    reward = str(form.get("offer_reward") or "").strip()[:64]
+    choice = str(form.get("when_capped") or "skip") if kind in MARKETING_KINDS else None
+    if choice is not None and choice not in WHEN_CAPPED:
+        problems["when_capped"] = gettext(lang, "choose one of the options")
+        return params
+    days = _whole(form, "offer_valid_days", problems, lang, low=1, high=365) if reward else None
+    remind = _whole(form, "offer_remind_days", problems, lang, low=0, high=364) if reward else None
+    return editing.with_campaign(params, reward=reward, valid_days=days, remind_days=remind, when_capped=choice)
 
 
 def _whole(form: Any, name: str, problems: dict[str, str], lang: str, *, low: int, high: int) -> int | None:
@@ -153,6 +191,12 @@ def _read_form(form: Any, kind: str, lang: str, programme_tiers: list[str]) -> t
         number = _whole(form, key, problems, lang, low=0, high=100_000_000)
         if number is not None:
             segment[key] = number
+    more = str(form.get("segment_more") or "").strip()
+    if more:
+        try:
+            segment = {**editing.parse_segment(more[:4000]), **segment}
+        except ScheduleProblem as exc:
+            problems["segment"] = str(exc)
     values["segment"] = segment
     params = {key: str(form.get(f"param_{key}") or "").strip()[:100] for key in DEFAULT_PARAMS.get(kind, {})}
     try:
@@ -160,6 +204,8 @@ def _read_form(form: Any, kind: str, lang: str, programme_tiers: list[str]) -> t
                             **editing.parse_params(kind, {k: v for k, v in params.items() if v})}
     except ScheduleProblem as exc:
         problems["params"] = str(exc)
+    else:
+        values["params"] = _read_campaign(form, kind, values["params"], problems, lang)
     values["templates"] = {language: str(form.get(f"template_{language}") or "").replace("\r\n", "\n")
                            for language in LANGUAGES if str(form.get(f"template_{language}") or "").strip()}
     for key, value in values.items():
@@ -189,6 +235,9 @@ async def _page(request: Request, console: Any, *, row: Schedule | None, kind: s
                   params=DEFAULT_PARAMS.get(kind, {}), variables=[(v, VARIABLES[v]) for v in variables_for(kind)],
                   event_driven=RULES[kind].event_driven, audience=audience, outbox=outbox,
                   staff=await _staff(console), statuses=STATUSES, flash=flash,
+                  offers=RULES[kind].survey is None, marketing=kind in MARKETING_KINDS,
+                  rewards=[(r.code, r.titles.get(_lang(request)) or r.titles.get("en") or r.code)
+                           for r in console.loyalty.programme.rewards if r.active],
                   timing=timing_text(request, row) if row else "")
 
 
@@ -263,6 +312,10 @@ async def schedule_save(request: Request, console: Deps, who: Csrf, schedule_id:
     form = await request.form()
     tiers = [t.code for t in console.loyalty.programme.tiers.levels]
     values, problems = _read_form(form, row.kind, who.language, tiers)
+    if "params" in values:  # the form shows the kind's own parameters and the offer; a campaign's others
+        shown_params = {*DEFAULT_PARAMS.get(row.kind, {}), *CAMPAIGN_FORM_PARAMS}  # (variants, ...) are kept
+        values["params"] = {**{k: v for k, v in (row.params or {}).items() if k not in shown_params},
+                            **values["params"]}
     based_on = None
     try:
         based_on = datetime.fromisoformat(str(form.get("updated_at") or ""))

@@ -11,7 +11,8 @@ The wing, by concept:
 - relay.py: the staff group's paced queue (20 a minute, merging, retries, recreated topics), the one
   place that posts into the group, and `retrying`, the one RetryAfter loop;
 - config.py: what operators tune, and business hours;
-- service.py: `SupportService` and `register_support`, which wire the rest together.
+- service.py: `SupportService` and `register_support`, which wire the rest together;
+- queue.py: /queue, the waiting conversations in the order to serve them (tier priority, then wait).
 
 The state machine is `loyalty.handoff.HandoffStore`.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from loyalbot.handlers.support import queue
 from loyalbot.handlers.support.config import DAY_NAMES, BusinessHours, SupportConfig, split_text
 from loyalbot.handlers.support.service import SupportService, register_support
 
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 def register(router: Router) -> None:
     """The `module.register(router)` form used by handlers.router.build_router."""
     register_support(router, router.ctx)
+    queue.register(router)
 
 
 __all__ = ["DAY_NAMES", "BusinessHours", "SupportConfig", "SupportService", "register", "register_support",

@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from loyalbot.chat.limits import TEXT_LIMIT
+from loyalbot.chat.limits import TEXT_LIMIT, group_pace
 from loyalbot.chat.outbound import (
     BadRequest,
     Blocked,
@@ -50,7 +50,7 @@ from loyalbot.chat.outbound import (
     ThreadNotFound,
     Transient,
 )
-from loyalbot.chat.pacing import Pacer
+from loyalbot.chat.pacing import Pacer, group_key
 from loyalbot.storage.rates import LimitsUnavailable, SendLimits
 
 log = logging.getLogger(__name__)
@@ -153,13 +153,15 @@ class StaffRelay:
         self._sender = sender
         self.chat_id = chat_id
         self.resolver = resolver
-        self.budget = Pacer(per_minute / 60.0, burst=burst, clock=clock or time.monotonic)
+        # The burst comes out of the minute (chat.limits.group_pace): no 60 seconds hold more than per_minute.
+        self._interval, self._tolerance = group_pace(per_minute, burst)
+        self.budget = Pacer(1.0 / self._interval, burst=1 + round(self._tolerance / self._interval),
+                            clock=clock or time.monotonic)
         # The same budget in the shared limits (storage/rates.py), so the relays of several replicas together
-        # stay within the group's 20 a minute, topic creation included; None: this process only.
+        # stay within the group's 20 a minute, topic creation and the bot's replies in the group included
+        # (chat.pacing.PacedSender takes the same key); None: this process only.
         self.shared = shared
-        self._group_key = f"group:{chat_id}"
-        self._interval = 60.0 / per_minute
-        self._tolerance = (burst - 1) * self._interval
+        self._group_key = group_key(chat_id)
         self._sleep = sleep or asyncio.sleep
         self.max_attempts = max_attempts
         self._queue: deque[RelayItem] = deque()

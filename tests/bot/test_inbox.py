@@ -99,6 +99,24 @@ async def test_two_workers_share_the_inbox_without_taking_the_same_update_or_ove
     assert ids_one <= {r.update_id for r in after_lease}
 
 
+async def test_a_lapsed_worker_renewing_its_lease_does_not_take_back_what_another_worker_took_over(db) -> None:
+    clock = Clock()
+    slow = SqlInbox(db, bot_id=1, worker="replica-1", lease=timedelta(seconds=30), clock=clock)
+    other = SqlInbox(db, bot_id=1, worker="replica-2", lease=timedelta(seconds=30), clock=clock)
+    await slow.record(received([message(1, 10, "x"), message(2, 11, "y")]))
+    assert [r.update_id for r in await slow.claim(limit=1)] == [1]
+    clock.now += timedelta(seconds=31)  # replica-1 stalled past its lease; replica-2 takes the update over
+    assert [r.update_id for r in await other.claim(limit=10)] == [1, 2]
+    await slow.extend([1, 2])  # replica-1 wakes up and renews what it thinks it holds
+    async with db.read() as s:
+        rows = {n: await s.get(InboxUpdate, (1, n)) for n in (1, 2)}
+    assert {n: row.claimed_by for n, row in rows.items()} == {1: "replica-2", 2: "replica-2"}
+    clock.now += timedelta(seconds=20)
+    await other.extend([1, 2])  # the holder's own renewal still works
+    clock.now += timedelta(seconds=20)
+    assert await slow.claim(limit=10) == [], "replica-2's renewed leases keep both updates its own"
+
+
 async def test_a_restarted_worker_takes_back_its_own_updates_at_once(db) -> None:
     inbox = SqlInbox(db, bot_id=1, worker="host-a")
     await inbox.record(received([message(1, 10, "x"), message(2, 10, "y")]))

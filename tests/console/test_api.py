@@ -69,3 +69,37 @@ async def test_keys_are_required_and_revocable(shop, db):
     assert wrong.status_code == 401
     assert await revoke_api_key(db, shop.key[:10]) == 1
     assert (await shop.get("/api/v1/members/123456782")).status_code == 401
+
+
+async def test_a_purchase_with_coffee_items_stamps_the_card_and_says_so(shop, loyalty):
+    ann = await loyalty.register_member(telegram_id=1, terms_accepted=True)
+    body = {"member_no": ann.member_no, "external_id": "till-1", "amount": "12.00", "store": "centraal",
+            "items": [{"sku": "latte", "category": "coffee", "quantity": 3, "amount": "9.00"},
+                      {"sku": "croissant", "category": "pastry", "amount": "3"}]}
+    first = await shop.post("/api/v1/purchases", json=body)
+    assert first.status_code == 201
+    assert first.json()["stamps"] == [{"card": "coffee", "stamps": 3, "needed": 10, "coupons": []}]
+    again = await shop.post("/api/v1/purchases", json=body)
+    assert again.json()["repeated"] is True
+    [progress] = await loyalty.stamp_cards_of(ann.id)
+    assert progress.stamps == 3
+
+
+@pytest.mark.parametrize(("items", "store", "named"), [
+    ([{"sku": "latte", "quantity": 0}], None, "items.0.quantity"),
+    ([{"quantity": 2}], None, "needs a sku or a category"),
+    ([{"sku": "latte", "amount": "-1"}], None, "items.0.amount"),
+    ([{"sku": "latte", "colour": "red"}], None, "items.0.colour"),
+    ([{"sku": "latte", "amount": "50"}], None, "add up to more"),
+    ([{"sku": "latte"}], "the big one", "store"),
+    ({"sku": "latte"}, None, "items"),
+])
+async def test_items_or_a_store_that_cannot_be_read_get_a_reason_and_change_nothing(shop, loyalty, db, items,
+                                                                                      store, named):
+    ann = await loyalty.register_member(telegram_id=1, terms_accepted=True)
+    before = await snapshot(db)
+    body = {"member_no": ann.member_no, "external_id": "till-1", "amount": "12", "items": items, "store": store}
+    response = await shop.post("/api/v1/purchases", json=body)
+    assert response.status_code == 422
+    assert named in response.json()["detail"]
+    assert await snapshot(db) == before

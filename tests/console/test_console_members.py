@@ -90,6 +90,19 @@ async def test_search_pages_through_many_matches(mia, loyalty):
     assert 'rel="next"' in first.text and 'rel="next"' not in second.text
 
 
+async def test_names_that_start_with_the_text_come_first_then_those_containing_it_across_pages(loyalty):
+    for n, name in enumerate(["Dejan", "Janek", "Anja", "Bojan", "Jana"]):
+        await loyalty.register_member(telegram_id=6000 + n, first_name=name, terms_accepted=True)
+    names = lambda found: [m.first_name for m in found]  # noqa: E731
+    assert names(await loyalty.search_members("jan", limit=10)) == ["Jana", "Janek", "Bojan", "Dejan"]
+    one_by_one = [names(await loyalty.search_members("jan", offset=at, limit=1)) for at in range(5)]
+    assert one_by_one == [["Jana"], ["Janek"], ["Bojan"], ["Dejan"], []]
+    assert names(await loyalty.search_members("jan", offset=1, limit=2)) == ["Janek", "Bojan"]
+    assert names(await loyalty.search_members("jan", offset=3, limit=3)) == ["Dejan"]
+    # Two letters inside a name would match nearly everyone: only names that start with them.
+    assert names(await loyalty.search_members("ja", limit=10)) == ["Jana", "Janek"]
+
+
 async def test_odd_search_text_is_refused_with_a_reason(mia, world):
     page = await mia.get("/console/members", params={"q": "an\x00n"})
     assert page.status_code == 422 and 'id="q-error"' in page.text

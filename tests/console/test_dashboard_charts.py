@@ -220,3 +220,35 @@ async def test_each_chart_downloads_as_csv_of_aggregates(web):
     assert unknown.status_code == 404 and unknown.json()["error"] == "unknown_chart"
     bad = await web.get("/console/dashboard/points.csv?from=2026-06-10&to=2026-06-01")
     assert bad.status_code == 400 and set(bad.json()) == {"error", "detail"}
+
+
+def test_distinct_members_over_a_range_count_each_member_once():
+    from loyalbot.console.dashboard_stats import _distinct, _ids, pack
+
+    days = {"active": [_ids(pack({1, 2, 3})), _ids(pack({3, 4}))],
+            # 5 buys on two days, 6 twice on one day, 7 once: two repeat buyers of three
+            "buyers": [_ids(pack({5, 6, 7})), _ids(pack({5}))],
+            "buyers2": [_ids(pack({6}))]}
+    assert _distinct(days) == {"active": 4, "purchasers": 3, "repeaters": 2}
+    assert _distinct({"active": [], "buyers": [], "buyers2": []}) == {"active": 0, "purchasers": 0, "repeaters": 0}
+
+
+async def test_the_csvs_downloaded_from_a_page_reuse_its_figures_and_a_new_page_builds_afresh(web, monkeypatch):
+    from loyalbot.console.pages import home
+
+    builds = []
+    real = home.build_board
+
+    async def counted(*args, **kwargs):
+        builds.append(args[1])
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(home, "build_board", counted)
+    await sign_in(web)
+    assert (await web.get("/console?days=7")).status_code == 200
+    for key in ("members", "points", "support"):
+        assert (await web.get(f"/console/dashboard/{key}.csv?days=7")).status_code == 200
+    assert len(builds) == 1
+    assert (await web.get("/console/dashboard/points.csv?days=30")).status_code == 200  # another range: built
+    assert (await web.get("/console?days=7")).status_code == 200  # a page is always fresh
+    assert len(builds) == 3

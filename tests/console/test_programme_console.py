@@ -165,3 +165,67 @@ async def test_a_visitor_without_a_session_is_sent_to_sign_in(db, loyalty):
         assert (await web.get("/console/programme")).status_code == 303
         assert (await web.post("/console/programme/rules", data={"csrf": "x"})).status_code == 303
     assert await versions(db) == 1
+
+
+async def test_an_operator_edits_a_tiers_benefits_and_a_wrong_gift_is_named(console, db, loyalty):
+    page = await console.get("/console/programme/tiers/silver")
+    assert 'name="discount_pct" type="text" value="5"' in page.text
+    form = {"csrf": csrf_of(page), "based_on": "1", "threshold": "300", "multiplier": "1.25", "name_en": "Silver",
+            "discount_pct": "7.5", "birthday_gift": "cake", "support_priority": "1", "points_validity_months": "18"}
+    wrong = await console.post("/console/programme/tiers/silver", data=form)
+    assert wrong.status_code == 422 and field_errors(wrong) == {"birthday_gift": "No such reward."}
+    bad = await console.post("/console/programme/tiers/silver", data={**form, "birthday_gift": "coffee",
+                                                                       "discount_pct": "120"})
+    assert bad.status_code == 422 and field_errors(bad) == {"discount_pct": "Must be less than 100."}
+    assert await versions(db) == 1
+    saved = await console.post("/console/programme/tiers/silver", data={**form, "birthday_gift": "coffee"})
+    assert saved.status_code == 303
+    silver = loyalty.programme.tier("silver")
+    assert (str(silver.discount_pct), silver.birthday_gift, silver.support_priority,
+            silver.points_validity_months) == ("7.5", "coffee", 1, 18)
+
+
+async def test_an_operator_adds_a_bonus_campaign_and_each_wrong_field_is_named(console, db, loyalty):
+    page = await console.get("/console/programme/bonuses/new")
+    token = csrf_of(page)
+    form = {"csrf": token, "based_on": "1", "code": "spend-500", "kind": "threshold", "threshold": "500",
+            "period": "", "points": "50", "stores": "centraal", "tiers": "platinum", "title_zh_Hans": "满 500 送 50"}
+    wrong = await console.post("/console/programme/bonuses/new", data=form)
+    assert wrong.status_code == 422
+    assert field_errors(wrong) == {"period": "Required for this kind of bonus."}
+    wrong = await console.post("/console/programme/bonuses/new", data={**form, "period": "month"})
+    assert field_errors(wrong) == {"stores": "Leave this empty for this kind of bonus."}
+    wrong = await console.post("/console/programme/bonuses/new", data={**form, "period": "month", "stores": ""})
+    assert field_errors(wrong) == {"title_en": "A title in the programme's default language is required."}
+    wrong = await console.post("/console/programme/bonuses/new", data={**form, "period": "month", "stores": "",
+                                                                        "title_en": "Spend 500, get 50"})
+    assert field_errors(wrong) == {"tiers": "No such tier."}
+    assert await versions(db) == 1
+    saved = await console.post("/console/programme/bonuses/new", data={
+        **form, "period": "month", "stores": "", "tiers": "silver, gold", "title_en": "Spend 500, get 50"})
+    assert saved.status_code == 303
+    [bonus] = loyalty.programme.bonuses
+    assert (bonus.kind, bonus.tiers, bonus.points, bonus.period) == ("threshold", ("silver", "gold"), 50, "month")
+    overview = await console.get("/console/programme")
+    assert 'data-bonus="spend-500"' in overview.text and "Spend 500, get 50" in overview.text
+    weekend = await console.post("/console/programme/bonuses/spend-500", data={
+        "csrf": token, "based_on": "2", "kind": "multiplier", "factor": "2", "starts": "2026-12-05T00:00",
+        "ends": "2026-12-04T00:00", "title_en": "Double weekend"})
+    assert field_errors(weekend) == {"ends": "The end must be after the start."}
+
+
+async def test_an_operator_edits_a_stamp_card(console, db, loyalty):
+    page = await console.get("/console/programme/stamp-cards/coffee")
+    assert 'value="10"' in page.text
+    form = {"csrf": csrf_of(page), "based_on": "1", "stamps_needed": "8", "skus": "", "categories": "",
+            "reward": "cake", "title_en": "Coffee card", "title_zh_Hans": "咖啡集章卡"}
+    wrong = await console.post("/console/programme/stamp-cards/coffee", data=form)
+    assert wrong.status_code == 422 and field_errors(wrong) == {"skus": "Give SKUs or categories (or both)."}
+    wrong = await console.post("/console/programme/stamp-cards/coffee", data={**form, "categories": "coffee"})
+    assert field_errors(wrong) == {"reward": "No such reward."}
+    saved = await console.post("/console/programme/stamp-cards/coffee", data={
+        **form, "categories": "coffee, tea", "reward": "pastry"})
+    assert saved.status_code == 303
+    [card] = loyalty.programme.stamp_cards
+    assert (card.stamps_needed, card.categories, card.reward) == (8, ("coffee", "tea"), "pastry")
+    assert (await console.get("/console/programme/stamp-cards/tea")).status_code == 404

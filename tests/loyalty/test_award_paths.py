@@ -16,8 +16,9 @@ import pytest
 import sqlalchemy as sa
 
 from loyalbot.loyalty import Loyalty, errors, load_programme
+from loyalbot.loyalty.programme import Expiry, Pending, Programme
 from loyalbot.storage import Db
-from loyalbot.storage.models import LedgerEntry, Member, Purchase, TierChange
+from loyalbot.storage.models import LedgerEntry, Member, Notice, PendingPoints, Purchase, TierChange
 from tests.conftest import NO_PG, truncate_all
 
 NOW = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
@@ -45,10 +46,22 @@ SHOP_TRAFFIC: list[tuple[int, str, str, dict[str, Any]]] = [
 ]
 
 
-async def _traffic(url: str) -> tuple[list[Any], dict[str, Any]]:
+def _variant(name: str) -> Programme:
+    """The default programme, or one with a return window (the spend waiting too), or expiry by activity."""
+    programme = load_programme()
+    if name == "pending":
+        return programme.model_copy(update={"pending": Pending(return_window_days=14)})
+    if name == "pending-spend-waits":
+        return programme.model_copy(update={"pending": Pending(return_window_days=14, tier_spend_waits=True)})
+    if name == "activity":
+        return programme.model_copy(update={"expiry": Expiry(mode="activity_extends", months=3, extend_months=6)})
+    return programme
+
+
+async def _traffic(url: str, variant: str = "default") -> tuple[list[Any], dict[str, Any]]:
     """Send SHOP_TRAFFIC to the store at `url`; what the shop was told, and the award tables' rows."""
     db = Db(url)
-    loyalty = Loyalty(db, load_programme())
+    loyalty = Loyalty(db, _variant(variant))
     try:
         await loyalty.sync_programme()
         joined = NOW - timedelta(days=60)
@@ -84,11 +97,32 @@ async def _traffic(url: str) -> tuple[list[Any], dict[str, Any]]:
                 ("purchases", [c for c in Purchase.__table__.c]),
                 ("ledger_entries", [c for c in LedgerEntry.__table__.c]),
                 ("tier_changes", [c for c in TierChange.__table__.c]),
+                ("pending_points", [c for c in PendingPoints.__table__.c]),
+                ("notices", [Notice.id, Notice.member_id, Notice.kind, Notice.key]),
             ):
                 rows[name] = [tuple(r) for r in (await s.execute(sa.select(*columns).order_by(columns[0])))]
         return told, rows
     finally:
         await db.dispose()
+
+
+@pytest.mark.parametrize("variant", ["pending", "pending-spend-waits", "activity"])
+async def test_postgres_writes_pending_points_and_extensions_exactly_as_sqlite(
+        sqlite_template: Path, tmp_path: Path, pg_database: str | None, variant: str) -> None:
+    if pg_database is None:
+        pytest.skip(NO_PG)
+    await truncate_all(pg_database)
+    shutil.copy(sqlite_template, tmp_path / "store.db")
+    told_sqlite, rows_sqlite = await _traffic(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}", variant)
+    told_pg, rows_pg = await _traffic(pg_database, variant)
+    if variant.startswith("pending"):  # the traffic reaches the return window: points wait, balances stay
+        assert len(rows_sqlite["pending_points"]) > 5
+        old = next(row for row in rows_sqlite["purchases"] if row[1] == "old")
+        assert any(row[7] == old[0] for row in rows_sqlite["ledger_entries"]), "a purchase past its window earns"
+    climbs = [entry[3] for entry in told_sqlite if entry[0] == "climb-2"]
+    assert (climbs[0] is None) == (variant == "pending-spend-waits")
+    assert told_pg == told_sqlite
+    assert rows_pg == rows_sqlite
 
 
 async def test_postgres_awards_exactly_what_sqlite_awards(sqlite_template: Path, tmp_path: Path,

@@ -225,10 +225,12 @@ class Person:
 
     # --- whole conversations ---------------------------------------------------------------------------
 
-    async def join(self, *, marketing: bool = False, birthday: str | None = None, share_phone: bool = True) -> None:
-        """Join the programme through /start, in the language Telegram reports for this person."""
+    async def join(self, *, marketing: bool = False, birthday: str | None = None, share_phone: bool = True,
+                   start: str = "/start") -> None:
+        """Join the programme through /start (or `start`, e.g. with a referral code), in the language Telegram
+        reports for this person."""
         lang = pick_language(self.language_code)
-        await self.send("/start")
+        await self.send(start)
         names = {"en": "English", "zh_Hans": "简体中文", "zh_Hant": "繁體中文"}
         await self.press(names[lang])
         await self.press(self.t("button.accept"))

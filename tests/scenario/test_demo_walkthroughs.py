@@ -248,3 +248,26 @@ async def test_member_asks_for_help_staff_take_reply_close_and_the_csat_names_th
     assert (answer.score, answer.kind, answer.staff_id) == (5, "csat", sam_id["id"])
     assert (survey.trigger, survey.conversation_id) == ("handoff", conv.id)
     assert seen["schedule"] == ["csat-after-support"], "the demo's ask-at-once CSAT schedule was the one used"
+
+
+@pytest.mark.parametrize("framework", ["aiogram", "ptb"])
+async def test_a_newcomer_to_the_demo_finds_pending_points_a_stamp_card_and_their_referral_link(
+        tmp_path: Path, framework: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+    ann_id = identity("member", "en")
+
+    async def walkthrough(app: App, tg: LocalApiControl, chat: Chat) -> None:
+        ann = Person(chat, ann_id["id"], ann_id["first_name"], ann_id["language_code"])
+        await ann.join()
+        for command in ("/points", "/stamps", "/invite"):
+            await ann.send(command)
+            seen[command] = ann.last_text
+            seen[command + " buttons"] = str(ann.last_message.get("reply_markup"))
+        seen["bot"] = app.runtime.username
+
+    await demo(tmp_path, framework, monkeypatch, walkthrough)
+    assert "pending" in seen["/points"].lower() and re.search(r"\d", seen["/points"])  # with the day they clear
+    assert "●" in seen["/stamps"] and "/10" in seen["/stamps"]  # a card under way
+    link = re.search(r"https://t\.me/(\w+)\?start=([A-Za-z0-9_-]{1,64})", seen["/invite"] + seen["/invite buttons"])
+    assert link is not None and link.group(1) == seen["bot"]
+    assert "t.me/share/url" in seen["/invite buttons"]  # the share button

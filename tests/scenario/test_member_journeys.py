@@ -197,3 +197,30 @@ async def test_erase_forgets_the_member_after_confirmation(chat: Chat) -> None:
     assert member is None or member.status == "erased"
     await ann.send("/points")
     assert ann.saw("/start")
+
+
+async def test_a_reward_with_a_picture_shows_it_before_the_question(chat: Chat) -> None:
+    import io
+
+    from PIL import Image
+
+    from loyalbot.loyalty.programme import RewardSpec
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (48, 32), "teal").save(buffer, "PNG")
+    name = await chat.loyalty.programmes.store_image(buffer.getvalue(), author="console:mia")
+    cake = RewardSpec(code="cake", cost=90, image=name,
+                      titles={"en": "Cake", "zh_Hans": "蛋糕", "zh_Hant": "蛋糕"})
+    programme = chat.loyalty.programme
+    await chat.loyalty.save_programme(programme.model_copy(update={"rewards": (*programme.rewards, cake)}),
+                                      author="console:mia", based_on=chat.loyalty.in_force.version)
+    ann = await chat.registered_member("Ann", points=500)
+    await ann.send("/rewards")
+    await ann.press("Next")  # the new reward comes last in the catalogue
+    await ann.press("Cake")
+    photo = next(m for m in ann.replies if m["kind"] == "photo")
+    assert await chat.tg.file_bytes(photo["file_id"]) == buffer.getvalue()
+    assert ann.last_message["kind"] == "text" and "Cake" in ann.last_text  # the question, with its buttons
+    await ann.press("Confirm")
+    assert await chat.coupons_of(ann) == 1
+    assert (await ann.record()).balance == 410

@@ -323,3 +323,47 @@ async def test_csat_after_a_coupon_is_used_arrives_after_the_delay_and_names_the
     await ann.press(EN.t("button.skip"))
     assert ann.saw(EN.t("survey.no_comment"))
     assert (await answers(chat, ann_m.id))[0][0].comment is None
+
+
+async def test_the_thank_you_play_asks_the_csat_with_its_message_answered_once(chat: Chat) -> None:
+    """Issue #11 item 8: the post-purchase thank-you carries the 1-5 question; the answer is a CSAT answer."""
+    ann, mei = await chat.member("Ann"), await chat.member("小明", language_code="zh-hans")
+    for person in (ann, mei):
+        await person.join(marketing=True)  # the thank-you is a broadcast: marketing consent
+    ann_m, mei_m = await ann.record(), await mei.record()
+    zone = ZoneInfo(ann_m.timezone)
+    local = chat.clock().astimezone(zone)
+    evening = local.replace(hour=19, minute=5, second=0, microsecond=0)
+    chat.clock.advance(seconds=((evening if evening > local else evening + timedelta(days=1)) - local).total_seconds())
+    for member in (ann_m, mei_m):  # a purchase today, before the evening's thank-you
+        await chat.loyalty.award_purchase(member.id, external_id=f"till-{member.id}", amount="8.00",
+                                          occurred_at=chat.clock() - timedelta(hours=2), now=chat.clock())
+    url = chat.store_url  # type: ignore[attr-defined]
+    installed = await asyncio.to_thread(runner.invoke, loyalbot_cli,
+                                        ["campaign", "plays", "install", "--database-url", url])
+    assert installed.exit_code == 0, installed.output
+    async with chat.loyalty.db.read() as s:
+        thanks = (await s.execute(sa.select(Schedule).where(Schedule.name == "play-thank-you"))).scalar_one()
+    before = {p.id: await last_id(p) for p in (ann, mei)}
+    stats = await run_now(chat, thanks)
+    assert (stats.planned, dict(stats.languages)) == (2, {"en": 1, "zh_Hans": 1})
+    await eventually(lambda: all_sent(chat, thanks))
+
+    def thank_you(messages: list[dict[str, Any]], words: str) -> dict[str, Any]:
+        (found,) = [m for m in messages if words in str(m.get("text"))]
+        return found
+
+    question = thank_you(await bot_messages_after(ann, before[ann.id]), "Thank you for coming by today, Ann!")
+    assert "How did we do? Tap 1 (not good) to 5 (excellent)." in question["text"]
+    assert labels(question) == ["1", "2", "3", "4", "5"]
+    zh_question = thank_you(await bot_messages_after(mei, before[mei.id]), "小明，感谢您今天的光临")
+    assert "请点 1（不满意）到 5（非常满意）" in zh_question["text"] and labels(zh_question) == list("12345")
+
+    await ann.press_data(question["message_id"], button(question, "4"))
+    assert ann.saw(EN.t("survey.thanks"))
+    await ann.press_data(question["message_id"], button(question, "2"))  # a second tap on the same message
+    assert ann.last_toast == EN.t("error.survey_closed")
+    (answer, survey), = await answers(chat, ann_m.id)
+    assert (answer.score, answer.kind, survey.kind, survey.trigger, survey.schedule_id) == (
+        4, "csat", "csat", "schedule", thanks.id)
+    assert await answers(chat, mei_m.id) == []

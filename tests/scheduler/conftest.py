@@ -153,3 +153,8 @@ class ShiftedClock:
 
     def __call__(self) -> datetime:
         return utcnow() + self.offset
+
+
+def schedule_jobs(service: Any) -> list[Any]:
+    """The APScheduler jobs of the operators' schedules (not the service's own, such as nightly scoring)."""
+    return [job for job in service.scheduler.get_jobs() if job.id.startswith("schedule:")]

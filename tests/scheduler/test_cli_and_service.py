@@ -13,7 +13,7 @@ from loyalbot.scheduler.cli import outbox_app, schedule_app
 from loyalbot.scheduler.service import SchedulerService
 from loyalbot.scheduler.templates import LANGUAGES, TemplateBook, default_templates
 from loyalbot.storage.models import Schedule
-from tests.scheduler.conftest import add_member, at, outbox_rows
+from tests.scheduler.conftest import add_member, at, outbox_rows, schedule_jobs
 
 runner = CliRunner()
 KINDS_WITH_TEMPLATES = ("birthday", "anniversary", "winback", "tier_change", "points_expiry", "coupon_expiry",
@@ -105,20 +105,20 @@ async def test_service_follows_table_changes_and_plans_a_missed_run_once(db, loy
             return len(await outbox_rows(db, member_id=member.id)) == 1
 
         await settled(planned)
-        assert [j.name for j in service.scheduler.get_jobs()] == ["bday"]
+        assert [j.name for j in schedule_jobs(service)] == ["bday"]
         # The CLI (another process) adds a schedule: the running service picks it up without a restart.
         async with db.transaction() as tx:
             tx.add(Schedule(name="news", kind="broadcast", cron="0 10 * * *", created_at=now, updated_at=now))
 
         async def has_two_jobs() -> bool:
-            return sorted(j.name for j in service.scheduler.get_jobs()) == ["bday", "news"]
+            return sorted(j.name for j in schedule_jobs(service)) == ["bday", "news"]
 
         await settled(has_two_jobs)
         async with db.transaction() as tx:
             await tx.execute(sa.update(Schedule).where(Schedule.name == "bday").values(enabled=False, updated_at=now))
 
         async def bday_paused() -> bool:
-            return [j.name for j in service.scheduler.get_jobs()] == ["news"]
+            return [j.name for j in schedule_jobs(service)] == ["news"]
 
         await settled(bday_paused)
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from datetime import timedelta
 
@@ -142,3 +143,23 @@ async def test_a_bad_request_fails_at_once(db, loyalty, tg, sender):
     await Dispatcher(db, sender, rate=100).drain(limit_seconds=5)
     (row,) = await outbox_rows(db)
     assert row.status == "failed" and row.attempts == 1 and "chat not found" in row.last_error
+
+
+async def test_a_store_that_fails_while_recording_sends_loses_no_record_of_them(db, loyalty, tg, sender, monkeypatch):
+    members = await members_in_chat(loyalty, tg, 3)
+    now = at("2025-06-10 10:00")
+    await broadcast(db, loyalty, "restart", now)
+    dispatcher = Dispatcher(db, sender, rate=100)
+    real, failures = db.connection, []
+
+    def flaky():  # the store restarts: the first write of the sent rows fails, the next one works
+        if sys._getframe(1).f_code.co_name == "_flush_sent" and not failures:
+            failures.append(1)
+            raise OSError("connection reset by the store")
+        return real()
+
+    monkeypatch.setattr(db, "connection", flaky)
+    await dispatcher.drain(limit_seconds=10)
+    assert failures and {r.status for r in await outbox_rows(db)} == {"sent"}
+    for member in members:
+        assert await bot_texts(tg, member.chat_id) == [f"restart: hello {member.first_name}"]

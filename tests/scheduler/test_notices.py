@@ -169,3 +169,90 @@ async def test_a_tier_down_at_the_evaluation_says_what_it_takes_to_come_back(sho
     assert up.text.startswith("恭喜您，阿美！您已升級為<b>銀卡</b>會員。")
     assert down.text == ("阿美，您的會員等級現為<b>綠卡</b>：每次消費可獲得 1 倍積分。\n"
                          "12 個月內消費滿 €300.00 即可重回銀卡。")
+
+
+async def test_a_purchases_bonus_campaign_points_are_told_with_it(store: Db, programme):
+    from loyalbot.loyalty.programme import programme_from_data
+
+    data = programme.model_dump(mode="python", exclude_none=True)
+    data["bonuses"] = [{"code": "double", "kind": "multiplier", "factor": 2, "titles": {"en": "Double points"}}]
+    shop = Loyalty(store, programme_from_data(data))
+    await shop.sync_programme()
+    now = utcnow()
+    ann = await add_member(shop, now=now, first_name="Ann")
+    await shop.award_purchase(ann.id, external_id="till-1", amount="12.50", now=now)
+    await Notifier(shop, delay=DELAY).plan_new(now=now)
+    points, = told(await rows(shop.db), "points")
+    assert points.text.startswith("Ann, you earned <b>24</b> points for your purchase of €12.50.")
+    assert "balance is now <b>24</b>" in points.text
+
+
+def coffees(n: int) -> list[dict[str, object]]:
+    return [{"sku": "latte", "category": "coffee", "quantity": n, "amount": str(3 * n)}]
+
+
+async def test_a_full_stamp_card_is_told_once_with_its_coupon_in_the_members_language(shop: Loyalty):
+    now = utcnow()
+    notifier = Notifier(shop, delay=DELAY)
+    mei = await add_member(shop, now=now, first_name="美", language="zh_Hant")
+    bob = await add_member(shop, now=now, first_name="Bob", notify={"activity": False})
+    await shop.award_purchase(mei.id, external_id="till-1", amount="27", items=coffees(9), now=now)
+    await notifier.plan_new(now=now)
+    assert told(await rows(shop.db), "stamp_card") == []  # not full yet
+    full = await shop.award_purchase(mei.id, external_id="till-2", amount="6", items=coffees(2), now=now)
+    await shop.award_purchase(mei.id, external_id="till-2", amount="6", items=coffees(2), now=now)  # a retry
+    await shop.award_purchase(bob.id, external_id="till-3", amount="30", items=coffees(10), now=now)
+    await notifier.plan_new(now=now)
+    assert await notifier.plan_new(now=now) == 0
+    card, skipped = told(await rows(shop.db), "stamp_card")
+    [code] = full.stamps[0].coupons
+    assert card.member_id == mei.id and card.status == "pending" and card.not_before == now
+    assert card.text.startswith("美，您的<b>咖啡集章卡</b>已集滿！") and code in card.text
+    assert "任選咖啡一杯" in card.text
+    assert (skipped.member_id, skipped.status, skipped.skip_reason) == (bob.id, "skipped", "opted_out")
+    chat = FakeChat()
+    await Dispatcher(shop.db, chat, rate=30, clock=lambda: utcnow() + timedelta(seconds=DELAY + 1)).drain()
+    assert sum(code in t for t in chat.texts(mei.chat_id)) == 1
+
+
+async def test_a_stamp_coupon_taken_back_before_it_was_told_is_not_told(shop: Loyalty):
+    now = utcnow()
+    ann = await add_member(shop, now=now, first_name="Ann")
+    await shop.award_purchase(ann.id, external_id="till-1", amount="30", items=coffees(10), now=now)
+    await shop.refund_purchase("till-1", refund_id="rf-1", amount="30", now=now)
+    await Notifier(shop, delay=DELAY).plan_new(now=now)
+    card, = told(await rows(shop.db), "stamp_card")
+    assert (card.status, card.skip_reason) == ("skipped", "coupon_void")
+
+
+async def test_a_birthday_gift_is_told_when_the_birthday_message_does_not_tell_it(shop: Loyalty):
+    from datetime import date
+
+    from loyalbot.scheduler.planner import Planner
+    from loyalbot.storage.models import Member, Schedule
+    from tests.scheduler.conftest import at
+
+    joined = at("2023-03-01 12:00")
+    ann = await add_member(shop, now=joined, first_name="Ann", birthday=date(1990, 6, 10), tier="silver")
+    wei = await add_member(shop, now=joined, first_name="伟", language="zh_Hans", birthday=date(1985, 6, 10),
+                           tier="gold", notify={"care": False})  # no birthday message: the notice tells the gift
+    async with shop.db.transaction() as tx:
+        schedule = Schedule(name="bday", kind="birthday", daily_time="10:00", timezone="UTC", created_at=joined,
+                            updated_at=joined)
+        tx.add(schedule)
+    notifier = Notifier(shop, delay=DELAY)
+    await notifier.plan_new(now=joined)  # their welcome bonuses
+    now = at("2025-06-10 10:00")
+    await shop.give_birthday_gift(wei.id, 2025, now=now)  # the planner's first step, its message not written yet
+    assert await notifier.plan_new(now=now) == 0 and told(await rows(shop.db), "birthday_gift") == []
+    await Planner(shop).run(schedule, now=now, window_start=at("2025-06-10 09:45"))
+    await notifier.plan_new(now=now + timedelta(minutes=1))
+    await notifier.plan_new(now=now + timedelta(minutes=2))
+    gifts = {r.member_id: r for r in told(await rows(shop.db), "birthday_gift")}
+    assert (gifts[ann.id].status, gifts[ann.id].skip_reason) == ("skipped", "birthday_message")
+    [(coupon, _)] = await shop.coupons_of(wei.id, now=now)
+    assert gifts[wei.id].status == "pending" and coupon.code in gifts[wei.id].text
+    assert gifts[wei.id].text.startswith("伟，生日快乐！") and "金卡会员" in gifts[wei.id].text
+    assert "任选咖啡一杯" in gifts[wei.id].text
+    async with shop.db.read() as s:
+        assert (await s.get(Member, wei.id)).notify == {"care": False}

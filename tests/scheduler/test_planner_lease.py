@@ -21,7 +21,7 @@ from loyalbot.scheduler.service import SchedulerService
 from loyalbot.storage import Db
 from loyalbot.storage.leases import PLANNER, LeaseStore
 from loyalbot.storage.models import Outbox, Schedule
-from tests.scheduler.conftest import add_member, at
+from tests.scheduler.conftest import add_member, at, schedule_jobs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -132,7 +132,10 @@ async def test_only_the_leader_plans_and_a_run_due_during_the_handover_is_planne
         await replica.start()
     try:
         assert [r.leader for r in replicas] == [True, False, False]  # the first to ask plans
-        assert [len(r.scheduler.get_jobs()) for r in replicas] == [1, 0, 0]
+        assert [len(schedule_jobs(r)) for r in replicas] == [1, 0, 0]
+        # and only the planner scores members at night
+        assert [[j.id for j in r.scheduler.get_jobs() if j.id == "campaigns:score"] for r in replicas] == [
+            ["campaigns:score"], [], []]
         assert await replicas[1].run_due(1) is None  # a replica that does not hold the lease never plans
         holding = await LeaseStore(store).holding(PLANNER)
         assert holding.holder == replicas[0].holder and holding.holder.startswith("replica-0:")
@@ -153,7 +156,7 @@ async def test_only_the_leader_plans_and_a_run_due_during_the_handover_is_planne
                 return (await s.execute(sa.select(sa.func.count()).select_from(Outbox))).scalar_one() == 3
 
         await until(planned)
-        assert len(new.scheduler.get_jobs()) == 1
+        assert len(schedule_jobs(new)) == 1
         # The dead planner's run, had it got as far, finishes late: it plans nothing new and leaves the
         # schedule's bookkeeping where the new planner put it.
         late = SchedulerService(store, store_loyalty, dispatch=False, clock=clock)
@@ -179,7 +182,7 @@ async def test_a_planner_that_cannot_renew_its_lease_stops_planning(store, store
                                lease_ttl=1.0, lease_renew=0.2)
     await service.start()
     try:
-        assert service.leader and len(service.scheduler.get_jobs()) == 1
+        assert service.leader and len(schedule_jobs(service)) == 1
 
         async def away(*_args, **_kwargs):
             raise ConnectionError("store away")
@@ -190,7 +193,7 @@ async def test_a_planner_that_cannot_renew_its_lease_stops_planning(store, store
             return not service.leader
 
         await until(stepped_down)
-        assert service.scheduler.get_jobs() == []
+        assert schedule_jobs(service) == []
         assert service.metrics.registry.get_sample_value("loyalbot_planner_leader",
                                                          {"instance": service.instance}) == 0
     finally:
