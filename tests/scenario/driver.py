@@ -18,7 +18,11 @@ from loyalbot.bot.local_api import SELF, LocalApiControl
 from loyalbot.chat.i18n import Translator, pick_language
 from loyalbot.storage.clock import utcnow
 
-WAIT_SECONDS = 15.0
+# How long an action may take before the scenario calls the bot stuck. Only a ceiling: an action returns as soon
+# as its update is handled. Replies into one chat go a second apart (Telegram's per-chat limit), a support
+# exchange is several of them, and on a loaded CI machine (2 cores, the whole suite) a store that is briefly
+# locked backs the poller off for seconds; 15 s was once not enough there for a relayed staff reply.
+WAIT_SECONDS = 45.0
 
 
 class TestClock:
