@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from loyalbot.bot.runtime import Connection, RouterLike, Runtime, quiet_http_loggers
 from loyalbot.bot.settings import Settings, SettingsError, bot_id_of
 from loyalbot.chat.i18n import Translator
-from loyalbot.chat.limits import COMMAND_DESCRIPTION_LIMIT
+from loyalbot.chat.limits import CHAT_SPACING, COMMAND_DESCRIPTION_LIMIT
 from loyalbot.chat.metrics import Metrics
 from loyalbot.chat.outbound import ChatSender, SendError
 from loyalbot.chat.pacing import PacedSender
@@ -139,8 +139,11 @@ class App:
                  clock: Callable[[], datetime] = utcnow, concurrency: int = 64,
                  chat_config: ChatConfig | None = None, programme: Programme | None = None,
                  services: Services | None = None, console_password: str | None = None,
-                 console_port: int | None = None) -> None:
+                 console_port: int | None = None, chat_spacing: float = CHAT_SPACING) -> None:
         self.settings = settings
+        # Seconds from Telegram's answer to one message into a private chat to the next (its limit: a second).
+        # Only the tests shorten it: their members answer within milliseconds, no person does.
+        self.chat_spacing = chat_spacing
         self.programme = programme
         self.seed_services = services or Services()  # e.g. Services(support_config=SupportConfig(...))
         self.console_password = console_password  # else the settings' (the demo keeps its own)
@@ -238,7 +241,8 @@ class App:
         assert services.send_limits is not None
         relay = services.support_config or SupportConfig.from_chat_config(config)
         self.runtime.pipeline.pace(services.send_limits, group_per_minute=relay.relay_per_minute,
-                                   group_burst=relay.relay_burst, bot_rate=settings.bot_rate())
+                                   group_burst=relay.relay_burst, bot_rate=settings.bot_rate(),
+                                   spacing=self.chat_spacing)
         self.metrics.follow_relay(lambda: _relay_pending(services))
         self.runtime.webhook_guard = FailureLimit(throttle, "webhook_secret", settings.auth_failure_limit,
                                                   settings.auth_failure_window)
@@ -251,7 +255,7 @@ class App:
         # What handlers send beside their replies (support's notices and copies to members) keeps a second
         # per chat too; into the staff group the relay takes the group's budget itself.
         self.context.sender = PacedSender(self.runtime.sender, services.send_limits, groups=False,
-                                          bot_rate=settings.bot_rate())
+                                          bot_rate=settings.bot_rate(), spacing=self.chat_spacing)
         if self.context.config.bot_username is None:  # for the members' referral links
             self.context.config = replace(self.context.config, bot_username=self.runtime.username)
         self.router = build_router(self.context)

@@ -25,7 +25,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from loyalbot.chat import logids
-from loyalbot.chat.limits import GROUP_BURST, GROUP_MESSAGES_PER_MINUTE
+from loyalbot.chat.limits import CHAT_SPACING, GROUP_BURST, GROUP_MESSAGES_PER_MINUTE
 from loyalbot.chat.metrics import Metrics
 from loyalbot.chat.outbound import ChatSender, RetryAfter, Transient
 from loyalbot.chat.pacing import PacedSender
@@ -298,12 +298,14 @@ class Pipeline:
         return Persistent(sender, on_rate_limited=lambda: self.metrics.rate_limited.labels(source="replies").inc())
 
     def pace(self, limits: SendLimits, *, group_per_minute: float = GROUP_MESSAGES_PER_MINUTE,
-             group_burst: int = GROUP_BURST, bot_rate: float | None = None) -> None:
+             group_burst: int = GROUP_BURST, bot_rate: float | None = None,
+             spacing: float = CHAT_SPACING) -> None:
         """Space replies by the limits every sender of the bot shares: one message a second per private chat,
         the group's budget in a group (chat.pacing.PacedSender, with the staff relay's figures) and, with
         `bot_rate`, a slot of the bot's overall rate; retries go through the spacing too."""
         self.replies = self._persistent(PacedSender(self.sender, limits, group_per_minute=group_per_minute,
-                                                    group_burst=group_burst, bot_rate=bot_rate))
+                                                    group_burst=group_burst, bot_rate=bot_rate,
+                                                    spacing=spacing))
 
     # --- receiving --------------------------------------------------------------------------------------
 

@@ -46,6 +46,12 @@ def store_file(sqlite_template: Path, tmp_path: Path) -> Path:
     return path
 
 
+# A scenario's members answer within milliseconds, so Telegram's second between two messages into one chat
+# (chat.limits.CHAT_SPACING) would only add a second to nearly every step. The spacing still applies, shorter;
+# tests/bot/test_reply_pacing.py holds it to the second, and the bot run from the command line always keeps it.
+SCENARIO_CHAT_SPACING = 0.05
+
+
 def scenario_settings(server: LocalBotApi, store: Path, staff_group: int | None = None) -> Settings:
     return load_settings(database_url=f"sqlite+aiosqlite:///{store}", bot_token=TOKEN,
                          telegram_api_url=server.url, staff_group_id=staff_group, redis_url=None,
@@ -56,7 +62,8 @@ async def start_app(server: LocalBotApi, store: Path, framework: str, staff_grou
                     clock: TestClock | None = None, services: Services | None = None) -> App:
     settings = scenario_settings(server, store, staff_group)
     app = App(settings, framework=framework, clock=clock or TestClock(),
-              connection=Connection(token=TOKEN, api_url=server.url, polling_timeout=1), services=services)
+              connection=Connection(token=TOKEN, api_url=server.url, polling_timeout=1), services=services,
+              chat_spacing=SCENARIO_CHAT_SPACING)
     await app.start()
     return app
 
