@@ -30,14 +30,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sqlalchemy as sa  # noqa: E402
+from seeded_db import seeded_database  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from loyalbot.bot.settings import Settings  # noqa: E402
 from loyalbot.loyalty import load_programme  # noqa: E402
 from loyalbot.scheduler.rfm import score_members  # noqa: E402
 from loyalbot.scheduler.segments import segment_size  # noqa: E402
 from loyalbot.storage import Db, utcnow  # noqa: E402
-from loyalbot.storage.migrate import upgrade_async  # noqa: E402
 
 # What an operator's win-back audience looks like: valuable members slipping away, or big spenders of the
 # quarter, who consented and hold no coupon yet.
@@ -56,38 +55,12 @@ Row = dict[str, Any]
 Measurement = Callable[[Db, int], Awaitable[list[Row]]]
 
 
-async def _admin(server_url: str, statement: str, *args: Any) -> Any:
-    import asyncpg
-
-    url = make_url(server_url)
-    conn = await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username, password=url.password,
-                                 database=url.database)
-    try:
-        return await conn.fetchval(statement, *args)
-    finally:
-        await conn.close()
-
-
 async def prepare(server: str, name: str, members: int, *, fresh: bool) -> tuple[str, dict[str, Any]]:
     """The bench database with `members` members and their purchases; seeds only what is missing."""
-    figures: dict[str, Any] = {}
-    exists = await _admin(server, "SELECT 1 FROM pg_database WHERE datname = $1", name)
-    if fresh and exists:
-        await _admin(server, f'DROP DATABASE "{name}" WITH (FORCE)')
-    if fresh or not exists:
-        await _admin(server, f'CREATE DATABASE "{name}"')
-    url = make_url(server).set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
-    await upgrade_async(url)
+    url, figures = await seeded_database(server, name, members, fresh=fresh)
     db = Db(url)
     try:
-        async with db.read() as s:
-            have = (await s.execute(sa.text("SELECT count(*) FROM members"))).scalar_one()
-        if have < members:
-            from loyalbot.bot.seed import seed_members
-
-            start = time.perf_counter()
-            await seed_members(Settings(database_url=url), members - have)
-            figures["seed_members_s"] = round(time.perf_counter() - start, 1)
+        if figures:  # seeded just now
             async with db.engine.connect() as conn:
                 await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(sa.text("VACUUM ANALYZE"))
         async with db.read() as s:

@@ -34,15 +34,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
+from seeded_db import seeded_database  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from loyalbot.bot.settings import Settings  # noqa: E402
 from loyalbot.console.accounts import add_operator  # noqa: E402
 from loyalbot.console.api import create_app  # noqa: E402
 from loyalbot.console.dashboard_stats import CHART_KEYS  # noqa: E402
 from loyalbot.loyalty import Loyalty, load_programme  # noqa: E402
 from loyalbot.storage import Db  # noqa: E402
-from loyalbot.storage.migrate import upgrade_async  # noqa: E402
 
 PASSWORD = "bench bench bench"
 
@@ -93,49 +92,11 @@ EXTRA = [
 ]
 
 
-async def _admin(server_url: str, statement: str) -> None:
-    import asyncpg
-
-    url = make_url(server_url)
-    conn = await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username, password=url.password,
-                                 database=url.database)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-async def _exists(server_url: str, name: str) -> bool:
-    import asyncpg
-
-    url = make_url(server_url)
-    conn = await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username, password=url.password,
-                                 database=url.database)
-    try:
-        return bool(await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name))
-    finally:
-        await conn.close()
-
-
 async def prepare(server: str, name: str, members: int, *, fresh: bool) -> tuple[str, dict]:
     """The bench database with `members` members and a year of everything; seeds only what is missing."""
-    figures: dict = {}
-    if fresh and await _exists(server, name):
-        await _admin(server, f'DROP DATABASE "{name}" WITH (FORCE)')
-    if not await _exists(server, name):
-        await _admin(server, f'CREATE DATABASE "{name}"')
-    url = make_url(server).set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
-    await upgrade_async(url)
+    url, figures = await seeded_database(server, name, members, fresh=fresh)
     db = Db(url)
     try:
-        async with db.read() as s:
-            have = (await s.execute(sa.text("SELECT count(*) FROM members"))).scalar_one()
-        if have < members:
-            from loyalbot.bot.seed import seed_members
-
-            start = time.perf_counter()
-            await seed_members(Settings(database_url=url), members - have)
-            figures["seed_members_s"] = round(time.perf_counter() - start, 1)
         async with db.read() as s:
             extra = (await s.execute(sa.text("SELECT count(*) FROM coupons WHERE code LIKE 'BENCH%'"))).scalar_one()
             survey_base = (await s.execute(sa.text("SELECT coalesce(max(id), 0) FROM surveys"))).scalar_one()
