@@ -715,7 +715,9 @@ class DailyMembers(SQLModel, table=True):
 sa.Index("ix_members_joined_at", table_of(Member).c.joined_at)
 sa.Index("ix_members_status_tier_balance", table_of(Member).c.status, table_of(Member).c.tier,
          table_of(Member).c.balance)
-sa.Index("ix_ledger_entries_created_at_member", table_of(LedgerEntry).c.created_at, table_of(LedgerEntry).c.member_id)
+# Kind and delta too, so a day's sums and active members are index-only scans (migration 0023).
+sa.Index("ix_ledger_entries_created_at_cover", table_of(LedgerEntry).c.created_at, table_of(LedgerEntry).c.member_id,
+         table_of(LedgerEntry).c.kind, table_of(LedgerEntry).c.delta)
 sa.Index("ix_purchases_occurred_at_member", table_of(Purchase).c.occurred_at, table_of(Purchase).c.member_id)
 sa.Index("ix_coupons_issued_at", table_of(Coupon).c.issued_at)
 sa.Index("ix_coupons_used_at", table_of(Coupon).c.used_at)
