@@ -549,6 +549,9 @@ class PollingConflict(RuntimeError):
 # A process that has polled before gets this many 409s in a row before it gives up: a newcomer's first
 # getUpdates ends the running one's with 409, and the newcomer (never polled yet) is the one that stops.
 CONFLICTS_TOLERATED = 3
+# Failed polls (the Bot API or the store unreachable) are retried 0.5, 1, 2, 4 s apart, then every 5 s: a store
+# back after a restart is polled again within 5 s, not after a backoff grown to 30 s while it was down.
+POLL_RETRY_MAX = 5.0
 
 
 class Poller:
@@ -604,7 +607,7 @@ class Poller:
             except Exception as exc:
                 failures += 1
                 log.warning("polling failed (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(min(0.5 * 2 ** min(failures - 1, 6), 30.0))
+                await asyncio.sleep(min(0.5 * 2 ** min(failures - 1, 6), POLL_RETRY_MAX))
 
     async def stop(self) -> None:
         """Stop polling and confirm what was recorded, so the next process does not get it again."""
