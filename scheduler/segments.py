@@ -22,18 +22,31 @@ stays fast is in docs/architecture.md ("Campaigns: scores, stages, segments, pla
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
 from loyalbot.loyalty.ledger import lots_left
 from loyalbot.scheduler.kinds import LIFECYCLE_STAGES, SEGMENT_KEYS
 from loyalbot.storage import Db, as_utc
-from loyalbot.storage.models import Coupon, LedgerEntry, Member, MemberScore, Purchase
+from loyalbot.storage.models import (
+    SCORE_WINDOWS,
+    AuditLog,
+    Coupon,
+    LedgerEntry,
+    Member,
+    MemberScore,
+    Purchase,
+    PurchaseChange,
+)
 from loyalbot.storage.models import Segment as SavedSegment
+from loyalbot.storage.rows import table_of
+
+SCORED = "campaign.score"  # the audit action of a scoring run (scheduler/rfm.py)
+T = TypeVar("T")
 
 
 class SegmentProblem(ValueError):
@@ -202,30 +215,94 @@ def _days_since(column: Any, bounds: dict[str, int], now: datetime) -> list[Any]
     return conditions
 
 
-def _in_window(value: Any, bounds: dict[str, Any], now: datetime, *, counted: bool) -> Any:
-    """Members whose purchases' `value` over the last bounds["days"] days lies in [min, max]; 0 without any."""
+def _in_window(bounds: dict[str, Any], now: datetime, scored_at: datetime | None, *, counted: bool) -> Any:
+    """Members whose spend (or, `counted`, purchases not fully refunded) over the last bounds["days"] days lies in
+    [min, max]; 0 without any. With `scored_at` (the last scoring run, `last_scored`) and a window it stored, the
+    stored figures are used where they hold (`_stored_window`); otherwise the window's purchases are summed."""
     low = Decimal(str(bounds["min"])) if "min" in bounds else None
     high = Decimal(str(bounds["max"])) if "max" in bounds else None
-    within = sa.and_(*([value >= low] if low is not None else []), *([value <= high] if high is not None else []))
-    window = [Purchase.occurred_at > now - timedelta(days=bounds["days"]), Purchase.occurred_at <= now]
+
+    def within(value: Any) -> Any:
+        return sa.and_(*([value >= low] if low is not None else []), *([value <= high] if high is not None else []))
+
+    days = bounds["days"]
+    zero_in_range = (low is None or low <= 0) and (high is None or high >= 0)  # members without purchases
+    window = [Purchase.occurred_at > now - timedelta(days=days), Purchase.occurred_at <= now]
     if counted:
         window.append(Purchase.amount > Purchase.refunded_amount)
+    summed = sa.func.count() if counted else sa.func.sum(Purchase.amount - Purchase.refunded_amount)
     grouped = sa.select(Purchase.member_id).where(*window).group_by(Purchase.member_id)
-    if (low is None or low <= 0) and (high is None or high >= 0):  # no purchases (0) is in range
-        return Member.id.not_in(grouped.having(sa.not_(within)))
-    return Member.id.in_(grouped.having(within))
+    if scored_at is not None and days in SCORE_WINDOWS and now - timedelta(days=days) <= scored_at <= now:
+        return _stored_window(grouped, summed, within, zero_in_range, days, now, scored_at, counted=counted)
+    if zero_in_range:
+        return Member.id.not_in(grouped.having(sa.not_(within(summed))))
+    return Member.id.in_(grouped.having(within(summed)))
 
 
-def _scored(*conditions: Any) -> Any:
+def _stored_window(grouped: sa.Select[Any], summed: Any, within: Callable[[Any], Any], zero_in_range: bool,
+                   days: int, now: datetime, scored_at: datetime, *, counted: bool) -> Any:
+    """A window from the figures the last scoring run (at `scored_at`, within the window) stored, on the members
+    joined to their scores (SCORED_MEMBERS).
+
+    A member without a `purchase_changes` row has had no purchase written since that run, so their figure now is
+    the stored one (over (C - days, C]) plus their purchases dated in (C, now] (dated ahead when recorded) minus
+    those in (C - days, now - days] (that have left the window since): a day's purchases for a nightly run, the
+    `edges`. The members with such a row (bought or refunded since; or never scored) have their window summed, as
+    without stored figures. Both small sets are hashed once; everybody else is tested on their joined row."""
+    name = f"{'purchases' if counted else 'spend'}_{days}d"
+    value = (sa.case((Purchase.amount > Purchase.refunded_amount, 1), else_=0) if counted
+             else Purchase.amount - Purchase.refunded_amount)
+    entered = Purchase.occurred_at > scored_at
+    edges = (sa.select(Purchase.member_id, sa.func.sum(sa.case((entered, value), else_=-value)).label("delta"))
+             .where(sa.or_(sa.and_(entered, Purchase.occurred_at <= now),
+                           sa.and_(Purchase.occurred_at > scored_at - timedelta(days=days),
+                                   Purchase.occurred_at <= now - timedelta(days=days))))
+             .group_by(Purchase.member_id).subquery("edges"))
+    changed = sa.select(PurchaseChange.member_id)
+    scores = table_of(MemberScore).alias("edge_scores")  # not the outer row: a subquery of its own
+
+    def on_the_edge(condition: Callable[[Any], Any]) -> Any:
+        return Member.id.in_(sa.select(edges.c.member_id).join(scores, scores.c.member_id == edges.c.member_id)
+                             .where(condition(scores.c[name] + edges.c.delta), edges.c.member_id.not_in(changed)))
+
+    def stored(condition: Callable[[Any], Any]) -> Any:
+        return sa.and_(MemberScore.member_id.is_not(None), condition(getattr(MemberScore, name)),
+                       Member.id.not_in(changed), Member.id.not_in(sa.select(edges.c.member_id)))
+
+    def outside(value: Any) -> Any:
+        return sa.not_(within(value))
+
+    summed_changed = grouped.where(Purchase.member_id.in_(changed))
+    if zero_in_range:  # not outside the range, among any of the three (a member in none has no purchases: 0)
+        return sa.not_(sa.or_(stored(outside), on_the_edge(outside),
+                              Member.id.in_(summed_changed.having(outside(summed)))))
+    return sa.or_(stored(within), on_the_edge(within), Member.id.in_(summed_changed.having(within(summed))))
+
+
+def _scored(joined: bool, *conditions: Any) -> Any:
+    if joined:  # the member's own scores row, or none (never scored: FALSE, not NULL)
+        return sa.and_(MemberScore.member_id.is_not(None), *conditions)
     return Member.id.in_(sa.select(MemberScore.member_id).where(*conditions))
 
 
+# Members joined to their scores, what a segment read with `joined=True` selects from: one hash join, so that
+# scores and stored windows are tested on each member's row instead of through sets of ids
+SCORED_MEMBERS = sa.outerjoin(table_of(Member), table_of(MemberScore), MemberScore.member_id == Member.id)
+
+
 def segment_conditions(segment: dict[str, Any], now: datetime, *, named: Mapping[str, dict[str, Any]] | None = None,
-                       zone: tzinfo | None = None, _using: tuple[str, ...] = ()) -> list[Any]:
+                       zone: tzinfo | None = None, joined: bool = False, scored_at: datetime | None = None,
+                       _using: tuple[str, ...] = ()) -> list[Any]:
     """The segment as conditions on the members table (checked first: raises SegmentProblem). `named` holds the
-    saved segments it uses (`named_segments`); `zone` is the programme's, for "this month"."""
+    saved segments it uses (`named_segments`); `zone` is the programme's, for "this month". `joined`: the query
+    selects from SCORED_MEMBERS (the whole store at once: `read_segment`); then, with `scored_at` (the moment of
+    the last scoring run, read in the same breath), spend and purchase windows start from the figures that run
+    stored. Otherwise (a batch, one member) windows are summed from the purchases."""
     check_segment(segment)
     now = as_utc(now)
+    if scored_at is not None and not joined:
+        raise ValueError("stored windows are read from SCORED_MEMBERS: pass joined=True")
+    scored_at = as_utc(scored_at) if scored_at is not None else None
     conditions: list[Any] = []
     if "tiers" in segment:
         conditions.append(Member.tier.in_(segment["tiers"]))
@@ -242,19 +319,18 @@ def segment_conditions(segment: dict[str, Any], now: datetime, *, named: Mapping
     if "joined_within_days" in segment:
         conditions.append(Member.joined_at > now - timedelta(days=segment["joined_within_days"]))
     if "rfm" in segment:
-        conditions.append(_scored(*(getattr(MemberScore, letter).in_(scores)
-                                    for letter, scores in segment["rfm"].items())))
+        conditions.append(_scored(joined, *(getattr(MemberScore, letter).in_(scores)
+                                            for letter, scores in segment["rfm"].items())))
     if "lifecycle" in segment:
-        conditions.append(_scored(MemberScore.lifecycle.in_(segment["lifecycle"])))
+        conditions.append(_scored(joined, MemberScore.lifecycle.in_(segment["lifecycle"])))
     if "days_since_purchase" in segment:
         conditions += _days_since(Member.last_purchase_at, segment["days_since_purchase"], now)
     if "days_since_visit" in segment:
         conditions += _days_since(Member.last_activity_at, segment["days_since_visit"], now)
     if "spend" in segment:
-        conditions.append(_in_window(sa.func.sum(Purchase.amount - Purchase.refunded_amount), segment["spend"], now,
-                                     counted=False))
+        conditions.append(_in_window(segment["spend"], now, scored_at, counted=False))
     if "purchases" in segment:
-        conditions.append(_in_window(sa.func.count(), segment["purchases"], now, counted=True))
+        conditions.append(_in_window(segment["purchases"], now, scored_at, counted=True))
     if "birthday_month" in segment:
         months = segment["birthday_month"]
         if months == "current":
@@ -269,35 +345,66 @@ def segment_conditions(segment: dict[str, Any], now: datetime, *, named: Mapping
     if "marketing_consent" in segment:
         conditions.append(Member.marketing_consent == segment["marketing_consent"])
     if "segment" in segment:
-        conditions += _saved(segment["segment"], now, named or {}, zone, _using)
+        conditions += _saved(segment["segment"], now, named or {}, zone, joined, scored_at, _using)
     if "any" in segment:
-        conditions.append(sa.or_(*(sa.and_(sa.true(), *segment_conditions(part, now, named=named, zone=zone,
-                                                                          _using=_using))
+        conditions.append(sa.or_(*(sa.and_(sa.true(), *segment_conditions(part, now, named=named, zone=zone, joined=joined,
+                                                                          scored_at=scored_at, _using=_using))
                                    for part in segment["any"])))
     if "not" in segment:
-        conditions.append(sa.not_(sa.and_(sa.true(), *segment_conditions(segment["not"], now, named=named, zone=zone,
-                                                                         _using=_using))))
+        conditions.append(sa.not_(sa.and_(sa.true(), *segment_conditions(segment["not"], now, named=named, zone=zone, joined=joined,
+                                                                         scored_at=scored_at, _using=_using))))
     return conditions
 
 
 def _saved(name: str, now: datetime, named: Mapping[str, dict[str, Any]], zone: tzinfo | None,
-           using: tuple[str, ...]) -> list[Any]:
+           joined: bool, scored_at: datetime | None, using: tuple[str, ...]) -> list[Any]:
     """A saved segment's conditions; refused when it is unknown or (through others) uses itself."""
     if name in using:
         raise SegmentProblem(f"saved segment {name!r} uses itself ({' -> '.join((*using, name))})")
     if name not in named:
         raise SegmentProblem(f"there is no saved segment called {name!r}")
     try:
-        return segment_conditions(named[name], now, named=named, zone=zone, _using=(*using, name))
+        return segment_conditions(named[name], now, named=named, zone=zone, joined=joined, scored_at=scored_at,
+                                  _using=(*using, name))
     except SegmentProblem as exc:
         if str(exc).startswith(("saved segment", "there is no saved segment")):
             raise
         raise SegmentProblem(f"saved segment {name!r}: {exc}") from None
 
 
+async def last_scored(db: Db) -> datetime | None:
+    """When members were last scored (the newest scoring run in the audit log), or None."""
+    async with db.read() as s:
+        found = (await s.execute(sa.select(sa.func.max(AuditLog.created_at)).where(AuditLog.action == SCORED))
+                 ).scalar_one()
+    return as_utc(found) if found is not None else None
+
+
+async def read_segment(db: Db, segment: dict[str, Any], now: datetime, zone: tzinfo | None,
+                       read: Callable[[list[Any]], Awaitable[T]]) -> T:
+    """`read(conditions)`, a query over SCORED_MEMBERS, with the segment's conditions (`joined`); a segment with a
+    window uses the last scoring run's stored figures. Reads are each their own snapshot, so that run's moment is
+    read before and after: a run that committed in between (its figures and its moment go together) makes the
+    read start again."""
+    named = await named_segments(db, segment)
+    if not uses_windows(segment, named):
+        return await read(segment_conditions(segment, as_utc(now), named=named, zone=zone, joined=True))
+    scored_at = await last_scored(db)
+    while True:
+        found = await read(segment_conditions(segment, as_utc(now), named=named, zone=zone, joined=True,
+                                              scored_at=scored_at))
+        again = await last_scored(db)
+        if again == scored_at:
+            return found
+        scored_at = again
+
+
 async def segment_size(db: Db, segment: dict[str, Any], now: datetime, *, zone: tzinfo | None = None) -> int:
     """How many members (not erased) a segment matches."""
-    conditions = segment_conditions(segment, as_utc(now), named=await named_segments(db, segment), zone=zone)
-    async with db.read() as s:
-        query = sa.select(sa.func.count()).select_from(Member).where(Member.status != "erased", *conditions)
-        return int((await s.execute(query)).scalar_one())
+    async def count(conditions: list[Any]) -> int:
+        async with db.read() as s:
+            query = sa.select(sa.func.count()).select_from(SCORED_MEMBERS).where(Member.status != "erased",
+                                                                                 *conditions)
+            return int((await s.execute(query)).scalar_one())
+
+    return await read_segment(db, segment, now, zone, count)

@@ -23,7 +23,13 @@ from loyalbot.loyalty.ledger import lots_left
 from loyalbot.loyalty.programme import Programme, ProgrammeInForce
 from loyalbot.scheduler.experiments import held_out_since
 from loyalbot.scheduler.kinds import cap_days, offset_days, param
-from loyalbot.scheduler.segments import named_segments, segment_conditions, uses_windows
+from loyalbot.scheduler.segments import (
+    SCORED_MEMBERS,
+    named_segments,
+    read_segment,
+    segment_conditions,
+    uses_windows,
+)
 from loyalbot.scheduler.timing import candidate_days, local_day, member_zone, occurrence
 from loyalbot.storage import Db, as_utc
 from loyalbot.storage.models import Coupon, LedgerEntry, Member, Outbox, Reward, Schedule, Survey
@@ -97,11 +103,15 @@ class Selection:
         """The segment as conditions for each batch's query; or, when it has a purchase window (an aggregate the
         database would redo for every batch), the ids of its members, read once for the whole run."""
         named = await named_segments(self.db, segment)
-        conditions = segment_conditions(segment, now, named=named, zone=self.programme.zone)
         if not uses_windows(segment, named):
-            return conditions, None
-        async with self.db.read() as s:
-            return [], {int(i) for i in (await s.execute(sa.select(Member.id).where(*conditions))).scalars() if i}
+            return segment_conditions(segment, now, named=named, zone=self.programme.zone), None
+
+        async def ids(conditions: list[Any]) -> set[int]:
+            async with self.db.read() as s:
+                query = sa.select(Member.id).select_from(SCORED_MEMBERS).where(*conditions)
+                return {int(i) for i in (await s.execute(query)).scalars() if i}
+
+        return [], await read_segment(self.db, segment, now, self.programme.zone, ids)
 
     async def _members(self, conditions: Sequence[Any], audience: set[int] | None = None
                        ) -> AsyncIterator[Sequence[sa.Row[*tuple[Any, ...]]]]:

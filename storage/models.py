@@ -500,6 +500,8 @@ class AuditLog(SQLModel, table=True):
     details: dict[str, Any] = _json({})
     created_at: datetime = Field(default_factory=utcnow)
 
+    __table_args__ = (sa.Index("ix_audit_log_action_created_at", "action", "created_at"),)
+
 
 class ConversationState(SQLModel, table=True):
     """Where a chat user is in a multi-step conversation (registration, redeeming, feedback...)."""
@@ -827,9 +829,34 @@ class MemberScore(SQLModel, table=True):
     purchases: int = 0  # in the window
     last_purchase_at: datetime | None = None
     computed_at: datetime = Field(default_factory=utcnow)
+    # Net spend and purchases over fixed windows as of the run (SCORE_WINDOWS), for segments' windows: valid for
+    # a member without a purchase_changes row (scheduler/segments.py)
+    spend_30d: Decimal = Field(default=Decimal("0"), sa_column=sa.Column(MONEY, nullable=False, server_default="0"))
+    purchases_30d: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
+    spend_90d: Decimal = Field(default=Decimal("0"), sa_column=sa.Column(MONEY, nullable=False, server_default="0"))
+    purchases_90d: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
+    spend_180d: Decimal = Field(default=Decimal("0"), sa_column=sa.Column(MONEY, nullable=False, server_default="0"))
+    purchases_180d: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
+    spend_365d: Decimal = Field(default=Decimal("0"), sa_column=sa.Column(MONEY, nullable=False, server_default="0"))
+    purchases_365d: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
 
     __table_args__ = (sa.Index("ix_member_scores_lifecycle", "lifecycle"),
                       sa.Index("ix_member_scores_r_f_m", "r", "f", "m"))
+
+
+SCORE_WINDOWS = (30, 90, 180, 365)  # the days of member_scores' spend_<N>d and purchases_<N>d
+
+
+class PurchaseChange(SQLModel, table=True):
+    """A member whose purchases were written (inserted or refunded) since the scoring run that last stored their
+    window figures; `version` goes up with each write. Kept by triggers on `purchases` (migration 0024), so no
+    writer can forget it; a scoring run deletes the rows whose version it read (scheduler/rfm.py)."""
+
+    __tablename__ = "purchase_changes"
+
+    member_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("members.id"), primary_key=True,
+                                               autoincrement=False))
+    version: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
 
 
 class MemberStageChange(SQLModel, table=True):
