@@ -215,10 +215,11 @@ def _days_since(column: Any, bounds: dict[str, int], now: datetime) -> list[Any]
     return conditions
 
 
-def _in_window(bounds: dict[str, Any], now: datetime, scored_at: datetime | None, *, counted: bool) -> Any:
+def _in_window(bounds: dict[str, Any], now: datetime, scored_at: datetime | None, joins: list[Any] | None, *,
+               counted: bool) -> Any:
     """Members whose spend (or, `counted`, purchases not fully refunded) over the last bounds["days"] days lies in
     [min, max]; 0 without any. With `scored_at` (the last scoring run, `last_scored`) and a window it stored, the
-    stored figures are used where they hold (`_stored_window`); otherwise the window's purchases are summed."""
+    stored figures are used (`_stored_window`); otherwise the window's purchases are summed."""
     low = Decimal(str(bounds["min"])) if "min" in bounds else None
     high = Decimal(str(bounds["max"])) if "max" in bounds else None
 
@@ -226,57 +227,53 @@ def _in_window(bounds: dict[str, Any], now: datetime, scored_at: datetime | None
         return sa.and_(*([value >= low] if low is not None else []), *([value <= high] if high is not None else []))
 
     days = bounds["days"]
-    zero_in_range = (low is None or low <= 0) and (high is None or high >= 0)  # members without purchases
+    if (scored_at is not None and joins is not None and days in SCORE_WINDOWS
+            and now - timedelta(days=days) <= scored_at <= now):
+        return _stored_window(within, days, now, scored_at, counted=counted, joins=joins)
     window = [Purchase.occurred_at > now - timedelta(days=days), Purchase.occurred_at <= now]
     if counted:
         window.append(Purchase.amount > Purchase.refunded_amount)
     summed = sa.func.count() if counted else sa.func.sum(Purchase.amount - Purchase.refunded_amount)
     grouped = sa.select(Purchase.member_id).where(*window).group_by(Purchase.member_id)
-    if scored_at is not None and days in SCORE_WINDOWS and now - timedelta(days=days) <= scored_at <= now:
-        return _stored_window(grouped, summed, within, zero_in_range, days, now, scored_at, counted=counted)
-    if zero_in_range:
+    if (low is None or low <= 0) and (high is None or high >= 0):  # no purchases (0) is in range
         return Member.id.not_in(grouped.having(sa.not_(within(summed))))
     return Member.id.in_(grouped.having(within(summed)))
 
 
-def _stored_window(grouped: sa.Select[Any], summed: Any, within: Callable[[Any], Any], zero_in_range: bool,
-                   days: int, now: datetime, scored_at: datetime, *, counted: bool) -> Any:
+def _stored_window(within: Callable[[Any], Any], days: int, now: datetime, scored_at: datetime, *, counted: bool,
+                   joins: list[Any]) -> Any:
     """A window from the figures the last scoring run (at `scored_at`, within the window) stored, on the members
-    joined to their scores (SCORED_MEMBERS).
+    joined to their scores (SCORED_MEMBERS) and to a small table of the figures that differ (added to `joins`).
 
     A member without a `purchase_changes` row has had no purchase written since that run, so their figure now is
     the stored one (over (C - days, C]) plus their purchases dated in (C, now] (dated ahead when recorded) minus
     those in (C - days, now - days] (that have left the window since): a day's purchases for a nightly run, the
     `edges`. The members with such a row (bought or refunded since; or never scored) have their window summed, as
-    without stored figures. Both small sets are hashed once; everybody else is tested on their joined row."""
+    without stored figures. Those two sets are the small table; everybody else's figure is on their row."""
     name = f"{'purchases' if counted else 'spend'}_{days}d"
     value = (sa.case((Purchase.amount > Purchase.refunded_amount, 1), else_=0) if counted
              else Purchase.amount - Purchase.refunded_amount)
+    changed = (sa.select(PurchaseChange.member_id.label("member_id"), sa.func.coalesce(sa.func.sum(value), 0)
+                         .label("figure"))
+               .select_from(PurchaseChange)
+               .outerjoin(Purchase, sa.and_(Purchase.member_id == PurchaseChange.member_id,
+                                            Purchase.occurred_at > now - timedelta(days=days),
+                                            Purchase.occurred_at <= now))
+               .group_by(PurchaseChange.member_id))
     entered = Purchase.occurred_at > scored_at
     edges = (sa.select(Purchase.member_id, sa.func.sum(sa.case((entered, value), else_=-value)).label("delta"))
              .where(sa.or_(sa.and_(entered, Purchase.occurred_at <= now),
                            sa.and_(Purchase.occurred_at > scored_at - timedelta(days=days),
                                    Purchase.occurred_at <= now - timedelta(days=days))))
              .group_by(Purchase.member_id).subquery("edges"))
-    changed = sa.select(PurchaseChange.member_id)
-    scores = table_of(MemberScore).alias("edge_scores")  # not the outer row: a subquery of its own
-
-    def on_the_edge(condition: Callable[[Any], Any]) -> Any:
-        return Member.id.in_(sa.select(edges.c.member_id).join(scores, scores.c.member_id == edges.c.member_id)
-                             .where(condition(scores.c[name] + edges.c.delta), edges.c.member_id.not_in(changed)))
-
-    def stored(condition: Callable[[Any], Any]) -> Any:
-        return sa.and_(MemberScore.member_id.is_not(None), condition(getattr(MemberScore, name)),
-                       Member.id.not_in(changed), Member.id.not_in(sa.select(edges.c.member_id)))
-
-    def outside(value: Any) -> Any:
-        return sa.not_(within(value))
-
-    summed_changed = grouped.where(Purchase.member_id.in_(changed))
-    if zero_in_range:  # not outside the range, among any of the three (a member in none has no purchases: 0)
-        return sa.not_(sa.or_(stored(outside), on_the_edge(outside),
-                              Member.id.in_(summed_changed.having(outside(summed)))))
-    return sa.or_(stored(within), on_the_edge(within), Member.id.in_(summed_changed.having(within(summed))))
+    scores = table_of(MemberScore).alias("edge_scores")
+    on_the_edge = (sa.select(edges.c.member_id, (scores.c[name] + edges.c.delta).label("figure"))
+                   .join(scores, scores.c.member_id == edges.c.member_id)
+                   .where(edges.c.member_id.not_in(sa.select(PurchaseChange.member_id))))
+    differ = sa.union_all(changed, on_the_edge).subquery(f"window_{len(joins) + 1}")
+    joins.append(differ)
+    return within(sa.case((differ.c.member_id.is_not(None), differ.c.figure),
+                          (MemberScore.member_id.is_not(None), getattr(MemberScore, name)), else_=0))
 
 
 def _scored(joined: bool, *conditions: Any) -> Any:
@@ -292,16 +289,17 @@ SCORED_MEMBERS = sa.outerjoin(table_of(Member), table_of(MemberScore), MemberSco
 
 def segment_conditions(segment: dict[str, Any], now: datetime, *, named: Mapping[str, dict[str, Any]] | None = None,
                        zone: tzinfo | None = None, joined: bool = False, scored_at: datetime | None = None,
-                       _using: tuple[str, ...] = ()) -> list[Any]:
+                       joins: list[Any] | None = None, _using: tuple[str, ...] = ()) -> list[Any]:
     """The segment as conditions on the members table (checked first: raises SegmentProblem). `named` holds the
     saved segments it uses (`named_segments`); `zone` is the programme's, for "this month". `joined`: the query
     selects from SCORED_MEMBERS (the whole store at once: `read_segment`); then, with `scored_at` (the moment of
     the last scoring run, read in the same breath), spend and purchase windows start from the figures that run
-    stored. Otherwise (a batch, one member) windows are summed from the purchases."""
+    stored, each adding to `joins` a table the query must outer-join on member_id. Otherwise (a batch, one
+    member) windows are summed from the purchases."""
     check_segment(segment)
     now = as_utc(now)
-    if scored_at is not None and not joined:
-        raise ValueError("stored windows are read from SCORED_MEMBERS: pass joined=True")
+    if scored_at is not None and (not joined or joins is None):
+        raise ValueError("stored windows are read from SCORED_MEMBERS and their joins: pass joined and joins")
     scored_at = as_utc(scored_at) if scored_at is not None else None
     conditions: list[Any] = []
     if "tiers" in segment:
@@ -328,9 +326,9 @@ def segment_conditions(segment: dict[str, Any], now: datetime, *, named: Mapping
     if "days_since_visit" in segment:
         conditions += _days_since(Member.last_activity_at, segment["days_since_visit"], now)
     if "spend" in segment:
-        conditions.append(_in_window(segment["spend"], now, scored_at, counted=False))
+        conditions.append(_in_window(segment["spend"], now, scored_at, joins, counted=False))
     if "purchases" in segment:
-        conditions.append(_in_window(segment["purchases"], now, scored_at, counted=True))
+        conditions.append(_in_window(segment["purchases"], now, scored_at, joins, counted=True))
     if "birthday_month" in segment:
         months = segment["birthday_month"]
         if months == "current":
@@ -345,19 +343,19 @@ def segment_conditions(segment: dict[str, Any], now: datetime, *, named: Mapping
     if "marketing_consent" in segment:
         conditions.append(Member.marketing_consent == segment["marketing_consent"])
     if "segment" in segment:
-        conditions += _saved(segment["segment"], now, named or {}, zone, joined, scored_at, _using)
+        conditions += _saved(segment["segment"], now, named or {}, zone, joined, scored_at, joins, _using)
     if "any" in segment:
         conditions.append(sa.or_(*(sa.and_(sa.true(), *segment_conditions(part, now, named=named, zone=zone, joined=joined,
-                                                                          scored_at=scored_at, _using=_using))
+                                                                          scored_at=scored_at, joins=joins, _using=_using))
                                    for part in segment["any"])))
     if "not" in segment:
         conditions.append(sa.not_(sa.and_(sa.true(), *segment_conditions(segment["not"], now, named=named, zone=zone, joined=joined,
-                                                                         scored_at=scored_at, _using=_using))))
+                                                                         scored_at=scored_at, joins=joins, _using=_using))))
     return conditions
 
 
 def _saved(name: str, now: datetime, named: Mapping[str, dict[str, Any]], zone: tzinfo | None,
-           joined: bool, scored_at: datetime | None, using: tuple[str, ...]) -> list[Any]:
+           joined: bool, scored_at: datetime | None, joins: list[Any] | None, using: tuple[str, ...]) -> list[Any]:
     """A saved segment's conditions; refused when it is unknown or (through others) uses itself."""
     if name in using:
         raise SegmentProblem(f"saved segment {name!r} uses itself ({' -> '.join((*using, name))})")
@@ -365,7 +363,7 @@ def _saved(name: str, now: datetime, named: Mapping[str, dict[str, Any]], zone: 
         raise SegmentProblem(f"there is no saved segment called {name!r}")
     try:
         return segment_conditions(named[name], now, named=named, zone=zone, joined=joined, scored_at=scored_at,
-                                  _using=(*using, name))
+                                  joins=joins, _using=(*using, name))
     except SegmentProblem as exc:
         if str(exc).startswith(("saved segment", "there is no saved segment")):
             raise
@@ -381,18 +379,24 @@ async def last_scored(db: Db) -> datetime | None:
 
 
 async def read_segment(db: Db, segment: dict[str, Any], now: datetime, zone: tzinfo | None,
-                       read: Callable[[list[Any]], Awaitable[T]]) -> T:
-    """`read(conditions)`, a query over SCORED_MEMBERS, with the segment's conditions (`joined`); a segment with a
-    window uses the last scoring run's stored figures. Reads are each their own snapshot, so that run's moment is
-    read before and after: a run that committed in between (its figures and its moment go together) makes the
-    read start again."""
+                       read: Callable[[Any, list[Any]], Awaitable[T]]) -> T:
+    """`read(source, conditions)`: a query over `source` (SCORED_MEMBERS and what the windows join to it) with the
+    segment's conditions; a segment with a window uses the last scoring run's stored figures. Reads are each their
+    own snapshot, so that run's moment is read before and after: a run that committed in between (its figures and
+    its moment go together) makes the read start again."""
     named = await named_segments(db, segment)
     if not uses_windows(segment, named):
-        return await read(segment_conditions(segment, as_utc(now), named=named, zone=zone, joined=True))
+        return await read(SCORED_MEMBERS, segment_conditions(segment, as_utc(now), named=named, zone=zone,
+                                                             joined=True))
     scored_at = await last_scored(db)
     while True:
-        found = await read(segment_conditions(segment, as_utc(now), named=named, zone=zone, joined=True,
-                                              scored_at=scored_at))
+        joins: list[Any] = []
+        conditions = segment_conditions(segment, as_utc(now), named=named, zone=zone, joined=True,
+                                        scored_at=scored_at, joins=joins)
+        source = SCORED_MEMBERS
+        for differ in joins:
+            source = source.outerjoin(differ, differ.c.member_id == Member.id)
+        found = await read(source, conditions)
         again = await last_scored(db)
         if again == scored_at:
             return found
@@ -401,10 +405,9 @@ async def read_segment(db: Db, segment: dict[str, Any], now: datetime, zone: tzi
 
 async def segment_size(db: Db, segment: dict[str, Any], now: datetime, *, zone: tzinfo | None = None) -> int:
     """How many members (not erased) a segment matches."""
-    async def count(conditions: list[Any]) -> int:
+    async def count(source: Any, conditions: list[Any]) -> int:
         async with db.read() as s:
-            query = sa.select(sa.func.count()).select_from(SCORED_MEMBERS).where(Member.status != "erased",
-                                                                                 *conditions)
+            query = sa.select(sa.func.count()).select_from(source).where(Member.status != "erased", *conditions)
             return int((await s.execute(query)).scalar_one())
 
     return await read_segment(db, segment, now, zone, count)

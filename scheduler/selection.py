@@ -24,7 +24,6 @@ from loyalbot.loyalty.programme import Programme, ProgrammeInForce
 from loyalbot.scheduler.experiments import held_out_since
 from loyalbot.scheduler.kinds import cap_days, offset_days, param
 from loyalbot.scheduler.segments import (
-    SCORED_MEMBERS,
     named_segments,
     read_segment,
     segment_conditions,
@@ -106,9 +105,9 @@ class Selection:
         if not uses_windows(segment, named):
             return segment_conditions(segment, now, named=named, zone=self.programme.zone), None
 
-        async def ids(conditions: list[Any]) -> set[int]:
+        async def ids(source: Any, conditions: list[Any]) -> set[int]:
             async with self.db.read() as s:
-                query = sa.select(Member.id).select_from(SCORED_MEMBERS).where(*conditions)
+                query = sa.select(Member.id).select_from(source).where(*conditions)
                 return {int(i) for i in (await s.execute(query)).scalars() if i}
 
         return [], await read_segment(self.db, segment, now, self.programme.zone, ids)

@@ -38,11 +38,20 @@ WINDOWS = [
 
 async def members_of(db: Db, segment: dict[str, Any], *, stored: bool) -> set[int]:
     """Stored: as a count reads it (joined to the scores, the run's figures); otherwise every window summed."""
-    conditions = segment_conditions(segment, NOW, named=await named_segments(db, segment), joined=stored,
-                                    scored_at=SCORED_AT if stored else None)
-    query = sa.select(Member.id).select_from(SCORED_MEMBERS if stored else Member)
+    named = await named_segments(db, segment)
+    if not stored:
+        conditions = segment_conditions(segment, NOW, named=named)
+        async with db.read() as s:
+            return set((await s.execute(sa.select(Member.id).where(Member.status != "erased", *conditions)))
+                       .scalars())
+    joins: list[Any] = []
+    conditions = segment_conditions(segment, NOW, named=named, joined=True, scored_at=SCORED_AT, joins=joins)
+    source = SCORED_MEMBERS
+    for differ in joins:
+        source = source.outerjoin(differ, differ.c.member_id == Member.id)
     async with db.read() as s:
-        return set((await s.execute(query.where(Member.status != "erased", *conditions))).scalars())
+        return set((await s.execute(sa.select(Member.id).select_from(source)
+                                    .where(Member.status != "erased", *conditions))).scalars())
 
 
 async def refund(db: Db, purchase_id: int, amount: str) -> None:
