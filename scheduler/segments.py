@@ -378,6 +378,14 @@ async def last_scored(db: Db) -> datetime | None:
     return as_utc(found) if found is not None else None
 
 
+def scored_source(joins: list[Any]) -> Any:
+    """SCORED_MEMBERS with the tables stored windows added to `joins` (`segment_conditions`) outer-joined."""
+    source = SCORED_MEMBERS
+    for differ in joins:
+        source = source.outerjoin(differ, differ.c.member_id == Member.id)
+    return source
+
+
 async def read_segment(db: Db, segment: dict[str, Any], now: datetime, zone: tzinfo | None,
                        read: Callable[[Any, list[Any]], Awaitable[T]]) -> T:
     """`read(source, conditions)`: a query over `source` (SCORED_MEMBERS and what the windows join to it) with the
@@ -393,10 +401,7 @@ async def read_segment(db: Db, segment: dict[str, Any], now: datetime, zone: tzi
         joins: list[Any] = []
         conditions = segment_conditions(segment, as_utc(now), named=named, zone=zone, joined=True,
                                         scored_at=scored_at, joins=joins)
-        source = SCORED_MEMBERS
-        for differ in joins:
-            source = source.outerjoin(differ, differ.c.member_id == Member.id)
-        found = await read(source, conditions)
+        found = await read(scored_source(joins), conditions)
         again = await last_scored(db)
         if again == scored_at:
             return found

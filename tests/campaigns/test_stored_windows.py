@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from loyalbot.loyalty.programme import load_programme
 from loyalbot.scheduler.rfm import score_members
-from loyalbot.scheduler.segments import SCORED_MEMBERS, named_segments, segment_conditions, segment_size
+from loyalbot.scheduler.segments import named_segments, scored_source, segment_conditions, segment_size
 from loyalbot.storage import Db
 from loyalbot.storage.models import Member, MemberScore, Purchase, PurchaseChange
 from tests.campaigns.conftest import NOW, World
@@ -46,11 +46,8 @@ async def members_of(db: Db, segment: dict[str, Any], *, stored: bool) -> set[in
                        .scalars())
     joins: list[Any] = []
     conditions = segment_conditions(segment, NOW, named=named, joined=True, scored_at=SCORED_AT, joins=joins)
-    source = SCORED_MEMBERS
-    for differ in joins:
-        source = source.outerjoin(differ, differ.c.member_id == Member.id)
     async with db.read() as s:
-        return set((await s.execute(sa.select(Member.id).select_from(source)
+        return set((await s.execute(sa.select(Member.id).select_from(scored_source(joins))
                                     .where(Member.status != "erased", *conditions))).scalars())
 
 
